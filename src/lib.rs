@@ -1,0 +1,1 @@
+//! vpc-flow-exporter: VPC Flow Logs → sessions → verdicts → Prometheus.
