@@ -1,0 +1,94 @@
+//! `vpc-flow-exporter analyze`: offline analysis of flow-log files.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::flow::{FormatChoice, InterfaceFacts, Pipeline, RecordFilter, Settings, Summary};
+use crate::input;
+use crate::report::{self, OutputFormat};
+
+/// What `analyze` was asked.
+#[derive(Debug, Clone)]
+pub struct AnalyzeRequest {
+    pub paths: Vec<PathBuf>,
+    pub format: FormatChoice,
+    pub output: OutputFormat,
+    pub details: bool,
+    pub filter: RecordFilter,
+    pub settings: Settings,
+    pub facts: HashMap<String, InterfaceFacts>,
+}
+
+/// Reads every file and returns the finished summary.
+pub fn analyze(request: &AnalyzeRequest) -> Result<Summary, input::InputError> {
+    let mut pipeline = Pipeline::new(
+        request.format.clone(),
+        request.settings.clone(),
+        request.facts.clone(),
+        request.filter.clone(),
+    );
+    let mut summary = Summary::new(
+        pipeline.correlator().service_ports().clone(),
+        request.details,
+    );
+    input::feed_files(&request.paths, &mut pipeline, &mut summary)?;
+    pipeline.finish(&mut summary);
+    summary.sort_details();
+    Ok(summary)
+}
+
+/// Runs the command: the rendered report.
+pub fn run(request: &AnalyzeRequest) -> Result<String, input::InputError> {
+    let summary = analyze(request)?;
+    Ok(report::render(&summary, request.output))
+}
+
+/// A point in time on the command line: Unix seconds, an RFC 3339 time
+/// (`2024-01-05T10:00:00Z`), or a duration ago (`30m`).
+pub fn parse_time(text: &str, now: SystemTime) -> Result<u64, String> {
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(seconds);
+    }
+    if let Ok(time) = humantime::parse_rfc3339_weak(text) {
+        return seconds_since_epoch(time);
+    }
+    if let Ok(ago) = humantime::parse_duration(text) {
+        return seconds_since_epoch(now.checked_sub(ago).unwrap_or(UNIX_EPOCH));
+    }
+    Err(format!(
+        "\"{text}\" is not a time: expected Unix seconds, an RFC 3339 time like 2024-01-05T10:00:00Z, or a duration ago like 30m"
+    ))
+}
+
+fn seconds_since_epoch(time: SystemTime) -> Result<u64, String> {
+    time.duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .map_err(|_| "times before 1970 are not flow-log times".to_string())
+}
+
+/// An address filter from the command line.
+pub fn parse_address(text: &str) -> Result<IpAddr, String> {
+    text.parse()
+        .map_err(|_| format!("\"{text}\" is not an IPv4 or IPv6 address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn times_in_three_spellings() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(parse_time("1418530010", now), Ok(1_418_530_010));
+        assert_eq!(parse_time("2024-01-05T10:00:00Z", now), Ok(1_704_448_800));
+        assert_eq!(parse_time("30m", now), Ok(1_700_000_000 - 1800));
+        assert!(
+            parse_time("yesterday", now)
+                .unwrap_err()
+                .contains("not a time")
+        );
+    }
+}

@@ -1,0 +1,305 @@
+//! Flow log formats: which fields a record has, in which order.
+//!
+//! A format comes from a flow log's `LogFormat` (`${version} ${srcaddr} …`),
+//! from plain space-separated field names, or from the header line that S3
+//! delivery writes first. Field names AWS adds later are kept as opaque
+//! columns, never an error: parsers that reject unknown names break each time
+//! AWS publishes a field.
+
+use std::fmt;
+
+/// One column of a flow log record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Field {
+    Version,
+    AccountId,
+    InterfaceId,
+    SrcAddr,
+    DstAddr,
+    SrcPort,
+    DstPort,
+    Protocol,
+    Packets,
+    Bytes,
+    Start,
+    End,
+    Action,
+    LogStatus,
+    // Version 3
+    VpcId,
+    SubnetId,
+    InstanceId,
+    TcpFlags,
+    Type,
+    PktSrcAddr,
+    PktDstAddr,
+    // Version 4
+    Region,
+    AzId,
+    SublocationType,
+    SublocationId,
+    // Version 5
+    PktSrcAwsService,
+    PktDstAwsService,
+    FlowDirection,
+    TrafficPath,
+    // Version 7 (ECS)
+    EcsClusterArn,
+    EcsClusterName,
+    EcsContainerInstanceArn,
+    EcsContainerInstanceId,
+    EcsContainerId,
+    EcsSecondContainerId,
+    EcsServiceName,
+    EcsTaskDefinitionArn,
+    EcsTaskArn,
+    EcsTaskId,
+    // Later additions
+    RejectReason,
+    ResourceId,
+    EncryptionStatus,
+    /// A field this version of the exporter does not know: kept, not parsed.
+    Other(Box<str>),
+}
+
+/// Every field name AWS has published, with its column.
+const KNOWN_FIELDS: &[(&str, Field)] = &[
+    ("version", Field::Version),
+    ("account-id", Field::AccountId),
+    ("interface-id", Field::InterfaceId),
+    ("srcaddr", Field::SrcAddr),
+    ("dstaddr", Field::DstAddr),
+    ("srcport", Field::SrcPort),
+    ("dstport", Field::DstPort),
+    ("protocol", Field::Protocol),
+    ("packets", Field::Packets),
+    ("bytes", Field::Bytes),
+    ("start", Field::Start),
+    ("end", Field::End),
+    ("action", Field::Action),
+    ("log-status", Field::LogStatus),
+    ("vpc-id", Field::VpcId),
+    ("subnet-id", Field::SubnetId),
+    ("instance-id", Field::InstanceId),
+    ("tcp-flags", Field::TcpFlags),
+    ("type", Field::Type),
+    ("pkt-srcaddr", Field::PktSrcAddr),
+    ("pkt-dstaddr", Field::PktDstAddr),
+    ("region", Field::Region),
+    ("az-id", Field::AzId),
+    ("sublocation-type", Field::SublocationType),
+    ("sublocation-id", Field::SublocationId),
+    ("pkt-src-aws-service", Field::PktSrcAwsService),
+    ("pkt-dst-aws-service", Field::PktDstAwsService),
+    ("flow-direction", Field::FlowDirection),
+    ("traffic-path", Field::TrafficPath),
+    ("ecs-cluster-arn", Field::EcsClusterArn),
+    ("ecs-cluster-name", Field::EcsClusterName),
+    ("ecs-container-instance-arn", Field::EcsContainerInstanceArn),
+    ("ecs-container-instance-id", Field::EcsContainerInstanceId),
+    ("ecs-container-id", Field::EcsContainerId),
+    ("ecs-second-container-id", Field::EcsSecondContainerId),
+    ("ecs-service-name", Field::EcsServiceName),
+    ("ecs-task-definition-arn", Field::EcsTaskDefinitionArn),
+    ("ecs-task-arn", Field::EcsTaskArn),
+    ("ecs-task-id", Field::EcsTaskId),
+    ("reject-reason", Field::RejectReason),
+    ("resource-id", Field::ResourceId),
+    ("encryption-status", Field::EncryptionStatus),
+];
+
+impl Field {
+    /// The column for a field name; unknown names become [`Field::Other`].
+    pub fn from_name(name: &str) -> Field {
+        KNOWN_FIELDS
+            .iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, field)| field.clone())
+            .unwrap_or_else(|| Field::Other(name.into()))
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Field::Other(name) => name,
+            known => KNOWN_FIELDS
+                .iter()
+                .find(|(_, field)| field == known)
+                .map(|(name, _)| *name)
+                .unwrap_or("?"),
+        }
+    }
+}
+
+/// The ordered fields of a flow log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFormat {
+    fields: Vec<Field>,
+}
+
+/// Why a format string cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    #[error("the log format is empty")]
+    Empty,
+    #[error("unterminated \"${{\" in the log format at \"{0}\"")]
+    Unterminated(String),
+    #[error(
+        "\"{0}\" is not a field: a log format is \"${{field}}\" tokens or field names separated by spaces"
+    )]
+    BadToken(String),
+    #[error("field \"{0}\" appears twice in the log format")]
+    Duplicate(String),
+}
+
+impl LogFormat {
+    /// The default format (version 2).
+    pub fn default_v2() -> LogFormat {
+        LogFormat::parse(
+            "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status",
+        )
+        .expect("the default format is valid")
+    }
+
+    /// Parses a `LogFormat` (`${version} ${srcaddr}`) or plain names (`version srcaddr`).
+    pub fn parse(text: &str) -> Result<LogFormat, FormatError> {
+        let mut fields = Vec::new();
+        for token in text.split_ascii_whitespace() {
+            let name = if let Some(rest) = token.strip_prefix("${") {
+                rest.strip_suffix('}')
+                    .ok_or_else(|| FormatError::Unterminated(token.to_string()))?
+            } else {
+                token
+            };
+            if name.is_empty() || !name.bytes().all(is_field_name_byte) {
+                return Err(FormatError::BadToken(token.to_string()));
+            }
+            let field = Field::from_name(name);
+            if fields.contains(&field) {
+                return Err(FormatError::Duplicate(name.to_string()));
+            }
+            fields.push(field);
+        }
+        if fields.is_empty() {
+            return Err(FormatError::Empty);
+        }
+        Ok(LogFormat { fields })
+    }
+
+    /// Reads an S3 header line: a line made only of field names, all of which
+    /// the exporter knows (a record always has a value that is not a name,
+    /// such as a number or an address, so the two cannot be confused).
+    pub fn from_header_line(line: &str) -> Option<LogFormat> {
+        let mut tokens = line.split_ascii_whitespace().peekable();
+        tokens.peek()?;
+        let all_known_names = line
+            .split_ascii_whitespace()
+            .all(|token| !matches!(Field::from_name(token), Field::Other(_)));
+        if !all_known_names {
+            return None;
+        }
+        LogFormat::parse(line).ok()
+    }
+
+    pub fn fields(&self) -> &[Field] {
+        &self.fields
+    }
+
+    pub fn has(&self, field: &Field) -> bool {
+        self.fields.contains(field)
+    }
+}
+
+fn is_field_name_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_'
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, field) in self.fields.iter().enumerate() {
+            if index > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "${{{}}}", field.name())?;
+        }
+        Ok(())
+    }
+}
+
+/// How the format of an input is chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FormatChoice {
+    /// The S3 header line when the input starts with one, else version 2.
+    Auto,
+    Fixed(LogFormat),
+}
+
+impl FormatChoice {
+    /// `auto` or a format string.
+    pub fn parse(text: &str) -> Result<FormatChoice, FormatError> {
+        if text.trim() == "auto" {
+            Ok(FormatChoice::Auto)
+        } else {
+            LogFormat::parse(text).map(FormatChoice::Fixed)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_log_format_and_plain_names_alike() {
+        let a = LogFormat::parse("${version} ${srcaddr} ${tcp-flags}").unwrap();
+        let b = LogFormat::parse("version srcaddr tcp-flags").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(
+            a.fields(),
+            &[Field::Version, Field::SrcAddr, Field::TcpFlags]
+        );
+    }
+
+    #[test]
+    fn unknown_field_names_are_opaque_columns() {
+        let format = LogFormat::parse("${version} ${some-future-field}").unwrap();
+        assert_eq!(format.fields()[1], Field::Other("some-future-field".into()));
+        assert_eq!(format.to_string(), "${version} ${some-future-field}");
+    }
+
+    #[test]
+    fn rejects_unusable_format_strings() {
+        assert_eq!(LogFormat::parse("  "), Err(FormatError::Empty));
+        assert!(matches!(
+            LogFormat::parse("${version"),
+            Err(FormatError::Unterminated(_))
+        ));
+        assert!(matches!(
+            LogFormat::parse("$version}"),
+            Err(FormatError::BadToken(_))
+        ));
+        assert!(matches!(
+            LogFormat::parse("srcaddr srcaddr"),
+            Err(FormatError::Duplicate(_))
+        ));
+    }
+
+    #[test]
+    fn header_line_is_recognised_but_records_are_not() {
+        let header = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status";
+        assert_eq!(
+            LogFormat::from_header_line(header),
+            Some(LogFormat::default_v2())
+        );
+        let record = "2 123456789010 eni-1235b8ca123456789 172.31.16.139 172.31.16.21 20641 22 6 20 4249 1418530010 1418530070 ACCEPT OK";
+        assert_eq!(LogFormat::from_header_line(record), None);
+        assert_eq!(LogFormat::from_header_line(""), None);
+    }
+
+    #[test]
+    fn every_known_name_round_trips() {
+        for (name, field) in KNOWN_FIELDS {
+            assert_eq!(Field::from_name(name), *field);
+            assert_eq!(field.name(), *name);
+        }
+    }
+}

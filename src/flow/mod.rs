@@ -1,0 +1,18 @@
+//! The pure core: flow-log records in, sessions and verdicts out.
+//!
+//! Nothing here does I/O, spawns tasks or reads the clock: sources feed it
+//! lines and times, exporters read what it decides.
+
+pub mod correlate;
+pub mod format;
+pub mod pipeline;
+pub mod record;
+pub mod summary;
+pub mod verdict;
+
+pub use correlate::{Correlator, InterfaceFacts, ServicePorts, SessionObserver, Settings};
+pub use format::{Field, FormatChoice, FormatError, LogFormat};
+pub use pipeline::{LineSplitter, Observer, Pipeline, RecordFilter};
+pub use record::{Action, FlowDirection, LogStatus, Malformed, Record, RecordParser};
+pub use summary::{SessionDetail, Summary, VerdictCounts};
+pub use verdict::{Direction, Endpoint, SessionReport, Verdict};

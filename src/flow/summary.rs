@@ -1,0 +1,216 @@
+//! Totals of one analysis: what `analyze` and `inspect` print.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::correlate::{ServicePorts, SessionObserver};
+use super::pipeline::Observer;
+use super::record::{Action, LogStatus, Malformed};
+use super::verdict::{Direction, SessionReport, Verdict, protocol_name};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RecordCounts {
+    pub total: u64,
+    pub ok: u64,
+    pub nodata: u64,
+    pub skipdata: u64,
+    pub malformed: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct VerdictCounts {
+    pub accepted: u64,
+    pub rejected_inbound: u64,
+    pub rejected_outbound: u64,
+    pub unanswered: u64,
+    pub refused: u64,
+}
+
+impl VerdictCounts {
+    pub fn add(&mut self, verdict: Verdict) {
+        *self.get_mut(verdict) += 1;
+    }
+
+    pub fn get(&self, verdict: Verdict) -> u64 {
+        match verdict {
+            Verdict::Accepted => self.accepted,
+            Verdict::RejectedInbound => self.rejected_inbound,
+            Verdict::RejectedOutbound => self.rejected_outbound,
+            Verdict::Unanswered => self.unanswered,
+            Verdict::Refused => self.refused,
+        }
+    }
+
+    fn get_mut(&mut self, verdict: Verdict) -> &mut u64 {
+        match verdict {
+            Verdict::Accepted => &mut self.accepted,
+            Verdict::RejectedInbound => &mut self.rejected_inbound,
+            Verdict::RejectedOutbound => &mut self.rejected_outbound,
+            Verdict::Unanswered => &mut self.unanswered,
+            Verdict::Refused => &mut self.refused,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        Verdict::ALL.iter().map(|verdict| self.get(*verdict)).sum()
+    }
+}
+
+/// One session, as `--details` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionDetail {
+    pub interface_id: String,
+    pub protocol: u8,
+    pub initiator: String,
+    pub responder: String,
+    pub direction: Direction,
+    pub verdict: Verdict,
+    pub packets: u64,
+    pub bytes: u64,
+    pub start: Option<u64>,
+    pub end: Option<u64>,
+}
+
+impl Serialize for Verdict {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl Serialize for Direction {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// A responder service port, for "top ports" tables.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceKey {
+    pub protocol: String,
+    /// The port, or `other` for ephemeral and unlisted ports.
+    pub port: String,
+}
+
+/// Everything one analysis counted.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub records: RecordCounts,
+    pub malformed_by_reason: BTreeMap<Malformed, u64>,
+    pub sessions: VerdictCounts,
+    pub by_interface: BTreeMap<String, VerdictCounts>,
+    /// Decided sessions per verdict and responder service port.
+    pub by_service: BTreeMap<(Verdict, ServiceKey), u64>,
+    pub details: Option<Vec<SessionDetail>>,
+    service_ports: ServicePorts,
+}
+
+impl Summary {
+    pub fn new(service_ports: ServicePorts, keep_details: bool) -> Summary {
+        Summary {
+            records: RecordCounts::default(),
+            malformed_by_reason: BTreeMap::new(),
+            sessions: VerdictCounts::default(),
+            by_interface: BTreeMap::new(),
+            by_service: BTreeMap::new(),
+            details: keep_details.then(Vec::new),
+            service_ports,
+        }
+    }
+
+    /// The `port` label of a responder port.
+    pub fn port_label(service_ports: &ServicePorts, port: u16) -> String {
+        if service_ports.contains(port) {
+            port.to_string()
+        } else {
+            "other".to_string()
+        }
+    }
+
+    /// The most frequent service ports for these verdicts, largest first.
+    pub fn top_services(&self, verdicts: &[Verdict], limit: usize) -> Vec<(ServiceKey, u64)> {
+        let mut totals: BTreeMap<&ServiceKey, u64> = BTreeMap::new();
+        for ((verdict, key), count) in &self.by_service {
+            if verdicts.contains(verdict) {
+                *totals.entry(key).or_default() += count;
+            }
+        }
+        let mut ranked: Vec<(ServiceKey, u64)> = totals
+            .into_iter()
+            .map(|(key, count)| (key.clone(), count))
+            .collect();
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        ranked.truncate(limit);
+        ranked
+    }
+
+    /// Details in a stable order: by start time, then interface and endpoints.
+    pub fn sort_details(&mut self) {
+        if let Some(details) = &mut self.details {
+            details.sort_by(|a, b| {
+                (a.start, &a.interface_id, &a.initiator, &a.responder).cmp(&(
+                    b.start,
+                    &b.interface_id,
+                    &b.initiator,
+                    &b.responder,
+                ))
+            });
+        }
+    }
+}
+
+impl SessionObserver for Summary {
+    fn decided(&mut self, session: &SessionReport<'_>) {
+        self.sessions.add(session.verdict);
+        match self.by_interface.get_mut(session.interface_id) {
+            Some(counts) => counts.add(session.verdict),
+            None => {
+                let mut counts = VerdictCounts::default();
+                counts.add(session.verdict);
+                self.by_interface
+                    .insert(session.interface_id.to_string(), counts);
+            }
+        }
+        let key = ServiceKey {
+            protocol: protocol_name(session.protocol).into_owned(),
+            port: Summary::port_label(&self.service_ports, session.responder.port),
+        };
+        *self.by_service.entry((session.verdict, key)).or_default() += 1;
+    }
+
+    fn traffic(&mut self, _: &str, _: Verdict, _: Direction, _: u64, _: u64) {}
+
+    fn closed(&mut self, session: &SessionReport<'_>) {
+        if let Some(details) = &mut self.details {
+            details.push(SessionDetail {
+                interface_id: session.interface_id.to_string(),
+                protocol: session.protocol,
+                initiator: session.initiator.to_string(),
+                responder: session.responder.to_string(),
+                direction: session.direction,
+                verdict: session.verdict,
+                packets: session.packets,
+                bytes: session.bytes,
+                start: session.start,
+                end: session.end,
+            });
+        }
+    }
+}
+
+impl Observer for Summary {
+    fn record(&mut self, _: &str, _: Option<Action>, log_status: LogStatus) {
+        self.records.total += 1;
+        match log_status {
+            LogStatus::Ok => self.records.ok += 1,
+            LogStatus::NoData => self.records.nodata += 1,
+            LogStatus::SkipData => self.records.skipdata += 1,
+        }
+    }
+
+    fn malformed(&mut self, reason: Malformed) {
+        self.records.total += 1;
+        self.records.malformed += 1;
+        *self.malformed_by_reason.entry(reason).or_default() += 1;
+    }
+}
