@@ -1,1 +1,3 @@
 //! vpc-flow-exporter: VPC Flow Logs → sessions → verdicts → Prometheus.
+
+pub mod config;
