@@ -39,11 +39,13 @@
 //! The file is optional when the environment gives everything needed.
 
 use std::collections::BTreeMap;
+use std::fmt::{self, Display};
+use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::de::Error as _;
+use serde::de::Visitor;
 use serde::{Deserialize, Deserializer};
 
 /// Prefix of the environment variables that set config keys.
@@ -840,16 +842,44 @@ impl Parse for u16 {
     }
 }
 
-/// Deserializes through [`Parse`]; a number reaches it as its text, as
-/// environment values always do.
+/// Deserializes through [`Parse`]. Numbers are read as their text, as
+/// environment values always are; any other type fails with what a good
+/// value looks like.
 struct Parsed<T>(T);
 
 impl<'de, T: Parse> Deserialize<'de> for Parsed<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        T::parse(&text)
+        deserializer.deserialize_any(ParsedVisitor(PhantomData))
+    }
+}
+
+struct ParsedVisitor<T>(PhantomData<T>);
+
+impl<T: Parse> ParsedVisitor<T> {
+    fn parse<E: serde::de::Error>(text: &str, shown: impl Display) -> Result<Parsed<T>, E> {
+        T::parse(text)
             .map(Parsed)
-            .ok_or_else(|| D::Error::custom(format!("expected {}, got {text:?}", T::EXPECTED)))
+            .ok_or_else(|| E::custom(format!("expected {}, got {shown}", T::EXPECTED)))
+    }
+}
+
+impl<T: Parse> Visitor<'_> for ParsedVisitor<T> {
+    type Value = Parsed<T>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str(T::EXPECTED)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+        Self::parse(text, format_args!("{text:?}"))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, number: i64) -> Result<Self::Value, E> {
+        Self::parse(&number.to_string(), number)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, number: u64) -> Result<Self::Value, E> {
+        Self::parse(&number.to_string(), number)
     }
 }
 
