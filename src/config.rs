@@ -287,7 +287,8 @@ pub enum ConfigError {
 /// variables of the process environment.
 pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
     let env = std::env::vars_os().filter_map(|(name, value)| {
-        // A non-Unicode value of ours fails validation visibly once lossy.
+        // A non-Unicode name cannot be ours; a non-Unicode value gets U+FFFD
+        // and then fails validation under its own name.
         Some((
             name.into_string().ok()?,
             value.to_string_lossy().into_owned(),
@@ -371,6 +372,17 @@ struct RawConfig {
 
 impl RawConfig {
     fn validate(self, origins: &Origins) -> Result<Config, ConfigError> {
+        let one_source = |found: &str| {
+            // When the environment added a section, it is the one to blame.
+            let origin = origins
+                .under("cloudwatch")
+                .or_else(|| origins.under("files"))
+                .unwrap_or_else(|| origins.file.clone());
+            ConfigError::Invalid {
+                origin,
+                message: format!("exactly one of [cloudwatch] and [files] must be set ({found})"),
+            }
+        };
         let source = match (self.cloudwatch, self.files) {
             (Some(cloudwatch), None) => {
                 cloudwatch.validate(origins)?;
@@ -380,24 +392,8 @@ impl RawConfig {
                 files.validate(origins)?;
                 SourceConfig::Files(files)
             }
-            (cloudwatch, _) => {
-                let found = if cloudwatch.is_some() {
-                    "both are"
-                } else {
-                    "neither is"
-                };
-                // When the environment added a section, it is the one to blame.
-                let origin = origins
-                    .under("cloudwatch")
-                    .or_else(|| origins.under("files"))
-                    .unwrap_or_else(|| origins.file.clone());
-                return Err(ConfigError::Invalid {
-                    origin,
-                    message: format!(
-                        "exactly one of [cloudwatch] and [files] must be set ({found})"
-                    ),
-                });
-            }
+            (Some(_), Some(_)) => return Err(one_source("both are")),
+            (None, None) => return Err(one_source("neither is")),
         };
         for (id, interface) in &self.interfaces {
             let key = format!("interfaces.{id}");
@@ -440,33 +436,34 @@ impl CloudWatchConfig {
                 format!(r#"expected an http or https URL like "http://127.0.0.1:5000", got {endpoint:?}"#),
             ));
         }
+        let one_second = Duration::from_secs(1);
         at_least(
             origins,
             "cloudwatch.poll_interval",
             self.poll_interval,
-            "1s",
-            Duration::from_secs(1),
+            one_second,
+            None,
         )?;
         at_least(
             origins,
             "cloudwatch.lookback",
             self.lookback,
-            "cloudwatch.poll_interval",
             self.poll_interval,
+            Some("cloudwatch.poll_interval"),
         )?;
         at_least(
             origins,
             "cloudwatch.max_catchup",
             self.max_catchup,
-            "cloudwatch.lookback",
             self.lookback,
+            Some("cloudwatch.lookback"),
         )?;
         at_least(
             origins,
             "cloudwatch.discovery_interval",
             self.discovery_interval,
-            "1s",
-            Duration::from_secs(1),
+            one_second,
+            None,
         )?;
         if self.log_groups.is_empty() {
             return Err(origins.error(
@@ -533,25 +530,25 @@ impl CorrelationConfig {
     }
 }
 
-/// `key`'s `value` must be at least `min`, named `min_name` in the message.
+/// `key`'s `value` must be at least `min`, which is the value of `min_key`
+/// when that is given, else a fixed bound.
 fn at_least(
     origins: &Origins,
     key: &str,
     value: Duration,
-    min_name: &str,
     min: Duration,
+    min_key: Option<&str>,
 ) -> Result<(), ConfigError> {
     if value >= min {
         return Ok(());
     }
-    let got = humantime::format_duration(value);
-    let message = if min_name.starts_with(|c: char| c.is_ascii_digit()) {
-        format!("must be at least {min_name}, got {got}")
-    } else {
-        format!(
-            "must be at least {min_name} ({}), got {got}",
-            humantime::format_duration(min)
-        )
+    let (min, got) = (
+        humantime::format_duration(min),
+        humantime::format_duration(value),
+    );
+    let message = match min_key {
+        Some(min_key) => format!("must be at least {min_key} ({min}), got {got}"),
+        None => format!("must be at least {min}, got {got}"),
     };
     Err(origins.error(key, message))
 }
