@@ -1,0 +1,1323 @@
+//! Typed, strict configuration: a TOML file plus environment overrides.
+//!
+//! The schema is the one in `config.toml` at the repository root, which also
+//! documents every key and its default. Loading is strict, as in
+//! blackbox_exporter: an unknown key is an error, and every error names
+//! where the value came from (the file or the environment variable), the key
+//! path and what was expected, e.g.
+//!
+//! ```text
+//! config.toml: correlation.reply_grace: expected a duration like "2m" or "30s", got "two minutes"
+//! ```
+//!
+//! # Environment variables
+//!
+//! Every key can be set by an environment variable, which wins over the
+//! file (ECS task definitions and Kubernetes pods often have only these):
+//!
+//! * The name is `VPC_FLOW_EXPORTER__` followed by the key path with `__`
+//!   between the parts: `VPC_FLOW_EXPORTER__CLOUDWATCH__REGION=eu-west-1`,
+//!   `VPC_FLOW_EXPORTER__SERVER__LISTEN_ADDRESS=0.0.0.0:9917`. Names are
+//!   case-insensitive; values are taken as written.
+//! * Lists (`files.paths`, `correlation.service_ports`, the `interfaces` of a
+//!   log group, the `addresses` of an interface) are comma-separated:
+//!   `VPC_FLOW_EXPORTER__CORRELATION__SERVICE_PORTS=22,443`. An empty value
+//!   is an empty list.
+//! * A number as a part indexes a list of tables, so log groups are
+//!   `VPC_FLOW_EXPORTER__CLOUDWATCH__LOG_GROUPS__0__NAME=/vpc/flow-logs`,
+//!   `..._LOG_GROUPS__0__INTERFACES=eni-0a1b2c3d,eni-4e5f6a7b`,
+//!   `..._LOG_GROUPS__1__NAME=…`. The index addresses the file's
+//!   `[[cloudwatch.log_groups]]` entries too (`__0__NAME` renames the first
+//!   one); entries set only from the environment must be numbered from 0.
+//! * Interface tables work the same way
+//!   (`VPC_FLOW_EXPORTER__INTERFACES__ENI-0A1B2C3D__NAME=bastion`), but a
+//!   POSIX shell cannot export a name with `-`: prefer the file for them
+//!   (`env`, Docker and ECS accept such names).
+//! * The environment can add keys but not remove a section of the file: it
+//!   cannot switch a file's `[files]` source to `[cloudwatch]`.
+//!
+//! The file is optional when the environment gives everything needed.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Display};
+use std::marker::PhantomData;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::Visitor;
+use serde::{Deserialize, Deserializer};
+
+/// Prefix of the environment variables that set config keys.
+pub const ENV_PREFIX: &str = "VPC_FLOW_EXPORTER__";
+/// Separator between the parts of a key path in an environment variable name.
+const ENV_SEPARATOR: &str = "__";
+/// Separator of list items in an environment variable value.
+const ENV_LIST_SEPARATOR: char = ',';
+/// Keys (last part of the path) whose environment values are lists.
+const ENV_LIST_KEYS: &[&str] = &["paths", "service_ports", "interfaces", "addresses"];
+
+const DURATION_EXAMPLE: &str = r#"a duration like "2m" or "30s""#;
+const ENI_EXAMPLE: &str = r#"an interface id like "eni-0123456789abcdef0""#;
+
+/// The whole, validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `[server]`: the HTTP endpoint.
+    pub server: ServerConfig,
+    /// Where flow records come from: `[cloudwatch]` or `[files]`.
+    pub source: SourceConfig,
+    /// `[interfaces.<eni-id>]`: optional facts about interfaces, by ENI id.
+    pub interfaces: BTreeMap<String, InterfaceConfig>,
+    /// `[correlation]`: how records are paired into sessions.
+    pub correlation: CorrelationConfig,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address and port that serve `/metrics`, `/healthz` and `/ready`.
+    #[serde(default = "default_listen_address", deserialize_with = "parsed")]
+    pub listen_address: SocketAddr,
+}
+
+/// Where flow records come from: exactly one of `[cloudwatch]` and `[files]`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceConfig {
+    /// Poll CloudWatch Logs.
+    CloudWatch(CloudWatchConfig),
+    /// Read (and possibly replay) flow-log files.
+    Files(FilesConfig),
+}
+
+/// `[cloudwatch]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudWatchConfig {
+    /// AWS region; `None` lets the AWS default chain decide.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Endpoint URL (http or https) instead of AWS's: moto, LocalStack, VPC endpoints.
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    /// Time between two polls. At least 1s.
+    #[serde(default = "default_poll_interval", deserialize_with = "parsed")]
+    pub poll_interval: Duration,
+    /// How far back each poll re-reads for late records; at least `poll_interval`.
+    #[serde(default = "default_lookback", deserialize_with = "parsed")]
+    pub lookback: Duration,
+    /// After an outage, how far back the poller resumes at most; at least `lookback`.
+    #[serde(default = "default_max_catchup", deserialize_with = "parsed")]
+    pub max_catchup: Duration,
+    /// How often the `eni-*` log streams are listed again. At least 1s.
+    #[serde(default = "default_discovery_interval", deserialize_with = "parsed")]
+    pub discovery_interval: Duration,
+    /// `[[cloudwatch.log_groups]]`: at least one.
+    #[serde(default)]
+    pub log_groups: Vec<LogGroupConfig>,
+}
+
+/// `[[cloudwatch.log_groups]]`: one log group that flow logs publish to.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogGroupConfig {
+    /// Log group name, e.g. `/vpc/flow-logs`.
+    pub name: String,
+    /// `auto`, a flow log `LogFormat` (`${version} ${account-id} …`) or the
+    /// field names separated by spaces. Only checked non-empty here.
+    #[serde(default = "default_log_format")]
+    pub log_format: String,
+    /// ENI ids to read; empty means every interface stream of the group.
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+}
+
+/// `[files]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesConfig {
+    /// Flow-log files, plain or gzip; relative paths are relative to the
+    /// working directory. At least one.
+    #[serde(default)]
+    pub paths: Vec<PathBuf>,
+    /// As [`LogGroupConfig::log_format`].
+    #[serde(default = "default_log_format")]
+    pub log_format: String,
+    /// Replay the files in a loop, record times shifted to now (a live demo).
+    #[serde(default)]
+    pub replay: bool,
+    /// Pause between two replays.
+    #[serde(default = "default_replay_interval", deserialize_with = "parsed")]
+    pub replay_interval: Duration,
+}
+
+/// `[interfaces.<eni-id>]`: what the records cannot tell about an interface.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterfaceConfig {
+    /// Human name, shown in logs, the landing page and dashboards.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The interface's own addresses, when records cannot tell.
+    #[serde(default, deserialize_with = "parsed_list")]
+    pub addresses: Vec<IpAddr>,
+    /// A NAT or transit gateway interface: replies may leave by another one.
+    #[serde(default)]
+    pub intermediate: bool,
+}
+
+/// `[correlation]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorrelationConfig {
+    /// How long a lone record waits for its other direction before a verdict.
+    #[serde(default = "default_reply_grace", deserialize_with = "parsed")]
+    pub reply_grace: Duration,
+    /// A session idle this long is closed; longer than `reply_grace`.
+    #[serde(default = "default_session_idle_timeout", deserialize_with = "parsed")]
+    pub session_idle_timeout: Duration,
+    /// Ports that mark the responder (besides every port below 1024).
+    #[serde(default = "default_service_ports", deserialize_with = "parsed_list")]
+    pub service_ports: Vec<u16>,
+}
+
+fn default_listen_address() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 9917))
+}
+fn default_poll_interval() -> Duration {
+    Duration::from_secs(30)
+}
+/// A 10-minute capture interval plus about 5 minutes of delivery delay, with margin.
+fn default_lookback() -> Duration {
+    Duration::from_secs(20 * 60)
+}
+fn default_max_catchup() -> Duration {
+    Duration::from_secs(6 * 3600)
+}
+fn default_discovery_interval() -> Duration {
+    Duration::from_secs(5 * 60)
+}
+fn default_log_format() -> String {
+    "auto".to_owned()
+}
+fn default_replay_interval() -> Duration {
+    Duration::from_secs(60)
+}
+/// Two capture intervals of one minute.
+fn default_reply_grace() -> Duration {
+    Duration::from_secs(2 * 60)
+}
+fn default_session_idle_timeout() -> Duration {
+    Duration::from_secs(10 * 60)
+}
+fn default_service_ports() -> Vec<u16> {
+    vec![22, 80, 443, 3389, 5432]
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen_address: default_listen_address(),
+        }
+    }
+}
+
+impl Default for CorrelationConfig {
+    fn default() -> Self {
+        Self {
+            reply_grace: default_reply_grace(),
+            session_idle_timeout: default_session_idle_timeout(),
+            service_ports: default_service_ports(),
+        }
+    }
+}
+
+/// A configuration that cannot be used; `Display` gives the whole message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML.
+    #[error("{origin}: not valid TOML: {message}")]
+    Syntax {
+        /// The file.
+        origin: String,
+        /// The TOML parser's message, with line and column.
+        message: String,
+    },
+    /// A key that the schema does not know.
+    #[error("{origin}: unknown key \"{key}\" (expected one of: {})", expected.join(", "))]
+    UnknownKey {
+        /// The file, or `environment variable NAME`.
+        origin: String,
+        /// Its full path, e.g. `cloudwatch.regoin`.
+        key: String,
+        /// The keys allowed at that place.
+        expected: Vec<String>,
+    },
+    /// A key whose value is wrong or missing.
+    #[error("{origin}: {key}: {message}")]
+    Value {
+        /// The file, or `environment variable NAME`.
+        origin: String,
+        /// Its full path, e.g. `cloudwatch.log_groups[1].name`.
+        key: String,
+        /// What is wrong and what was expected.
+        message: String,
+    },
+    /// A rule about the whole configuration, or an unusable variable name.
+    #[error("{origin}: {message}")]
+    Invalid {
+        /// The file, or `environment variable NAME`.
+        origin: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Loads the config file at `path` (if any) and the `VPC_FLOW_EXPORTER__…`
+/// variables of the process environment.
+pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+    let env = std::env::vars_os().filter_map(|(name, value)| {
+        // A non-Unicode name cannot be ours; a non-Unicode value gets U+FFFD
+        // and then fails validation under its own name.
+        Some((
+            name.into_string().ok()?,
+            value.to_string_lossy().into_owned(),
+        ))
+    });
+    match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            load_from(Some(&text), &path.display().to_string(), env)
+        }
+        None => load_from(None, "environment", env),
+    }
+}
+
+/// Loads a config from TOML text (if any) named `origin` in messages, with
+/// the `VPC_FLOW_EXPORTER__…` variables of `env` over it. Variables without
+/// that prefix are ignored.
+pub fn load_from(
+    toml_text: Option<&str>,
+    origin: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let mut builder = ::config::Config::builder();
+    if let Some(text) = toml_text {
+        builder = builder.add_source(::config::File::from_str(text, ::config::FileFormat::Toml));
+    }
+    let mut origins = Origins {
+        file: origin.to_owned(),
+        env: BTreeMap::new(),
+    };
+    for (name, value) in env {
+        let Some(key) = env_key(&name)? else {
+            continue;
+        };
+        // Lists are split here rather than by `config::Environment`: its
+        // `try_parsing`, needed for `list_separator`, turns a one-item list
+        // like `SERVICE_PORTS=443` into a number, which then is not a list.
+        let value: ::config::Value = if is_list_key(&key) {
+            split_list(&value).into()
+        } else {
+            value.into()
+        };
+        builder = builder
+            .set_override(&key, value)
+            .map_err(|err| ConfigError::Invalid {
+                origin: env_origin(&name),
+                message: err.to_string(),
+            })?;
+        origins.env.insert(key, name);
+    }
+    let merged = builder.build().map_err(|err| ConfigError::Syntax {
+        origin: origin.to_owned(),
+        message: match err {
+            ::config::ConfigError::FileParse { cause, .. } => cause.to_string(),
+            other => other.to_string(),
+        },
+    })?;
+    let raw: RawConfig =
+        serde_path_to_error::deserialize(merged).map_err(|err| origins.deserialize_error(err))?;
+    raw.validate(&origins)
+}
+
+/// The file as written, before the rules that span keys.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: ServerConfig,
+    #[serde(default)]
+    cloudwatch: Option<CloudWatchConfig>,
+    #[serde(default)]
+    files: Option<FilesConfig>,
+    #[serde(default)]
+    interfaces: BTreeMap<String, InterfaceConfig>,
+    #[serde(default)]
+    correlation: CorrelationConfig,
+}
+
+impl RawConfig {
+    fn validate(self, origins: &Origins) -> Result<Config, ConfigError> {
+        let one_source = |found: &str| {
+            // When the environment added a section, it is the one to blame.
+            let origin = origins
+                .under("cloudwatch")
+                .or_else(|| origins.under("files"))
+                .unwrap_or_else(|| origins.file.clone());
+            ConfigError::Invalid {
+                origin,
+                message: format!("exactly one of [cloudwatch] and [files] must be set ({found})"),
+            }
+        };
+        let source = match (self.cloudwatch, self.files) {
+            (Some(cloudwatch), None) => {
+                cloudwatch.validate(origins)?;
+                SourceConfig::CloudWatch(cloudwatch)
+            }
+            (None, Some(files)) => {
+                files.validate(origins)?;
+                SourceConfig::Files(files)
+            }
+            (Some(_), Some(_)) => return Err(one_source("both are")),
+            (None, None) => return Err(one_source("neither is")),
+        };
+        for (id, interface) in &self.interfaces {
+            let key = format!("interfaces.{id}");
+            if !is_eni_id(id) {
+                return Err(origins.error(
+                    &key,
+                    format!("expected {ENI_EXAMPLE} as the table name, got {id:?}"),
+                ));
+            }
+            if interface.name.as_deref().is_some_and(str::is_empty) {
+                return Err(origins.error(
+                    &format!("{key}.name"),
+                    "must not be empty (leave it out to show the interface id)",
+                ));
+            }
+        }
+        self.correlation.validate(origins)?;
+        Ok(Config {
+            server: self.server,
+            source,
+            interfaces: self.interfaces,
+            correlation: self.correlation,
+        })
+    }
+}
+
+impl CloudWatchConfig {
+    fn validate(&self, origins: &Origins) -> Result<(), ConfigError> {
+        if self.region.as_deref().is_some_and(str::is_empty) {
+            return Err(origins.error(
+                "cloudwatch.region",
+                "must not be empty (leave it out to let the AWS default chain decide)",
+            ));
+        }
+        if let Some(endpoint) = &self.endpoint_url
+            && !is_http_url(endpoint)
+        {
+            return Err(origins.error(
+                "cloudwatch.endpoint_url",
+                format!(r#"expected an http or https URL like "http://127.0.0.1:5000", got {endpoint:?}"#),
+            ));
+        }
+        let one_second = Duration::from_secs(1);
+        at_least(
+            origins,
+            "cloudwatch.poll_interval",
+            self.poll_interval,
+            one_second,
+            None,
+        )?;
+        at_least(
+            origins,
+            "cloudwatch.lookback",
+            self.lookback,
+            self.poll_interval,
+            Some("cloudwatch.poll_interval"),
+        )?;
+        at_least(
+            origins,
+            "cloudwatch.max_catchup",
+            self.max_catchup,
+            self.lookback,
+            Some("cloudwatch.lookback"),
+        )?;
+        at_least(
+            origins,
+            "cloudwatch.discovery_interval",
+            self.discovery_interval,
+            one_second,
+            None,
+        )?;
+        if self.log_groups.is_empty() {
+            return Err(origins.error(
+                "cloudwatch.log_groups",
+                "at least one [[cloudwatch.log_groups]] is required",
+            ));
+        }
+        for (i, group) in self.log_groups.iter().enumerate() {
+            let key = format!("cloudwatch.log_groups[{i}]");
+            if group.name.is_empty() {
+                return Err(origins.error(&format!("{key}.name"), "must not be empty"));
+            }
+            if let Some(first) = self.log_groups[..i]
+                .iter()
+                .position(|g| g.name == group.name)
+            {
+                return Err(origins.error(
+                    &format!("{key}.name"),
+                    format!(
+                        "{:?} is already read by cloudwatch.log_groups[{first}]",
+                        group.name
+                    ),
+                ));
+            }
+            check_log_format(origins, &format!("{key}.log_format"), &group.log_format)?;
+            for (j, id) in group.interfaces.iter().enumerate() {
+                if !is_eni_id(id) {
+                    return Err(origins.error(
+                        &format!("{key}.interfaces[{j}]"),
+                        format!("expected {ENI_EXAMPLE}, got {id:?}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl FilesConfig {
+    fn validate(&self, origins: &Origins) -> Result<(), ConfigError> {
+        if self.paths.is_empty() {
+            return Err(origins.error("files.paths", "must list at least one file"));
+        }
+        if let Some(i) = self.paths.iter().position(|p| p.as_os_str().is_empty()) {
+            return Err(origins.error(&format!("files.paths[{i}]"), "must not be empty"));
+        }
+        check_log_format(origins, "files.log_format", &self.log_format)
+    }
+}
+
+impl CorrelationConfig {
+    fn validate(&self, origins: &Origins) -> Result<(), ConfigError> {
+        if self.session_idle_timeout <= self.reply_grace {
+            return Err(origins.error(
+                "correlation.session_idle_timeout",
+                format!(
+                    "must be longer than correlation.reply_grace ({}), got {}",
+                    humantime::format_duration(self.reply_grace),
+                    humantime::format_duration(self.session_idle_timeout),
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `key`'s `value` must be at least `min`, which is the value of `min_key`
+/// when that is given, else a fixed bound.
+fn at_least(
+    origins: &Origins,
+    key: &str,
+    value: Duration,
+    min: Duration,
+    min_key: Option<&str>,
+) -> Result<(), ConfigError> {
+    if value >= min {
+        return Ok(());
+    }
+    let (min, got) = (
+        humantime::format_duration(min),
+        humantime::format_duration(value),
+    );
+    let message = match min_key {
+        Some(min_key) => format!("must be at least {min_key} ({min}), got {got}"),
+        None => format!("must be at least {min}, got {got}"),
+    };
+    Err(origins.error(key, message))
+}
+
+fn check_log_format(origins: &Origins, key: &str, format: &str) -> Result<(), ConfigError> {
+    if format.trim().is_empty() {
+        return Err(origins.error(key, r#"must not be empty (use "auto" to detect it)"#));
+    }
+    Ok(())
+}
+
+/// `eni-` and lowercase hex digits, as AWS writes interface ids.
+fn is_eni_id(id: &str) -> bool {
+    id.strip_prefix("eni-").is_some_and(|hex| {
+        !hex.is_empty()
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+fn is_http_url(text: &str) -> bool {
+    url::Url::parse(text)
+        .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
+}
+
+// ---------------------------------------------------------------------------
+// Environment variables
+
+/// The key path that variable `name` sets, like `cloudwatch.log_groups[0].name`;
+/// `None` when the name lacks our prefix.
+fn env_key(name: &str) -> Result<Option<String>, ConfigError> {
+    let Some(rest) = name
+        .get(..ENV_PREFIX.len())
+        .filter(|prefix| prefix.eq_ignore_ascii_case(ENV_PREFIX))
+        .map(|_| &name[ENV_PREFIX.len()..])
+    else {
+        return Ok(None);
+    };
+    let unusable = |why: &str| ConfigError::Invalid {
+        origin: env_origin(name),
+        message: format!(
+            "{why} (expected {ENV_PREFIX}SECTION__KEY, parts separated by {ENV_SEPARATOR})"
+        ),
+    };
+    let mut key = String::new();
+    for part in rest.split(ENV_SEPARATOR) {
+        let part = part.to_ascii_lowercase();
+        if part.is_empty() {
+            return Err(unusable("empty part in the name"));
+        }
+        if part.bytes().all(|b| b.is_ascii_digit()) {
+            // An index into a list of tables; bounded so a typo cannot
+            // allocate a huge list.
+            match part.parse::<u16>() {
+                Ok(index) if index < 1000 && !key.is_empty() => key.push_str(&format!("[{index}]")),
+                _ => {
+                    return Err(unusable(&format!(
+                        "list index {part} is out of place or too large"
+                    )));
+                }
+            }
+        } else if part
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(&part);
+        } else {
+            return Err(unusable(&format!("{part:?} is not a key name")));
+        }
+    }
+    Ok(Some(key))
+}
+
+/// A list key: its last part is a list name, below a section.
+fn is_list_key(key: &str) -> bool {
+    key.rsplit_once('.')
+        .is_some_and(|(_, last)| ENV_LIST_KEYS.contains(&last))
+}
+
+fn split_list(value: &str) -> Vec<String> {
+    value
+        .split(ENV_LIST_SEPARATOR)
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn env_origin(name: &str) -> String {
+    format!("environment variable {name}")
+}
+
+/// Where each value came from, so that a message names the file or the variable.
+struct Origins {
+    /// The file's name in messages (or `environment` without a file).
+    file: String,
+    /// Key path set by an environment variable → the variable's name.
+    env: BTreeMap<String, String>,
+}
+
+impl Origins {
+    /// The origin of the value at `key`: the variable that set it or one of
+    /// its parents, else the file.
+    fn of(&self, key: &str) -> String {
+        self.env
+            .iter()
+            .filter(|(set, _)| {
+                key.strip_prefix(set.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+            })
+            .max_by_key(|(set, _)| set.len())
+            .map_or_else(|| self.file.clone(), |(_, name)| env_origin(name))
+    }
+
+    /// A variable that set a key inside `section`, if any.
+    fn under(&self, section: &str) -> Option<String> {
+        self.env
+            .iter()
+            .find(|(key, _)| key.split(['.', '[']).next() == Some(section))
+            .map(|(_, name)| env_origin(name))
+    }
+
+    fn error(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Value {
+            origin: self.of(key),
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// Turns a deserialization error into one that names the key path.
+    fn deserialize_error(
+        &self,
+        err: serde_path_to_error::Error<::config::ConfigError>,
+    ) -> ConfigError {
+        let path = match err.path().to_string() {
+            root if root == "." => String::new(),
+            path => path,
+        };
+        let mut inner = err.into_inner();
+        // The config crate wraps errors with a partial key; the path is better.
+        while let ::config::ConfigError::At { error, .. } = inner {
+            inner = *error;
+        }
+        let message = match inner {
+            ::config::ConfigError::NotFound(key) => {
+                // The config crate prefixes the field with a path of its own
+                // (`log_groups[0]name`): keep the field only.
+                let field = key.rsplit(['.', ']']).next().unwrap_or(&key);
+                return self.error(&join(&path, field), "missing (this key is required)");
+            }
+            ::config::ConfigError::Type {
+                unexpected,
+                expected,
+                ..
+            } => type_message(&unexpected.to_string(), expected),
+            ::config::ConfigError::Message(message) => {
+                if let Some((field, expected)) = parse_unknown_field(&message) {
+                    // The path may or may not already end with the unknown key.
+                    let key = if path == field || path.ends_with(&format!(".{field}")) {
+                        path
+                    } else {
+                        join(&path, &field)
+                    };
+                    return ConfigError::UnknownKey {
+                        origin: self.of(&key),
+                        key,
+                        expected,
+                    };
+                }
+                humanize(&message)
+            }
+            other => other.to_string(),
+        };
+        if message == GAP_MESSAGE {
+            // Only the environment leaves holes in a list.
+            return ConfigError::Value {
+                origin: "environment".to_owned(),
+                key: path,
+                message,
+            };
+        }
+        if path.is_empty() {
+            return ConfigError::Invalid {
+                origin: self.file.clone(),
+                message,
+            };
+        }
+        self.error(&path, message)
+    }
+}
+
+const GAP_MESSAGE: &str =
+    "missing: environment variables must number list entries from 0, without gaps";
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// serde's `unknown field `x`, expected one of `a`, `b`` → (`x`, [`a`, `b`]).
+fn parse_unknown_field(message: &str) -> Option<(String, Vec<String>)> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (field, rest) = rest.split_once('`')?;
+    let expected = rest
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect();
+    Some((field.to_owned(), expected))
+}
+
+/// serde's `invalid type: X, expected Y` → `expected Y, got X`, in config words.
+fn humanize(message: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some((unexpected, expected)) = message
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split_once(", expected "))
+        {
+            return type_message(unexpected, expected);
+        }
+    }
+    message.to_owned()
+}
+
+fn type_message(unexpected: &str, expected: &str) -> String {
+    let expected = match expected {
+        "a sequence" => "a list",
+        "a map" => "a table",
+        struct_name if struct_name.starts_with("struct ") => "a table",
+        other => other,
+    };
+    let unexpected = match unexpected {
+        "unit value" => return GAP_MESSAGE.to_owned(),
+        "sequence" => "a list".to_owned(),
+        "map" => "a table".to_owned(),
+        string if string.starts_with("string ") => string.to_owned(),
+        // `integer `5`` reads better without the backticks.
+        other => other.replace('`', ""),
+    };
+    format!("expected {expected}, got {unexpected}")
+}
+
+// ---------------------------------------------------------------------------
+// Values written as strings
+
+/// A value written as a string, with what a good one looks like.
+trait Parse: Sized {
+    /// The words after "expected" in a message.
+    const EXPECTED: &'static str;
+    fn parse(text: &str) -> Option<Self>;
+}
+
+impl Parse for Duration {
+    const EXPECTED: &'static str = DURATION_EXAMPLE;
+    fn parse(text: &str) -> Option<Self> {
+        humantime::parse_duration(text).ok()
+    }
+}
+
+impl Parse for SocketAddr {
+    const EXPECTED: &'static str = r#"an address and port like "0.0.0.0:9917""#;
+    fn parse(text: &str) -> Option<Self> {
+        text.parse().ok()
+    }
+}
+
+impl Parse for IpAddr {
+    const EXPECTED: &'static str = r#"an IP address like "10.0.7.253""#;
+    fn parse(text: &str) -> Option<Self> {
+        text.parse().ok()
+    }
+}
+
+/// The only `u16` in the config is a port.
+impl Parse for u16 {
+    const EXPECTED: &'static str = "a port number from 1 to 65535";
+    fn parse(text: &str) -> Option<Self> {
+        text.parse().ok().filter(|port| *port != 0)
+    }
+}
+
+/// Deserializes through [`Parse`]. Numbers are read as their text, as
+/// environment values always are; any other type fails with what a good
+/// value looks like.
+struct Parsed<T>(T);
+
+impl<'de, T: Parse> Deserialize<'de> for Parsed<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ParsedVisitor(PhantomData))
+    }
+}
+
+struct ParsedVisitor<T>(PhantomData<T>);
+
+impl<T: Parse> ParsedVisitor<T> {
+    fn parse<E: serde::de::Error>(text: &str, shown: impl Display) -> Result<Parsed<T>, E> {
+        T::parse(text)
+            .map(Parsed)
+            .ok_or_else(|| E::custom(format!("expected {}, got {shown}", T::EXPECTED)))
+    }
+}
+
+impl<T: Parse> Visitor<'_> for ParsedVisitor<T> {
+    type Value = Parsed<T>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str(T::EXPECTED)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+        Self::parse(text, format_args!("{text:?}"))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, number: i64) -> Result<Self::Value, E> {
+        Self::parse(&number.to_string(), number)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, number: u64) -> Result<Self::Value, E> {
+        Self::parse(&number.to_string(), number)
+    }
+}
+
+fn parsed<'de, D: Deserializer<'de>, T: Parse>(deserializer: D) -> Result<T, D::Error> {
+    Parsed::deserialize(deserializer).map(|Parsed(value)| value)
+}
+
+fn parsed_list<'de, D: Deserializer<'de>, T: Parse>(deserializer: D) -> Result<Vec<T>, D::Error> {
+    let items = Vec::<Parsed<T>>::deserialize(deserializer)?;
+    Ok(items.into_iter().map(|Parsed(value)| value).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+        vars.iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect()
+    }
+
+    fn load_toml(text: &str) -> Result<Config, ConfigError> {
+        load_from(Some(text), "test.toml", Vec::new())
+    }
+
+    fn cloudwatch(config: &Config) -> &CloudWatchConfig {
+        match &config.source {
+            SourceConfig::CloudWatch(cloudwatch) => cloudwatch,
+            other => panic!("expected a CloudWatch source, got {other:?}"),
+        }
+    }
+
+    fn files(config: &Config) -> &FilesConfig {
+        match &config.source {
+            SourceConfig::Files(files) => files,
+            other => panic!("expected a files source, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_fill_everything_but_the_source() {
+        let config = load_toml("[[cloudwatch.log_groups]]\nname = \"/vpc/flow-logs\"\n").unwrap();
+        assert_eq!(config.server, ServerConfig::default());
+        assert_eq!(
+            config.server.listen_address,
+            "0.0.0.0:9917".parse().unwrap()
+        );
+        assert_eq!(config.correlation, CorrelationConfig::default());
+        assert_eq!(config.correlation.reply_grace, Duration::from_secs(120));
+        assert_eq!(
+            config.correlation.session_idle_timeout,
+            Duration::from_secs(600)
+        );
+        assert_eq!(config.correlation.service_ports, [22, 80, 443, 3389, 5432]);
+        assert!(config.interfaces.is_empty());
+        let cw = cloudwatch(&config);
+        assert_eq!(cw.region, None);
+        assert_eq!(cw.endpoint_url, None);
+        assert_eq!(cw.poll_interval, Duration::from_secs(30));
+        assert_eq!(cw.lookback, Duration::from_secs(1200));
+        assert_eq!(cw.max_catchup, Duration::from_secs(6 * 3600));
+        assert_eq!(cw.discovery_interval, Duration::from_secs(300));
+        assert_eq!(
+            cw.log_groups,
+            [LogGroupConfig {
+                name: "/vpc/flow-logs".into(),
+                log_format: "auto".into(),
+                interfaces: vec![],
+            }]
+        );
+    }
+
+    #[test]
+    fn files_defaults() {
+        let config = load_toml("[files]\npaths = [\"a.log\"]\n").unwrap();
+        assert_eq!(
+            files(&config),
+            &FilesConfig {
+                paths: vec!["a.log".into()],
+                log_format: "auto".into(),
+                replay: false,
+                replay_interval: Duration::from_secs(60),
+            }
+        );
+    }
+
+    #[test]
+    fn every_key_parses() {
+        let config = load_toml(
+            r#"
+            [server]
+            listen_address = "127.0.0.1:9000"
+            [cloudwatch]
+            region = "eu-west-1"
+            endpoint_url = "http://127.0.0.1:5000"
+            poll_interval = "10s"
+            lookback = "15m"
+            max_catchup = "1h"
+            discovery_interval = "1m"
+            [[cloudwatch.log_groups]]
+            name = "/a"
+            log_format = "${version} ${interface-id}"
+            interfaces = ["eni-0a1b2c3d"]
+            [[cloudwatch.log_groups]]
+            name = "/b"
+            [interfaces.eni-0a1b2c3d]
+            name = "bastion"
+            addresses = ["10.0.7.253", "2001:db8::1"]
+            intermediate = true
+            [correlation]
+            reply_grace = "90s"
+            session_idle_timeout = "1h 30m"
+            service_ports = [8080]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            config.server.listen_address,
+            "127.0.0.1:9000".parse().unwrap()
+        );
+        let cw = cloudwatch(&config);
+        assert_eq!(cw.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(cw.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
+        assert_eq!(cw.poll_interval, Duration::from_secs(10));
+        assert_eq!(cw.max_catchup, Duration::from_secs(3600));
+        assert_eq!(cw.log_groups[0].interfaces, ["eni-0a1b2c3d"]);
+        assert_eq!(cw.log_groups[1].name, "/b");
+        let interface = &config.interfaces["eni-0a1b2c3d"];
+        assert_eq!(interface.name.as_deref(), Some("bastion"));
+        assert_eq!(
+            interface.addresses,
+            [
+                "10.0.7.253".parse::<IpAddr>().unwrap(),
+                "2001:db8::1".parse().unwrap()
+            ]
+        );
+        assert!(interface.intermediate);
+        assert_eq!(config.correlation.reply_grace, Duration::from_secs(90));
+        assert_eq!(
+            config.correlation.session_idle_timeout,
+            Duration::from_secs(5400)
+        );
+        assert_eq!(config.correlation.service_ports, [8080]);
+    }
+
+    #[test]
+    fn environment_alone_is_enough() {
+        let config = load_from(
+            None,
+            "environment",
+            env(&[
+                ("VPC_FLOW_EXPORTER__CLOUDWATCH__REGION", "eu-west-1"),
+                ("VPC_FLOW_EXPORTER__CLOUDWATCH__POLL_INTERVAL", "1m"),
+                (
+                    "VPC_FLOW_EXPORTER__CLOUDWATCH__LOG_GROUPS__0__NAME",
+                    "/vpc/flow-logs",
+                ),
+                (
+                    "VPC_FLOW_EXPORTER__CLOUDWATCH__LOG_GROUPS__0__INTERFACES",
+                    "eni-0a1b2c3d, eni-4e5f6a7b",
+                ),
+                (
+                    "VPC_FLOW_EXPORTER__CLOUDWATCH__LOG_GROUPS__1__NAME",
+                    "/other",
+                ),
+                (
+                    "VPC_FLOW_EXPORTER__SERVER__LISTEN_ADDRESS",
+                    "127.0.0.1:9100",
+                ),
+                ("VPC_FLOW_EXPORTER__CORRELATION__SERVICE_PORTS", "22,443"),
+                ("UNRELATED", "x"),
+                ("VPC_FLOW_EXPORTER_LOG_LEVEL", "debug"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.server.listen_address,
+            "127.0.0.1:9100".parse().unwrap()
+        );
+        assert_eq!(config.correlation.service_ports, [22, 443]);
+        let cw = cloudwatch(&config);
+        assert_eq!(cw.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(cw.poll_interval, Duration::from_secs(60));
+        assert_eq!(cw.log_groups.len(), 2);
+        assert_eq!(cw.log_groups[0].name, "/vpc/flow-logs");
+        assert_eq!(
+            cw.log_groups[0].interfaces,
+            ["eni-0a1b2c3d", "eni-4e5f6a7b"]
+        );
+        assert_eq!(cw.log_groups[0].log_format, "auto");
+        assert_eq!(cw.log_groups[1].name, "/other");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let config = load_from(
+            Some("[files]\npaths = [\"a.log\"]\n"),
+            "test.toml",
+            env(&[
+                ("VPC_FLOW_EXPORTER__FILES__PATHS", "b.log,c.log"),
+                ("VPC_FLOW_EXPORTER__FILES__REPLAY", "true"),
+                ("vpc_flow_exporter__files__replay_interval", "5s"),
+                ("VPC_FLOW_EXPORTER__CORRELATION__SERVICE_PORTS", "443"),
+                (
+                    "VPC_FLOW_EXPORTER__INTERFACES__ENI-0A1B__ADDRESSES",
+                    "10.0.0.1",
+                ),
+                (
+                    "VPC_FLOW_EXPORTER__INTERFACES__ENI-0A1B__INTERMEDIATE",
+                    "true",
+                ),
+            ]),
+        )
+        .unwrap();
+        let files = files(&config);
+        assert_eq!(
+            files.paths,
+            [PathBuf::from("b.log"), PathBuf::from("c.log")]
+        );
+        assert!(files.replay);
+        assert_eq!(files.replay_interval, Duration::from_secs(5));
+        // A single port is still a list.
+        assert_eq!(config.correlation.service_ports, [443]);
+        let interface = &config.interfaces["eni-0a1b"];
+        assert_eq!(interface.addresses, ["10.0.0.1".parse::<IpAddr>().unwrap()]);
+        assert!(interface.intermediate);
+    }
+
+    #[test]
+    fn environment_index_addresses_the_files_log_groups() {
+        let config = load_from(
+            Some("[[cloudwatch.log_groups]]\nname = \"/a\"\n[[cloudwatch.log_groups]]\nname = \"/b\"\n"),
+            "test.toml",
+            env(&[("VPC_FLOW_EXPORTER__CLOUDWATCH__LOG_GROUPS__1__LOG_FORMAT", "${version}")]),
+        )
+        .unwrap();
+        let groups = &cloudwatch(&config).log_groups;
+        assert_eq!(groups[0].log_format, "auto");
+        assert_eq!(
+            (groups[1].name.as_str(), groups[1].log_format.as_str()),
+            ("/b", "${version}")
+        );
+    }
+
+    #[test]
+    fn environment_errors_name_the_variable() {
+        let err = load_from(
+            Some("[files]\npaths = [\"a.log\"]\n"),
+            "test.toml",
+            env(&[("VPC_FLOW_EXPORTER__CORRELATION__REPLY_GRACE", "soon")]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "environment variable VPC_FLOW_EXPORTER__CORRELATION__REPLY_GRACE: \
+             correlation.reply_grace: expected a duration like \"2m\" or \"30s\", got \"soon\""
+        );
+
+        let err = load_from(
+            Some("[files]\npaths = [\"a.log\"]\n"),
+            "test.toml",
+            env(&[("VPC_FLOW_EXPORTER__SERVER__LISTEN", "x")]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "environment variable VPC_FLOW_EXPORTER__SERVER__LISTEN: \
+             unknown key \"server.listen\" (expected one of: listen_address)"
+        );
+
+        let err = load_from(
+            Some("[files]\npaths = [\"a.log\"]\n"),
+            "test.toml",
+            env(&[("VPC_FLOW_EXPORTER__CORRELATION__SERVICE_PORTS", "22,ssh")]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "environment variable VPC_FLOW_EXPORTER__CORRELATION__SERVICE_PORTS: \
+             correlation.service_ports[1]: expected a port number from 1 to 65535, got \"ssh\""
+        );
+
+        let err = load_from(
+            Some("[files]\npaths = [\"a.log\"]\n"),
+            "test.toml",
+            env(&[("VPC_FLOW_EXPORTER__CLOUDWATCH__REGION", "eu-west-1")]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "environment variable VPC_FLOW_EXPORTER__CLOUDWATCH__REGION: \
+             exactly one of [cloudwatch] and [files] must be set (both are)"
+        );
+    }
+
+    #[test]
+    fn environment_list_gaps_and_bad_names() {
+        let err = load_from(
+            None,
+            "environment",
+            env(&[("VPC_FLOW_EXPORTER__CLOUDWATCH__LOG_GROUPS__1__NAME", "/b")]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "environment: cloudwatch.log_groups[0]: \
+             missing: environment variables must number list entries from 0, without gaps"
+        );
+
+        let err = load_from(
+            None,
+            "environment",
+            env(&[("VPC_FLOW_EXPORTER__SERVER____X", "1")]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "environment variable VPC_FLOW_EXPORTER__SERVER____X: empty part in the name \
+             (expected VPC_FLOW_EXPORTER__SECTION__KEY, parts separated by __)"
+        );
+
+        let err = load_from(
+            None,
+            "environment",
+            env(&[(
+                "VPC_FLOW_EXPORTER__CLOUDWATCH__LOG_GROUPS__99999__NAME",
+                "/a",
+            )]),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("list index 99999 is out of place or too large"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn empty_environment_list_is_empty() {
+        let err = load_from(
+            None,
+            "environment",
+            env(&[("VPC_FLOW_EXPORTER__FILES__PATHS", "")]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "environment variable VPC_FLOW_EXPORTER__FILES__PATHS: files.paths: must list at least one file"
+        );
+    }
+
+    #[test]
+    fn env_keys() {
+        let key = |name: &str| env_key(name).unwrap();
+        assert_eq!(key("PATH"), None);
+        assert_eq!(key("VPC_FLOW_EXPORTER_CONFIG"), None);
+        assert_eq!(
+            key("VPC_FLOW_EXPORTER__SERVER__LISTEN_ADDRESS").as_deref(),
+            Some("server.listen_address")
+        );
+        assert_eq!(
+            key("VPC_FLOW_EXPORTER__CLOUDWATCH__LOG_GROUPS__2__INTERFACES").as_deref(),
+            Some("cloudwatch.log_groups[2].interfaces")
+        );
+        assert!(env_key("VPC_FLOW_EXPORTER__0__NAME").is_err());
+        assert!(env_key("VPC_FLOW_EXPORTER__SERVER__LISTEN.ADDRESS").is_err());
+        assert!(is_list_key("cloudwatch.log_groups[0].interfaces"));
+        assert!(is_list_key("interfaces.eni-0a.addresses"));
+        assert!(!is_list_key("interfaces"));
+        assert!(!is_list_key("cloudwatch.region"));
+    }
+
+    #[test]
+    fn eni_ids() {
+        assert!(is_eni_id("eni-0123456789abcdef0"));
+        assert!(is_eni_id("eni-0a1b2c3d"));
+        assert!(!is_eni_id("eni-"));
+        assert!(!is_eni_id("eni-0A1B"));
+        assert!(!is_eni_id("eni-xyz"));
+        assert!(!is_eni_id("0a1b2c3d"));
+    }
+
+    #[test]
+    fn endpoint_urls() {
+        assert!(is_http_url("http://127.0.0.1:5000"));
+        assert!(is_http_url("https://logs.eu-west-1.amazonaws.com"));
+        assert!(!is_http_url("127.0.0.1:5000"));
+        assert!(!is_http_url("ftp://example.com"));
+        assert!(!is_http_url("http://"));
+    }
+
+    #[test]
+    fn toml_syntax_errors_name_the_file() {
+        let err = load_toml("[server\n").unwrap_err();
+        assert!(matches!(err, ConfigError::Syntax { .. }), "{err:?}");
+        assert!(
+            err.to_string().starts_with("test.toml: not valid TOML: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_required_key() {
+        let err = load_toml("[[cloudwatch.log_groups]]\nlog_format = \"auto\"\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "test.toml: cloudwatch.log_groups[0].name: missing (this key is required)"
+        );
+    }
+
+    #[test]
+    fn serde_messages_in_config_words() {
+        assert_eq!(
+            humanize("invalid type: string \"x\", expected a sequence"),
+            "expected a list, got string \"x\""
+        );
+        assert_eq!(
+            humanize("invalid type: integer `5`, expected struct ServerConfig"),
+            "expected a table, got integer 5"
+        );
+        assert_eq!(
+            parse_unknown_field("unknown field `regoin`, expected one of `region`, `endpoint_url`"),
+            Some((
+                "regoin".into(),
+                vec!["region".into(), "endpoint_url".into()]
+            ))
+        );
+        assert_eq!(
+            parse_unknown_field("unknown field `x`, expected `a` or `b`"),
+            Some(("x".into(), vec!["a".into(), "b".into()]))
+        );
+    }
+
+    #[test]
+    fn read_error_names_the_file() {
+        let err = load(Some(Path::new("/nonexistent/config.toml"))).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("/nonexistent/config.toml: cannot read: "),
+            "{err}"
+        );
+    }
+}
