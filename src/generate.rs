@@ -156,6 +156,7 @@ pub fn generate(config: &GeneratorConfig, out: &mut impl Write) -> io::Result<Ex
     let weight_total: u32 = mix.iter().map(|(_, weight)| weight).sum();
     let interfaces: Vec<String> = (0..config.interfaces.max(1)).map(interface_id).collect();
     let nat_interface = interface_id(0xa7);
+    let idle_interface = interface_id(0x1d1e);
     if config.style == Style::Rich {
         writeln!(out, "{RICH_HEADER}")?;
     }
@@ -208,6 +209,20 @@ pub fn generate(config: &GeneratorConfig, out: &mut impl Write) -> io::Result<Ex
             pending.push(Line {
                 window,
                 text: status_line(config.style, interface, window_start, status),
+            });
+        }
+        if config.style == Style::Rich {
+            // An idle interface: NODATA every window, and one window lost at capture.
+            let status = if window == 3 { "SKIPDATA" } else { "NODATA" };
+            if status == "NODATA" {
+                expected.nodata += 1;
+            } else {
+                expected.skipdata += 1;
+            }
+            expected.records += 1;
+            pending.push(Line {
+                window,
+                text: status_line(config.style, &idle_interface, window_start, status),
             });
         }
         flush_window(&mut pending, window, &mut rng, out)?;

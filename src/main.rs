@@ -83,6 +83,9 @@ struct GenerateArgs {
     seed: u64,
     #[arg(long, default_value_t = 4)]
     interfaces: usize,
+    /// Sessions started in each 60-second capture window.
+    #[arg(long = "sessions-per-window", default_value_t = 400)]
+    sessions_per_window: usize,
     /// `v2`: default format, no header; `rich`: S3 header with tcp-flags, refused and NAT traffic.
     #[arg(long, default_value = "v2", value_parser = ["v2", "rich"])]
     style: String,
@@ -148,6 +151,7 @@ fn run_generate(args: GenerateArgs) -> Result<(), String> {
         seed: args.seed,
         records: args.records,
         interfaces: args.interfaces,
+        sessions_per_window: args.sessions_per_window,
         start_time: args.start,
         style: if args.style == "rich" {
             Style::Rich
