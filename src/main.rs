@@ -158,7 +158,6 @@ fn run_generate(args: GenerateArgs) -> Result<(), String> {
         } else {
             Style::V2
         },
-        ..GeneratorConfig::default()
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
