@@ -1,1 +1,2 @@
 //! vpc-flow-exporter: VPC Flow Logs → sessions → verdicts → Prometheus.
+pub mod source;
