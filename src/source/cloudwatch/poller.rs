@@ -92,7 +92,8 @@ pub struct PollerConfig {
     pub max_window: Duration,
     /// How often streams are listed again (default 5m).
     pub discovery_interval: Duration,
-    /// How often a poll re-reads the whole `lookback` (default 10m).
+    /// How often a poll re-reads back to the previous probe less `lookback`,
+    /// to notice delays beyond the overlap (default 10m).
     pub probe_interval: Duration,
     /// Longest wait between polls after failures (default 5m).
     pub max_backoff: Duration,
@@ -242,7 +243,8 @@ impl<A: LogsApi> Poller<A> {
         self.delays.iter().map(|&(_, d)| d).max()
     }
 
-    /// The overlap a poll at `now_ms` would re-read (see module docs).
+    /// The overlap the next poll re-reads before the last window's end
+    /// (see module docs).
     pub fn overlap_ms(&self) -> i64 {
         match self.delay_estimate_ms() {
             Some(delay) => {
