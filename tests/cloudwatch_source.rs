@@ -5,9 +5,9 @@
 //! What moto does differently from CloudWatch, checked against moto 5.2:
 //! `FilterLogEvents` ignores `logStreamNamePrefix` (we send
 //! `logStreamNames`), returns events grouped by stream rather than by time,
-//! numbers events with small integers, and never throttles (throttling is
-//! tested against a stub server below). It silently drops events older than
-//! 14 days, so the seeds are timestamped near now.
+//! numbers events with a small server-wide counter, and never throttles
+//! (throttling is tested against a stub server below). It silently drops
+//! events older than 14 days, so the seeds are timestamped near now.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;

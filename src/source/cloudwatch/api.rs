@@ -19,7 +19,8 @@ pub const MAX_STREAMS_PER_CALL: usize = 100;
 pub struct LogEvent {
     /// Log stream name, e.g. `eni-0123456789abcdef0-all`.
     pub stream: String,
-    /// Event id; unique within its stream (moto: per-stream small integers).
+    /// Event id, opaque: AWS gives 56-digit strings, moto a small counter.
+    /// Dedup keys on stream and id together.
     pub event_id: String,
     /// Event timestamp in Unix milliseconds. For flow logs this is the
     /// record's `start`, and it is what `startTime`/`endTime` filter on.
