@@ -1,0 +1,169 @@
+//! [`LogsApi`] over the real `aws-sdk-cloudwatchlogs` client.
+//!
+//! Credentials come from the standard chain (environment, profile, web
+//! identity, ECS/EC2 roles); region and endpoint URL may be given (moto,
+//! LocalStack, VPC endpoints). Retries and timeouts are set explicitly rather
+//! than left to SDK defaults, and every call is reported to an
+//! [`ApiObserver`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_cloudwatchlogs::Client;
+
+use super::api::{
+    ApiError, ApiObserver, DESCRIBE_LOG_STREAMS, EventsPage, FILTER_LOG_EVENTS, FilterRequest,
+    LogEvent, LogsApi,
+};
+use super::retry::from_sdk_error;
+
+/// Attempts per call, first one included (SDK standard retry mode:
+/// exponential backoff with full jitter, throttling and transient errors).
+pub const MAX_ATTEMPTS: u32 = 3;
+const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(20);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// One attempt: a `FilterLogEvents` page of 10,000 events is ~1-3 MB.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// One call, all attempts and backoffs included.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The prefix of the streams a VPC flow log writes (`eni-<id>-all`, ...).
+pub const INTERFACE_STREAM_PREFIX: &str = "eni-";
+
+/// CloudWatch Logs through the AWS SDK. Cheap to clone (the client is
+/// shared), so several pollers can use one.
+#[derive(Clone)]
+pub struct AwsLogsApi {
+    client: Client,
+    observer: Arc<dyn ApiObserver>,
+}
+
+impl std::fmt::Debug for AwsLogsApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The client's config holds credentials: never print it.
+        f.debug_struct("AwsLogsApi").finish_non_exhaustive()
+    }
+}
+
+impl AwsLogsApi {
+    /// Builds the client from the standard AWS config chain. `region`
+    /// overrides the chain's region; `endpoint_url` replaces the service
+    /// endpoint (e.g. `http://127.0.0.1:5000` for moto).
+    pub async fn new(
+        region: Option<String>,
+        endpoint_url: Option<String>,
+        observer: Arc<dyn ApiObserver>,
+    ) -> Self {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(MAX_ATTEMPTS)
+                    .with_initial_backoff(INITIAL_BACKOFF)
+                    .with_max_backoff(MAX_BACKOFF),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                    .operation_timeout(OPERATION_TIMEOUT)
+                    .build(),
+            );
+        if let Some(region) = region {
+            loader = loader.region(aws_config::Region::new(region));
+        }
+        if let Some(url) = endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let config = loader.load().await;
+        Self::from_client(Client::new(&config), observer)
+    }
+
+    /// Wraps an already configured client (tests, custom setups).
+    pub fn from_client(client: Client, observer: Arc<dyn ApiObserver>) -> Self {
+        Self { client, observer }
+    }
+
+    /// The SDK client, e.g. to seed a log group in tests.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn observe<T>(&self, operation: &'static str, started: Instant, result: &Result<T, ApiError>) {
+        let outcome = match result {
+            Ok(_) => "success",
+            Err(e) => e.metric_label(),
+        };
+        self.observer
+            .api_call(operation, outcome, started.elapsed().as_secs_f64());
+    }
+}
+
+impl LogsApi for AwsLogsApi {
+    async fn list_interface_streams(&self, log_group: &str) -> Result<Vec<String>, ApiError> {
+        let mut names = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let started = Instant::now();
+            let result = self
+                .client
+                .describe_log_streams()
+                .log_group_name(log_group)
+                .log_stream_name_prefix(INTERFACE_STREAM_PREFIX)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| from_sdk_error(DESCRIBE_LOG_STREAMS, &e));
+            self.observe(DESCRIBE_LOG_STREAMS, started, &result);
+            let out = result?;
+            names.extend(
+                out.log_streams()
+                    .iter()
+                    .filter_map(|s| s.log_stream_name().map(str::to_owned)),
+            );
+            match out.next_token() {
+                Some(next) if !next.is_empty() => token = Some(next.to_owned()),
+                _ => break,
+            }
+        }
+        tracing::debug!(log_group, streams = names.len(), "Listed interface streams");
+        Ok(names)
+    }
+
+    async fn filter_log_events(&self, req: &FilterRequest) -> Result<EventsPage, ApiError> {
+        let started = Instant::now();
+        let result = self
+            .client
+            .filter_log_events()
+            .log_group_name(&req.log_group)
+            .set_log_stream_names(Some(req.stream_names.clone()))
+            .start_time(req.start_ms)
+            .end_time(req.end_ms)
+            .set_next_token(req.next_token.clone())
+            .send()
+            .await
+            .map_err(|e| from_sdk_error(FILTER_LOG_EVENTS, &e));
+        self.observe(FILTER_LOG_EVENTS, started, &result);
+        let out = result?;
+        let next_token = out
+            .next_token()
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
+        let events = out
+            .events
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| LogEvent {
+                stream: e.log_stream_name.unwrap_or_default(),
+                event_id: e.event_id.unwrap_or_default(),
+                timestamp_ms: e.timestamp.unwrap_or_default(),
+                ingestion_time_ms: e.ingestion_time.unwrap_or_default(),
+                message: e.message.unwrap_or_default(),
+            })
+            .collect();
+        Ok(EventsPage { events, next_token })
+    }
+}

@@ -1,0 +1,7 @@
+//! Where flow records come from. Each source hands the pipeline raw flow-log
+//! lines with their timing; parsing and correlation live in the pure core.
+//!
+//! * [`cloudwatch`]: polls CloudWatch Logs (`FilterLogEvents`), re-reading an
+//!   overlap window for late records and dropping events already seen.
+
+pub mod cloudwatch;
