@@ -73,10 +73,12 @@ pub fn feed(
             Err(error) => return Err(error),
         };
         splitter.push(&buffer[..read], |line| {
-            pipeline.push_line(line, None, observer)
+            pipeline.push_line(line, None, observer);
         });
     }
-    splitter.finish(|line| pipeline.push_line(line, None, observer));
+    splitter.finish(|line| {
+        pipeline.push_line(line, None, observer);
+    });
     Ok(())
 }
 

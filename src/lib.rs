@@ -7,9 +7,12 @@
 
 pub mod analyze;
 pub mod config;
+pub mod exporter;
 pub mod flow;
 pub mod generate;
 pub mod input;
+pub mod inspect;
 pub mod metrics;
 pub mod report;
+pub mod server;
 pub mod source;

@@ -9,7 +9,9 @@ use clap::{Args, Parser, Subcommand};
 use vpc_flow_exporter::analyze::{self, AnalyzeRequest};
 use vpc_flow_exporter::flow::{FormatChoice, RecordFilter, Settings};
 use vpc_flow_exporter::generate::{self, GeneratorConfig, Style};
+use vpc_flow_exporter::inspect::{self, InspectRequest};
 use vpc_flow_exporter::report::OutputFormat;
+use vpc_flow_exporter::{config, exporter};
 
 #[derive(Parser)]
 #[command(
@@ -18,12 +20,27 @@ use vpc_flow_exporter::report::OutputFormat;
     about = "Prometheus exporter for AWS VPC Flow Logs: which conversations were established, rejected in, rejected out, or never answered"
 )]
 struct Cli {
+    /// error, warn, info, debug or trace.
+    #[arg(long = "log.level", global = true, default_value = "info")]
+    log_level: String,
+    #[arg(long = "log.format", global = true, value_enum, default_value = "text")]
+    log_format: LogFormatArg,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Run the exporter: poll the source, serve /metrics, /healthz and /ready.
+    Serve(ServeArgs),
+    /// Read a window of a log group from CloudWatch Logs and print its sessions.
+    Inspect(InspectArgs),
     /// Analyze flow-log files offline (plain or gzip, `-` for stdin).
     Analyze(AnalyzeArgs),
     /// Write synthetic flow logs with known verdicts (tests, benchmarks, demos).
@@ -35,6 +52,28 @@ struct AnalyzeArgs {
     /// Flow-log files, plain or gzip; `-` reads stdin.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
+    #[command(flatten)]
+    report: ReportArgs,
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    /// The flow log's CloudWatch Logs log group.
+    #[arg(long = "log-group", value_name = "GROUP")]
+    log_group: String,
+    /// AWS region (default: the AWS configuration chain's).
+    #[arg(long)]
+    region: Option<String>,
+    /// CloudWatch Logs endpoint (VPC endpoints, LocalStack, moto).
+    #[arg(long = "endpoint-url", value_name = "URL")]
+    endpoint_url: Option<String>,
+    #[command(flatten)]
+    report: ReportArgs,
+}
+
+/// How records are read, narrowed, correlated and shown (`analyze`, `inspect`).
+#[derive(Args)]
+struct ReportArgs {
     /// `auto` (the S3 header line, else the default format), a LogFormat
     /// (`${version} ${account-id} …`) or field names separated by spaces.
     #[arg(long = "log-format", default_value = "auto", value_name = "FORMAT")]
@@ -53,10 +92,11 @@ struct AnalyzeArgs {
     /// Only records with this port on either side.
     #[arg(long, value_name = "N")]
     port: Option<u16>,
-    /// Only records ending at or after this time (Unix seconds, RFC 3339, or a duration ago like 30m).
+    /// From this time: Unix seconds, RFC 3339, or a duration ago like 30m
+    /// (inspect: default 30m; records land up to ~15 minutes after they start).
     #[arg(long, value_name = "TIME")]
     since: Option<String>,
-    /// Only records ending at or before this time.
+    /// Up to this time (same forms as --since).
     #[arg(long, value_name = "TIME")]
     until: Option<String>,
     /// How long a lone record waits for its other direction.
@@ -72,6 +112,20 @@ struct AnalyzeArgs {
         default_value = "22,80,443,3389,5432"
     )]
     service_ports: Vec<u16>,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// The configuration file (TOML); every key can also be set by a
+    /// VPC_FLOW_EXPORTER__SECTION__KEY environment variable.
+    #[arg(long, value_name = "FILE", env = "VPC_FLOW_EXPORTER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Overrides server.listen_address.
+    #[arg(long = "web.listen-address", value_name = "ADDR")]
+    listen_address: Option<std::net::SocketAddr>,
+    /// Validate the configuration and exit.
+    #[arg(long = "check-config")]
+    check_config: bool,
 }
 
 #[derive(Args)]
@@ -99,7 +153,13 @@ struct GenerateArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(message) = init_logging(&cli.log_level, cli.log_format) {
+        eprintln!("vpc-flow-exporter: --log.level: {message}");
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
+        Command::Serve(args) => run_serve(args),
+        Command::Inspect(args) => run_inspect(args),
         Command::Analyze(args) => run_analyze(args),
         Command::Generate(args) => run_generate(args),
     };
@@ -112,7 +172,72 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_analyze(args: AnalyzeArgs) -> Result<(), String> {
+fn init_logging(level: &str, format: LogFormatArg) -> Result<(), String> {
+    let level: tracing::Level = level
+        .parse()
+        .map_err(|_| format!("\"{level}\" is not one of error, warn, info, debug, trace"))?;
+    // Our own events at the chosen level; the AWS SDK's only from warn up.
+    let filter = tracing_subscriber::EnvFilter::new(format!("warn,vpc_flow_exporter={level}"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormatArg::Text => builder.init(),
+        LogFormatArg::Json => builder.json().init(),
+    }
+    Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("starting the runtime: {error}"))
+}
+
+fn run_serve(args: ServeArgs) -> Result<(), String> {
+    let mut config = config::load(args.config.as_deref()).map_err(|error| error.to_string())?;
+    if let Some(address) = args.listen_address {
+        config.server.listen_address = address;
+    }
+    exporter::check_formats(&config).map_err(|error| error.to_string())?;
+    if args.check_config {
+        println!("configuration is valid");
+        return Ok(());
+    }
+    runtime()?.block_on(async {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            let _ = stop.send(true);
+        });
+        exporter::run(config, stopped)
+            .await
+            .map_err(|error| error.to_string())
+    })
+}
+
+/// SIGTERM (ECS stopping a task) or SIGINT.
+async fn wait_for_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "Cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
+
+/// The parts of `analyze` and `inspect` that read the same flags.
+fn report_settings(args: &ReportArgs) -> Result<(FormatChoice, RecordFilter, Settings), String> {
     let format =
         FormatChoice::parse(&args.log_format).map_err(|error| format!("--log-format: {error}"))?;
     let now = SystemTime::now();
@@ -121,26 +246,59 @@ fn run_analyze(args: AnalyzeArgs) -> Result<(), String> {
             .map(|text| analyze::parse_time(text, now).map_err(|error| format!("{flag}: {error}")))
             .transpose()
     };
+    let filter = RecordFilter {
+        interface_id: args.interface.clone(),
+        address: args.address,
+        port: args.port,
+        since: time("--since", &args.since)?,
+        until: time("--until", &args.until)?,
+    };
+    let settings = Settings {
+        reply_grace: args.reply_grace.as_secs(),
+        session_idle_timeout: args.session_idle_timeout.as_secs(),
+        service_ports: args.service_ports.clone(),
+    };
+    Ok((format, filter, settings))
+}
+
+fn run_analyze(args: AnalyzeArgs) -> Result<(), String> {
+    let (format, filter, settings) = report_settings(&args.report)?;
     let request = AnalyzeRequest {
         paths: args.files,
         format,
-        output: args.output,
-        details: args.details,
-        filter: RecordFilter {
-            interface_id: args.interface,
-            address: args.address,
-            port: args.port,
-            since: time("--since", &args.since)?,
-            until: time("--until", &args.until)?,
-        },
-        settings: Settings {
-            reply_grace: args.reply_grace.as_secs(),
-            session_idle_timeout: args.session_idle_timeout.as_secs(),
-            service_ports: args.service_ports,
-        },
+        output: args.report.output,
+        details: args.report.details,
+        filter,
+        settings,
         facts: Default::default(),
     };
     let text = analyze::run(&request).map_err(|error| error.to_string())?;
+    write_stdout(&text)
+}
+
+fn run_inspect(args: InspectArgs) -> Result<(), String> {
+    let (format, filter, settings) = report_settings(&args.report)?;
+    let request = InspectRequest {
+        log_group: args.log_group,
+        region: args.region,
+        endpoint_url: args.endpoint_url,
+        format,
+        output: args.report.output,
+        details: args.report.details,
+        filter,
+        settings,
+        facts: Default::default(),
+    };
+    let now = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    let text = runtime()?
+        .block_on(inspect::run(&request, now))
+        .map_err(|error| format!("reading {}: {error}", request.log_group))?;
+    write_stdout(&text)
+}
+
+fn write_stdout(text: &str) -> Result<(), String> {
     std::io::stdout()
         .write_all(text.as_bytes())
         .map_err(|error| format!("writing the report: {error}"))

@@ -4,13 +4,14 @@
 //! metrics are set by the poll loop.
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::flow::verdict::protocol_name;
 use crate::flow::{
-    Action, Direction, LogStatus, Malformed, Observer, ServicePorts, SessionObserver, SessionReport, Verdict,
+    Action, Direction, LogStatus, Malformed, Observer, ServicePorts, SessionObserver,
+    SessionReport, Verdict,
 };
 
 const NAMESPACE: &str = "vpcflow";
@@ -52,29 +53,42 @@ impl Metrics {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let metric = IntCounterVec::new(opts(name, help), labels).expect("valid metric");
-            registry.register(Box::new(metric.clone())).expect("unique metric");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("unique metric");
             metric
         };
         let gauge = |name: &str, help: &str, labels: &[&str]| {
             let metric = IntGaugeVec::new(opts(name, help), labels).expect("valid metric");
-            registry.register(Box::new(metric.clone())).expect("unique metric");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("unique metric");
             metric
         };
         let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
-            let metric =
-                Histogram::with_opts(HistogramOpts::new(name, help).namespace(NAMESPACE).buckets(buckets))
-                    .expect("valid metric");
-            registry.register(Box::new(metric.clone())).expect("unique metric");
+            let metric = Histogram::with_opts(
+                HistogramOpts::new(name, help)
+                    .namespace(NAMESPACE)
+                    .buckets(buckets),
+            )
+            .expect("valid metric");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("unique metric");
             metric
         };
         let sessions = counter(
             "sessions_total",
-            &format!("Sessions decided, by verdict: accepted (both directions accepted), rejected_inbound (blocked entering the interface), rejected_outbound (blocked leaving it), unanswered (let in, never answered), refused (answered with a reset only). direction is ingress when the remote side started the session; port is the responder's service port or 'other'. A verdict is counted once, when both directions are seen or reply_grace after the first record. {STALENESS}"),
+            &format!(
+                "Sessions decided, by verdict: accepted (both directions accepted), rejected_inbound (blocked entering the interface), rejected_outbound (blocked leaving it), unanswered (let in, never answered), refused (answered with a reset only). direction is ingress when the remote side started the session; port is the responder's service port or 'other'. A verdict is counted once, when both directions are seen or reply_grace after the first record. {STALENESS}"
+            ),
             &["interface_id", "verdict", "direction", "protocol", "port"],
         );
         let records = counter(
             "records_total",
-            &format!("Well-formed flow log records read, by action and log status (SKIPDATA means records were lost at capture). {STALENESS}"),
+            &format!(
+                "Well-formed flow log records read, by action and log status (SKIPDATA means records were lost at capture). {STALENESS}"
+            ),
             &["interface_id", "action", "log_status"],
         );
         let bytes = counter(
@@ -112,8 +126,14 @@ impl Metrics {
             "1 when the last poll of the flow log source succeeded, 0 when it failed.",
         ))
         .expect("valid metric");
-        registry.register(Box::new(up.clone())).expect("unique metric");
-        let polls = counter("polls_total", "Polls of the flow log source, by outcome.", &["outcome"]);
+        registry
+            .register(Box::new(up.clone()))
+            .expect("unique metric");
+        let polls = counter(
+            "polls_total",
+            "Polls of the flow log source, by outcome.",
+            &["outcome"],
+        );
         let poll_duration = histogram(
             "poll_duration_seconds",
             "Wall time of one poll of the flow log source, API calls and processing included.",
@@ -124,20 +144,27 @@ impl Metrics {
             "Unix time of the last successful poll of the flow log source.",
         ))
         .expect("valid metric");
-        registry.register(Box::new(last_successful_poll.clone())).expect("unique metric");
+        registry
+            .register(Box::new(last_successful_poll.clone()))
+            .expect("unique metric");
         let api_calls = counter(
             "api_calls_total",
             "AWS API calls, by operation and outcome (success, throttled, error).",
             &["operation", "outcome"],
         );
         let api_call_duration = HistogramVec::new(
-            HistogramOpts::new("api_call_duration_seconds", "Latency of AWS API calls, by operation.")
-                .namespace(NAMESPACE)
-                .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            HistogramOpts::new(
+                "api_call_duration_seconds",
+                "Latency of AWS API calls, by operation.",
+            )
+            .namespace(NAMESPACE)
+            .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
             &["operation"],
         )
         .expect("valid metric");
-        registry.register(Box::new(api_call_duration.clone())).expect("unique metric");
+        registry
+            .register(Box::new(api_call_duration.clone()))
+            .expect("unique metric");
         let api_throttles = counter(
             "api_throttles_total",
             "AWS API calls answered with throttling, by operation; they are retried with backoff.",
@@ -148,36 +175,48 @@ impl Metrics {
             "Log events returned by FilterLogEvents, re-reads of the overlap window included.",
         ))
         .expect("valid metric");
-        registry.register(Box::new(events_fetched.clone())).expect("unique metric");
+        registry
+            .register(Box::new(events_fetched.clone()))
+            .expect("unique metric");
         let events_new = IntCounter::with_opts(opts(
             "log_events_new_total",
             "Log events seen for the first time; fetched divided by new is the read amplification.",
         ))
         .expect("valid metric");
-        registry.register(Box::new(events_new.clone())).expect("unique metric");
+        registry
+            .register(Box::new(events_new.clone()))
+            .expect("unique metric");
         let delivery_delay = histogram(
             "delivery_delay_seconds",
             "CloudWatch ingestion time minus the flow record's end: how late records arrive.",
-            vec![30.0, 60.0, 120.0, 180.0, 300.0, 450.0, 600.0, 900.0, 1200.0, 1800.0, 3600.0],
+            vec![
+                30.0, 60.0, 120.0, 180.0, 300.0, 450.0, 600.0, 900.0, 1200.0, 1800.0, 3600.0,
+            ],
         );
         let catchup_skipped = IntCounter::with_opts(opts(
             "catchup_skipped_seconds_total",
             "Seconds of log time never read because an outage outlasted cloudwatch.max_catchup.",
         ))
         .expect("valid metric");
-        registry.register(Box::new(catchup_skipped.clone())).expect("unique metric");
+        registry
+            .register(Box::new(catchup_skipped.clone()))
+            .expect("unique metric");
         let interfaces_watched = IntGauge::with_opts(opts(
             "interfaces_watched",
             "Interfaces (log streams) being read.",
         ))
         .expect("valid metric");
-        registry.register(Box::new(interfaces_watched.clone())).expect("unique metric");
+        registry
+            .register(Box::new(interfaces_watched.clone()))
+            .expect("unique metric");
         let build_info = GaugeVec::new(
             opts("build_info", "Version of the exporter; always 1."),
             &["version", "revision", "rustc_version"],
         )
         .expect("valid metric");
-        registry.register(Box::new(build_info.clone())).expect("unique metric");
+        registry
+            .register(Box::new(build_info.clone()))
+            .expect("unique metric");
         build_info
             .with_label_values(&[
                 env!("CARGO_PKG_VERSION"),
@@ -235,17 +274,28 @@ impl Metrics {
                 let labels = [interface_id, verdict.as_str(), direction.as_str()];
                 self.bytes.with_label_values(&labels);
                 self.packets.with_label_values(&labels);
-                self.sessions
-                    .with_label_values(&[interface_id, verdict.as_str(), direction.as_str(), "tcp", "other"]);
+                self.sessions.with_label_values(&[
+                    interface_id,
+                    verdict.as_str(),
+                    direction.as_str(),
+                    "tcp",
+                    "other",
+                ]);
             }
         }
         for action in [Action::Accept, Action::Reject] {
-            self.records.with_label_values(&[interface_id, action.as_str(), LogStatus::Ok.as_str()]);
+            self.records.with_label_values(&[
+                interface_id,
+                action.as_str(),
+                LogStatus::Ok.as_str(),
+            ]);
         }
         self.pending_sessions.with_label_values(&[interface_id]);
         self.open_sessions.with_label_values(&[interface_id]);
         if let Some(name) = name {
-            self.interface_info.with_label_values(&[interface_id, name]).set(1);
+            self.interface_info
+                .with_label_values(&[interface_id, name])
+                .set(1);
         }
     }
 
@@ -291,10 +341,20 @@ impl SessionObserver for FlowMetrics<'_> {
             .inc();
     }
 
-    fn traffic(&mut self, interface_id: &str, verdict: Verdict, direction: Direction, packets: u64, bytes: u64) {
+    fn traffic(
+        &mut self,
+        interface_id: &str,
+        verdict: Verdict,
+        direction: Direction,
+        packets: u64,
+        bytes: u64,
+    ) {
         let labels = [interface_id, verdict.as_str(), direction.as_str()];
         self.metrics.bytes.with_label_values(&labels).inc_by(bytes);
-        self.metrics.packets.with_label_values(&labels).inc_by(packets);
+        self.metrics
+            .packets
+            .with_label_values(&labels)
+            .inc_by(packets);
     }
 
     fn closed(&mut self, _: &SessionReport<'_>) {}
@@ -310,6 +370,9 @@ impl Observer for FlowMetrics<'_> {
     }
 
     fn malformed(&mut self, reason: Malformed) {
-        self.metrics.malformed.with_label_values(&[reason.as_str()]).inc();
+        self.metrics
+            .malformed
+            .with_label_values(&[reason.as_str()])
+            .inc();
     }
 }

@@ -115,24 +115,26 @@ impl Pipeline {
 
     /// One line, with or without its line ending. `fallback_time` is the
     /// event time for records that carry none (the CloudWatch timestamp).
+    /// Returns the record's own end time when it was taken (for measuring
+    /// delivery delay).
     pub fn push_line(
         &mut self,
         line: &[u8],
         fallback_time: Option<u64>,
         observer: &mut impl Observer,
-    ) {
+    ) -> Option<u64> {
         let line = line.trim_ascii();
         if line.is_empty() {
-            return;
+            return None;
         }
         if std::mem::take(&mut self.at_input_start) && self.take_header(line) {
-            return;
+            return None;
         }
         let mut record = match self.parser.parse_bytes(line) {
             Ok(record) => record,
             Err(reason) => {
                 observer.malformed(reason);
-                return;
+                return None;
             }
         };
         if self.time_offset != 0 {
@@ -145,10 +147,11 @@ impl Pipeline {
         }
         let time = record.time().or(fallback_time);
         if !self.filter.admits(&record, time) {
-            return;
+            return None;
         }
         observer.record(record.interface_id, record.action, record.log_status);
         self.correlator.push(&record, time, observer);
+        record.end
     }
 
     /// Decides what is due by `time` on every interface.

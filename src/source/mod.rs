@@ -3,5 +3,7 @@
 //!
 //! * [`cloudwatch`]: polls CloudWatch Logs (`FilterLogEvents`), re-reading an
 //!   overlap window for late records and dropping events already seen.
+//! * [`files`]: flow-log files, read once or replayed with times shifted to now.
 
 pub mod cloudwatch;
+pub mod files;
