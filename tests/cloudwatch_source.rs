@@ -1,13 +1,15 @@
 //! The CloudWatch Logs source against a real API: a moto server, reached
 //! through the real `aws-sdk-cloudwatchlogs` client ([`AwsLogsApi`]).
 //!
-//! moto's endpoint comes from `MOTO_ENDPOINT` (e.g. `http://127.0.0.1:5000`).
+//! Each test starts its own moto server (`tests/common`).
 //! What moto does differently from CloudWatch, checked against moto 5.2:
 //! `FilterLogEvents` ignores `logStreamNamePrefix` (we send
 //! `logStreamNames`), returns events grouped by stream rather than by time,
 //! numbers events with a small server-wide counter, and never throttles
 //! (throttling is tested against a stub server below). It silently drops
 //! events older than 14 days, so the seeds are timestamped near now.
+
+mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -35,15 +37,6 @@ fn setup_env() {
             std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
         }
     });
-}
-
-fn moto_endpoint() -> String {
-    std::env::var("MOTO_ENDPOINT").unwrap_or_else(|_| {
-        panic!(
-            "MOTO_ENDPOINT is not set: start `moto_server -H 127.0.0.1 -p 5000` \
-             and run with MOTO_ENDPOINT=http://127.0.0.1:5000"
-        )
-    })
 }
 
 fn now_ms() -> i64 {
@@ -83,11 +76,18 @@ impl Calls {
     }
 }
 
-async fn moto_api() -> (AwsLogsApi, Arc<Calls>) {
+/// A fresh moto server (kept alive by the returned guard) and a client on it.
+async fn moto_api() -> (AwsLogsApi, Arc<Calls>, common::Moto) {
     setup_env();
+    let moto = common::Moto::start();
     let calls = Arc::new(Calls::default());
-    let api = AwsLogsApi::new(Some(REGION.into()), Some(moto_endpoint()), calls.clone()).await;
-    (api, calls)
+    let api = AwsLogsApi::new(
+        Some(REGION.into()),
+        Some(moto.endpoint_url()),
+        calls.clone(),
+    )
+    .await;
+    (api, calls, moto)
 }
 
 async fn create_group(api: &AwsLogsApi, group: &str) {
@@ -135,7 +135,7 @@ async fn put(api: &AwsLogsApi, group: &str, stream: &str, timestamps_ms: &[i64])
 
 #[tokio::test]
 async fn overlapping_polls_return_every_event_once() {
-    let (api, calls) = moto_api().await;
+    let (api, calls, _moto) = moto_api().await;
     let group = unique_group("overlap");
     create_group(&api, &group).await;
     let streams = ["eni-0a1b2c3d-all", "eni-1a1b2c3d-all", "eni-2a1b2c3d-all"];
@@ -187,7 +187,7 @@ async fn overlapping_polls_return_every_event_once() {
 
 #[tokio::test]
 async fn two_hundred_fifty_streams_take_three_calls_per_poll() {
-    let (api, calls) = moto_api().await;
+    let (api, calls, _moto) = moto_api().await;
     let group = unique_group("many");
     create_group(&api, &group).await;
     let t0 = now_ms();
@@ -213,7 +213,7 @@ async fn two_hundred_fifty_streams_take_three_calls_per_poll() {
 
 #[tokio::test]
 async fn a_poll_follows_pages_of_ten_thousand_events() {
-    let (api, calls) = moto_api().await;
+    let (api, calls, _moto) = moto_api().await;
     let group = unique_group("pages");
     create_group(&api, &group).await;
     let t0 = now_ms();
@@ -237,7 +237,7 @@ async fn a_poll_follows_pages_of_ten_thousand_events() {
 
 #[tokio::test]
 async fn configured_interfaces_and_read_window() {
-    let (api, _calls) = moto_api().await;
+    let (api, _calls, _moto) = moto_api().await;
     let group = unique_group("inspect");
     create_group(&api, &group).await;
     let t0 = now_ms();
@@ -266,7 +266,7 @@ async fn configured_interfaces_and_read_window() {
 
 #[tokio::test]
 async fn a_missing_log_group_is_fatal() {
-    let (api, calls) = moto_api().await;
+    let (api, calls, _moto) = moto_api().await;
     let err = api
         .list_interface_streams("/vpc/does-not-exist")
         .await
