@@ -23,8 +23,9 @@ struct Cli {
     /// error, warn, info, debug or trace.
     #[arg(long = "log.level", global = true, default_value = "info")]
     log_level: String,
+    /// Log lines as text or JSON (one object per line).
     #[arg(long = "log.format", global = true, value_enum, default_value = "text")]
-    log_format: LogFormatArg,
+    log_output: LogFormatArg,
     #[command(subcommand)]
     command: Command,
 }
@@ -153,7 +154,7 @@ struct GenerateArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(message) = init_logging(&cli.log_level, cli.log_format) {
+    if let Err(message) = init_logging(&cli.log_level, cli.log_output) {
         eprintln!("vpc-flow-exporter: --log.level: {message}");
         return ExitCode::from(2);
     }
