@@ -188,6 +188,26 @@ def base_metric(name: str, documented: dict[str, str]) -> str | None:
     return None
 
 
+def referenced_names() -> dict[str, set[str]]:
+    """Metric name -> where it is used, over dashboards (queries and
+    variables) and rules."""
+    where: dict[str, set[str]] = {}
+    for path in dashboard_files():
+        d = load_dashboard(path)
+        for panel, target in dashboard_queries(d):
+            for name in metric_names(target["expr"]):
+                where.setdefault(name, set()).add(f"{path.name}: {panel['title']}")
+        for v in d["templating"]["list"]:
+            if v["type"] == "query":
+                selector, _ = label_values_query(variable_query(v)) or (None, None)
+                for name in metric_names(selector or ""):
+                    where.setdefault(name, set()).add(f"{path.name}: ${v['name']}")
+    for rule in load_rules():
+        for name in metric_names(rule["expr"]):
+            where.setdefault(name, set()).add(f"{rule['_file']}: {rule.get('alert') or rule.get('record')}")
+    return where
+
+
 # ------------------------------------------------------------- Grafana vars
 
 _VARIABLE = re.compile(

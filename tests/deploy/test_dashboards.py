@@ -12,6 +12,7 @@ import yaml
 
 from deploy_helpers import (
     DASHBOARD_DIR,
+    referenced_names,
     PROMETHEUS_SERIES,
     base_metric,
     dashboard_files,
@@ -21,7 +22,6 @@ from deploy_helpers import (
     iter_panels,
     label_values_query,
     load_dashboard,
-    load_rules,
     metric_names,
     recording_rules,
     variable_query,
@@ -175,26 +175,6 @@ def test_provisioning_files():
 
 
 # ---------------------------------------------- metric names vs metrics.md
-
-
-def referenced_names() -> dict[str, set[str]]:
-    """Metric name -> where it is used, over dashboards (queries and
-    variables) and rules."""
-    where: dict[str, set[str]] = {}
-    for path in DASHBOARDS:
-        d = load_dashboard(path)
-        for panel, target in dashboard_queries(d):
-            for name in metric_names(target["expr"]):
-                where.setdefault(name, set()).add(f"{path.name}: {panel['title']}")
-        for v in d["templating"]["list"]:
-            if v["type"] == "query":
-                selector, _ = label_values_query(variable_query(v)) or (None, None)
-                for name in metric_names(selector or ""):
-                    where.setdefault(name, set()).add(f"{path.name}: ${v['name']}")
-    for rule in load_rules():
-        for name in metric_names(rule["expr"]):
-            where.setdefault(name, set()).add(f"{rule['_file']}: {rule.get('alert') or rule.get('record')}")
-    return where
 
 
 def test_metric_name_extractor():
