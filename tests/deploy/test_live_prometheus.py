@@ -69,6 +69,10 @@ STARTUP_TIMEOUT = 30  # seconds until /healthz answers
 READY_TIMEOUT = 60  # until /ready (first poll done) and the sample's sessions show
 SCRAPES_WANTED = 5
 
+# Loopback only: never through a proxy from the environment.
+HTTP = requests.Session()
+HTTP.trust_env = False
+
 
 class Process:
     """A child process whose output goes to a file, shown when it fails."""
@@ -163,11 +167,11 @@ def exporter(tmp_path_factory):
         env=env,
     )
     try:
-        wait_for("/healthz", lambda: requests.get(f"{url}/healthz", timeout=2).ok, STARTUP_TIMEOUT, proc)
-        wait_for("/ready (first poll done)", lambda: requests.get(f"{url}/ready", timeout=2).ok, READY_TIMEOUT, proc)
+        wait_for("/healthz", lambda: HTTP.get(f"{url}/healthz", timeout=2).ok, STARTUP_TIMEOUT, proc)
+        wait_for("/ready (first poll done)", lambda: HTTP.get(f"{url}/ready", timeout=2).ok, READY_TIMEOUT, proc)
 
         def sessions_counted():
-            text = requests.get(f"{url}/metrics", timeout=5).text
+            text = HTTP.get(f"{url}/metrics", timeout=5).text
             return sample_sum(text, "vpcflow_sessions_total") > 0
 
         wait_for("the sample's sessions in /metrics", sessions_counted, READY_TIMEOUT, proc, interval=1)
@@ -208,7 +212,7 @@ def prometheus(exporter, tmp_path_factory):
         cwd=workdir,
     )
     try:
-        wait_for("Prometheus ready", lambda: requests.get(f"{url}/-/ready", timeout=2).ok, 30, proc)
+        wait_for("Prometheus ready", lambda: HTTP.get(f"{url}/-/ready", timeout=2).ok, 30, proc)
 
         def scraped():
             result = query(url, f'count_over_time(up{{job="{JOB}"}}[1m]) >= {SCRAPES_WANTED} and up{{job="{JOB}"}} == 1')
@@ -231,7 +235,7 @@ def prometheus(exporter, tmp_path_factory):
 
 
 def api(url: str, path: str, **params) -> dict:
-    r = requests.get(f"{url}{path}", params=params, timeout=30)
+    r = HTTP.get(f"{url}{path}", params=params, timeout=30)
     body = r.json()
     if body.get("status") != "success":
         raise QueryError(body.get("error") or r.text)
@@ -281,16 +285,16 @@ def resolve_variables(url: str, dashboard: dict) -> dict[str, str]:
 
 def test_exporter_endpoints(exporter):
     url, _ = exporter
-    assert requests.get(f"{url}/healthz", timeout=5).status_code == 200
-    assert requests.get(f"{url}/ready", timeout=5).status_code == 200
-    r = requests.get(f"{url}/metrics", timeout=5)
+    assert HTTP.get(f"{url}/healthz", timeout=5).status_code == 200
+    assert HTTP.get(f"{url}/ready", timeout=5).status_code == 200
+    r = HTTP.get(f"{url}/metrics", timeout=5)
     assert r.status_code == 200
     assert r.headers["Content-Type"].startswith("text/plain")
 
 
 def test_every_referenced_metric_is_served(exporter):
     url, _ = exporter
-    served = exposition_names(requests.get(f"{url}/metrics", timeout=5).text)
+    served = exposition_names(HTTP.get(f"{url}/metrics", timeout=5).text)
     recorded = {r["record"] for r in recording_rules()}
     missing = {
         name: sorted(where)
