@@ -278,6 +278,15 @@ def find_tool(name: str, env: str, fallbacks: tuple[str, ...] = ()) -> str | Non
     return None
 
 
+def exporter_binary() -> Path:
+    """The exporter under test: $EXPORTER_BIN, else the debug build in
+    $CARGO_TARGET_DIR (relative to the repository) or target/."""
+    if os.environ.get("EXPORTER_BIN"):
+        return Path(os.environ["EXPORTER_BIN"])
+    target = REPO / os.environ.get("CARGO_TARGET_DIR", "target")
+    return target / "debug" / "vpc-flow-exporter"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

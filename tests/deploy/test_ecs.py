@@ -89,7 +89,7 @@ def test_task_definition_configures_through_environment(task_definition):
         assert ENV_NAME.fullmatch(name), f"{name}: not VPC_FLOW_EXPORTER__SECTION__KEY"
     assert env["VPC_FLOW_EXPORTER__SERVER__LISTEN_ADDRESS"].endswith(":9917")
     assert env["VPC_FLOW_EXPORTER__CLOUDWATCH__REGION"]
-    assert env["VPC_FLOW_EXPORTER__CLOUDWATCH__LOG_GROUP"]
+    assert env["VPC_FLOW_EXPORTER__CLOUDWATCH__LOG_GROUPS__0__NAME"]
 
 
 # -------------------------------------------------------------- CloudFormation

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy_helpers import REPO
+from deploy_helpers import REPO, exporter_binary
 
-EXPORTER_BIN = Path(os.environ.get("EXPORTER_BIN", REPO / "target" / "debug" / "vpc-flow-exporter"))
+EXPORTER_BIN = exporter_binary()
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ deploy/prometheus/. Then:
   (sessions by verdict, records, bytes, packets) return series;
 * Prometheus loads every rule group and evaluates every rule without error.
 
-Builds nothing: the binary is target/debug/vpc-flow-exporter (or $EXPORTER_BIN),
+Builds nothing: the binary is target/debug/vpc-flow-exporter (under $CARGO_TARGET_DIR
+when set; $EXPORTER_BIN overrides),
 Prometheus /usr/bin/prometheus (or $PROMETHEUS). Queries on CloudWatch-only
 metrics (API calls, delivery delay, read amplification) have no data in files
 mode: they only have to run.
@@ -21,17 +22,23 @@ mode: they only have to run.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import time
 from pathlib import Path
 
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+
 import pytest
-import requests
 import yaml
 
 from deploy_helpers import (
+    exporter_binary,
     PROMETHEUS_SERIES,
     REPO,
     dashboard_files,
@@ -48,7 +55,7 @@ from deploy_helpers import (
     variable_query,
 )
 
-EXPORTER_BIN = Path(os.environ.get("EXPORTER_BIN", REPO / "target" / "debug" / "vpc-flow-exporter"))
+EXPORTER_BIN = exporter_binary()
 DEMO_CONFIG = REPO / "examples" / "demo.toml"
 JOB = "vpc-flow-exporter"  # the job VpcFlowExporterDown watches
 
@@ -66,12 +73,34 @@ FED_PANELS = {
 }
 
 STARTUP_TIMEOUT = 30  # seconds until /healthz answers
-READY_TIMEOUT = 60  # until /ready (first poll done) and the sample's sessions show
+READY_TIMEOUT = 120  # until /ready (first poll done) and the sample's sessions show
 SCRAPES_WANTED = 5
 
 # Loopback only: never through a proxy from the environment.
-HTTP = requests.Session()
-HTTP.trust_env = False
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@dataclass
+class Response:
+    status: int
+    text: str
+    headers: object  # email.message.Message: case-insensitive get()
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+def http_get(url: str, params: dict | None = None, timeout: float = 5) -> Response:
+    """GET without proxies; HTTP errors are returned, connection errors
+    raised (OSError)."""
+    if params:
+        url += "?" + urllib.parse.urlencode(params)
+    try:
+        with _OPENER.open(url, timeout=timeout) as r:
+            return Response(r.status, r.read().decode("utf-8", "replace"), r.headers)
+    except urllib.error.HTTPError as e:
+        return Response(e.code, e.read().decode("utf-8", "replace"), e.headers)
 
 
 class Process:
@@ -116,7 +145,7 @@ def wait_for(what: str, check, timeout: float, process: Process, interval: float
             value = check()
             if value:
                 return value
-        except requests.RequestException as e:
+        except OSError as e:
             last_error = e
         time.sleep(interval)
     pytest.fail(
@@ -167,11 +196,11 @@ def exporter(tmp_path_factory):
         env=env,
     )
     try:
-        wait_for("/healthz", lambda: HTTP.get(f"{url}/healthz", timeout=2).ok, STARTUP_TIMEOUT, proc)
-        wait_for("/ready (first poll done)", lambda: HTTP.get(f"{url}/ready", timeout=2).ok, READY_TIMEOUT, proc)
+        wait_for("/healthz", lambda: http_get(f"{url}/healthz", timeout=2).ok, STARTUP_TIMEOUT, proc)
+        wait_for("/ready (first poll done)", lambda: http_get(f"{url}/ready", timeout=2).ok, READY_TIMEOUT, proc)
 
         def sessions_counted():
-            text = HTTP.get(f"{url}/metrics", timeout=5).text
+            text = http_get(f"{url}/metrics", timeout=5).text
             return sample_sum(text, "vpcflow_sessions_total") > 0
 
         wait_for("the sample's sessions in /metrics", sessions_counted, READY_TIMEOUT, proc, interval=1)
@@ -212,7 +241,7 @@ def prometheus(exporter, tmp_path_factory):
         cwd=workdir,
     )
     try:
-        wait_for("Prometheus ready", lambda: HTTP.get(f"{url}/-/ready", timeout=2).ok, 30, proc)
+        wait_for("Prometheus ready", lambda: http_get(f"{url}/-/ready", timeout=2).ok, 30, proc)
 
         def scraped():
             result = query(url, f'count_over_time(up{{job="{JOB}"}}[1m]) >= {SCRAPES_WANTED} and up{{job="{JOB}"}} == 1')
@@ -235,8 +264,8 @@ def prometheus(exporter, tmp_path_factory):
 
 
 def api(url: str, path: str, **params) -> dict:
-    r = HTTP.get(f"{url}{path}", params=params, timeout=30)
-    body = r.json()
+    r = http_get(f"{url}{path}", params, timeout=30)
+    body = json.loads(r.text)
     if body.get("status") != "success":
         raise QueryError(body.get("error") or r.text)
     return body["data"]
@@ -285,16 +314,16 @@ def resolve_variables(url: str, dashboard: dict) -> dict[str, str]:
 
 def test_exporter_endpoints(exporter):
     url, _ = exporter
-    assert HTTP.get(f"{url}/healthz", timeout=5).status_code == 200
-    assert HTTP.get(f"{url}/ready", timeout=5).status_code == 200
-    r = HTTP.get(f"{url}/metrics", timeout=5)
-    assert r.status_code == 200
-    assert r.headers["Content-Type"].startswith("text/plain")
+    assert http_get(f"{url}/healthz", timeout=5).status == 200
+    assert http_get(f"{url}/ready", timeout=5).status == 200
+    r = http_get(f"{url}/metrics", timeout=5)
+    assert r.status == 200
+    assert r.headers.get("Content-Type", "").startswith("text/plain")
 
 
 def test_every_referenced_metric_is_served(exporter):
     url, _ = exporter
-    served = exposition_names(HTTP.get(f"{url}/metrics", timeout=5).text)
+    served = exposition_names(http_get(f"{url}/metrics", timeout=5).text)
     recorded = {r["record"] for r in recording_rules()}
     missing = {
         name: sorted(where)
