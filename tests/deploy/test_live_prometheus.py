@@ -321,6 +321,18 @@ def test_exporter_endpoints(exporter):
     assert r.headers.get("Content-Type", "").startswith("text/plain")
 
 
+# Labelled CloudWatch-only families: the Rust client serves a family only once
+# it has a label set, and in files mode no API operation ever gets one. They
+# may be missing from /metrics here, but must still be registered by name in
+# src/metrics.rs (which catches a misspelt name all the same).
+CLOUDWATCH_ONLY = {"vpcflow_api_calls_total", "vpcflow_api_throttles_total"}
+
+
+def registered_in_source(name: str) -> bool:
+    source = (REPO / "src" / "metrics.rs").read_text(encoding="utf-8")
+    return f'"{name.removeprefix("vpcflow_")}"' in source
+
+
 def test_every_referenced_metric_is_served(exporter):
     url, _ = exporter
     served = exposition_names(http_get(f"{url}/metrics", timeout=5).text)
@@ -328,7 +340,10 @@ def test_every_referenced_metric_is_served(exporter):
     missing = {
         name: sorted(where)
         for name, where in referenced_names().items()
-        if name not in PROMETHEUS_SERIES and name not in recorded and name not in served
+        if name not in PROMETHEUS_SERIES
+        and name not in recorded
+        and name not in served
+        and not (name in CLOUDWATCH_ONLY and registered_in_source(name))
     }
     assert not missing, f"named by dashboards or rules but not in /metrics: {missing}"
 
