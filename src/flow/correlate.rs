@@ -212,7 +212,7 @@ struct Interface {
     learned: [LearnedAddress; 2],
     intermediate: bool,
     /// (watermark at which something is due, session slot, generation).
-    deadlines: BinaryHeap<Reverse<(u64, usize, u32)>>,
+    deadlines: BinaryHeap<Reverse<(u64, u32, u32)>>,
     pending: usize,
     open: usize,
 }
@@ -253,8 +253,9 @@ pub struct Correlator {
     facts: HashMap<String, InterfaceFacts>,
     interfaces: Vec<Interface>,
     interface_index: FxHashMap<Box<str>, u32>,
+    last_interface: usize,
     sessions: Slab<Session>,
-    session_index: FxHashMap<SessionKey, usize>,
+    session_index: HashMap<SessionKey, usize, foldhash::fast::FixedState>,
     arrivals: u64,
     generations: u32,
 }
@@ -267,8 +268,9 @@ impl Correlator {
             facts,
             interfaces: Vec::new(),
             interface_index: FxHashMap::default(),
+            last_interface: 0,
             sessions: Slab::new(),
-            session_index: FxHashMap::default(),
+            session_index: HashMap::default(),
             arrivals: 0,
             generations: 0,
         }
@@ -366,7 +368,7 @@ impl Correlator {
             let generation = session.generation;
             self.interfaces[interface].deadlines.push(Reverse((
                 first.saturating_add(self.settings.reply_grace),
-                slot,
+                slot as u32,
                 generation,
             )));
         }
@@ -407,7 +409,14 @@ impl Correlator {
     }
 
     fn interface(&mut self, id: &str) -> usize {
+        // Records of one interface come in runs (one log stream, one file).
+        if let Some(last) = self.interfaces.get(self.last_interface)
+            && *last.id == *id
+        {
+            return self.last_interface;
+        }
         if let Some(&index) = self.interface_index.get(id) {
+            self.last_interface = index as usize;
             return index as usize;
         }
         let facts = self.facts.get(id).cloned().unwrap_or_default();
@@ -423,6 +432,7 @@ impl Correlator {
             open: 0,
         });
         self.interface_index.insert(id.into(), index as u32);
+        self.last_interface = index;
         index
     }
 
@@ -468,6 +478,7 @@ impl Correlator {
                 break;
             }
             self.interfaces[interface].deadlines.pop();
+            let slot = slot as usize;
             let Some(session) = self.sessions.get(slot) else {
                 continue;
             };
@@ -489,7 +500,7 @@ impl Correlator {
             };
             self.interfaces[interface]
                 .deadlines
-                .push(Reverse((next_due, slot, generation)));
+                .push(Reverse((next_due, slot as u32, generation)));
         }
     }
 

@@ -189,7 +189,7 @@ pub struct LineSplitter {
 impl LineSplitter {
     pub fn push(&mut self, mut chunk: &[u8], mut each_line: impl FnMut(&[u8])) {
         if !self.partial.is_empty() {
-            match chunk.iter().position(|&byte| byte == b'\n') {
+            match memchr::memchr(b'\n', chunk) {
                 Some(newline) => {
                     self.partial.extend_from_slice(&chunk[..newline]);
                     each_line(&self.partial);
@@ -202,12 +202,12 @@ impl LineSplitter {
                 }
             }
         }
-        let mut lines = chunk.split(|&byte| byte == b'\n');
-        let last = lines.next_back().unwrap_or_default();
-        for line in lines {
-            each_line(line);
+        let mut start = 0;
+        for newline in memchr::memchr_iter(b'\n', chunk) {
+            each_line(&chunk[start..newline]);
+            start = newline + 1;
         }
-        self.partial.extend_from_slice(last);
+        self.partial.extend_from_slice(&chunk[start..]);
     }
 
     /// End of the stream: the last line may have no line ending.

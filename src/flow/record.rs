@@ -6,7 +6,7 @@
 //! [`Malformed`] reason, which callers count: bad input is never a panic and
 //! never silently lost.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::format::{Field, LogFormat};
 
@@ -156,12 +156,16 @@ impl RecordParser {
         self.has_action
     }
 
-    pub fn parse_bytes<'a>(&self, line: &'a [u8]) -> Result<Record<'a>, Malformed> {
-        let line = std::str::from_utf8(line).map_err(|_| Malformed::NotUtf8)?;
-        self.parse(line)
+    pub fn parse<'a>(&self, line: &'a str) -> Result<Record<'a>, Malformed> {
+        self.parse_bytes(line.as_bytes())
     }
 
-    pub fn parse<'a>(&self, line: &'a str) -> Result<Record<'a>, Malformed> {
+    /// Parses one line. Works on bytes: the only columns turned into text
+    /// are the ones kept as text (interface and instance ids).
+    pub fn parse_bytes<'a>(&self, line: &'a [u8]) -> Result<Record<'a>, Malformed> {
+        if !line.is_ascii() && std::str::from_utf8(line).is_err() {
+            return Err(Malformed::NotUtf8);
+        }
         let mut record = Record {
             interface_id: "-",
             srcaddr: None,
@@ -181,11 +185,11 @@ impl RecordParser {
             instance_id: None,
             flow_direction: None,
         };
-        let mut tokens = line.split_ascii_whitespace();
+        let mut tokens = Tokens(line);
         for field in self.format.fields() {
             let token = tokens.next().ok_or(Malformed::FieldCount)?;
             match field {
-                Field::InterfaceId => record.interface_id = token,
+                Field::InterfaceId => record.interface_id = text(token),
                 Field::SrcAddr => record.srcaddr = address(token)?,
                 Field::DstAddr => record.dstaddr = address(token)?,
                 Field::PktSrcAddr => record.pkt_srcaddr = address(token)?,
@@ -201,7 +205,7 @@ impl RecordParser {
                 Field::Action => record.action = action(token)?,
                 Field::LogStatus => record.log_status = log_status(token)?,
                 Field::FlowDirection => record.flow_direction = flow_direction(token)?,
-                Field::InstanceId => record.instance_id = Some(token),
+                Field::InstanceId => record.instance_id = Some(text(token)),
                 _ => {}
             }
         }
@@ -218,43 +222,117 @@ impl RecordParser {
     }
 }
 
-fn address(token: &str) -> Result<Option<IpAddr>, Malformed> {
-    if token == "-" {
-        return Ok(None);
+/// Fields of a line: runs of bytes between runs of ASCII whitespace.
+struct Tokens<'a>(&'a [u8]);
+
+impl<'a> Iterator for Tokens<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let start = self.0.iter().position(|byte| !byte.is_ascii_whitespace())?;
+        let rest = &self.0[start..];
+        let end = rest
+            .iter()
+            .position(|byte| byte.is_ascii_whitespace())
+            .unwrap_or(rest.len());
+        self.0 = &rest[end..];
+        Some(&rest[..end])
     }
-    token.parse().map(Some).map_err(|_| Malformed::BadAddress)
 }
 
-fn number<T: std::str::FromStr>(token: &str) -> Result<Option<T>, Malformed> {
-    if token == "-" {
-        return Ok(None);
-    }
-    token.parse().map(Some).map_err(|_| Malformed::BadNumber)
+/// A token as text. The line was checked to be UTF-8 and tokens end at
+/// ASCII bytes, so this cannot fail.
+fn text(token: &[u8]) -> &str {
+    std::str::from_utf8(token).unwrap_or("-")
 }
 
-fn action(token: &str) -> Result<Option<Action>, Malformed> {
+fn address(token: &[u8]) -> Result<Option<IpAddr>, Malformed> {
+    if token == b"-" {
+        return Ok(None);
+    }
+    if let Some(v4) = ipv4(token) {
+        return Ok(Some(IpAddr::V4(v4)));
+    }
+    if token.contains(&b':') {
+        return text(token)
+            .parse::<Ipv6Addr>()
+            .map(|v6| Some(IpAddr::V6(v6)))
+            .map_err(|_| Malformed::BadAddress);
+    }
+    Err(Malformed::BadAddress)
+}
+
+/// Dotted-quad IPv4, as strict as the standard library (no leading zeros).
+fn ipv4(token: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = token.split(|&byte| byte == b'.');
+    for octet in &mut octets {
+        let part = parts.next()?;
+        if part.is_empty() || part.len() > 3 || (part.len() > 1 && part[0] == b'0') {
+            return None;
+        }
+        let mut value = 0u16;
+        for &byte in part {
+            let digit = byte.wrapping_sub(b'0');
+            if digit > 9 {
+                return None;
+            }
+            value = value * 10 + u16::from(digit);
+        }
+        *octet = u8::try_from(value).ok()?;
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(Ipv4Addr::from(octets))
+}
+
+fn number<T: TryFrom<u64>>(token: &[u8]) -> Result<Option<T>, Malformed> {
+    if token == b"-" {
+        return Ok(None);
+    }
+    if token.is_empty() || token.len() > 20 {
+        return Err(Malformed::BadNumber);
+    }
+    let mut value: u64 = 0;
+    for &byte in token {
+        let digit = byte.wrapping_sub(b'0');
+        if digit > 9 {
+            return Err(Malformed::BadNumber);
+        }
+        value = value
+            .checked_mul(10)
+            .and_then(|value| value.checked_add(u64::from(digit)))
+            .ok_or(Malformed::BadNumber)?;
+    }
+    T::try_from(value)
+        .map(Some)
+        .map_err(|_| Malformed::BadNumber)
+}
+
+fn action(token: &[u8]) -> Result<Option<Action>, Malformed> {
     match token {
-        "ACCEPT" => Ok(Some(Action::Accept)),
-        "REJECT" => Ok(Some(Action::Reject)),
-        "-" => Ok(None),
+        b"ACCEPT" => Ok(Some(Action::Accept)),
+        b"REJECT" => Ok(Some(Action::Reject)),
+        b"-" => Ok(None),
         _ => Err(Malformed::BadAction),
     }
 }
 
-fn log_status(token: &str) -> Result<LogStatus, Malformed> {
+fn log_status(token: &[u8]) -> Result<LogStatus, Malformed> {
     match token {
-        "OK" => Ok(LogStatus::Ok),
-        "NODATA" => Ok(LogStatus::NoData),
-        "SKIPDATA" => Ok(LogStatus::SkipData),
+        b"OK" => Ok(LogStatus::Ok),
+        b"NODATA" => Ok(LogStatus::NoData),
+        b"SKIPDATA" => Ok(LogStatus::SkipData),
         _ => Err(Malformed::BadLogStatus),
     }
 }
 
-fn flow_direction(token: &str) -> Result<Option<FlowDirection>, Malformed> {
+fn flow_direction(token: &[u8]) -> Result<Option<FlowDirection>, Malformed> {
     match token {
-        "ingress" => Ok(Some(FlowDirection::Ingress)),
-        "egress" => Ok(Some(FlowDirection::Egress)),
-        "-" => Ok(None),
+        b"ingress" => Ok(Some(FlowDirection::Ingress)),
+        b"egress" => Ok(Some(FlowDirection::Egress)),
+        b"-" => Ok(None),
         _ => Err(Malformed::BadFlowDirection),
     }
 }
