@@ -8,7 +8,7 @@
 //! reader to run `scripts/install-test-deps`.
 
 // Each test crate compiles this module on its own and uses only part of it.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod moto;
 pub mod prometheus;
