@@ -17,6 +17,7 @@ use crate::flow::{
 };
 use crate::metrics::{FlowMetrics, Metrics};
 use crate::server::{self, ServerState};
+use crate::source::cloudwatch::LogEvent;
 use crate::source::cloudwatch::poller::interface_of_stream;
 use crate::source::cloudwatch::{
     ApiObserver, AwsLogsApi, DESCRIBE_LOG_STREAMS, FILTER_LOG_EVENTS, PollOutcome, Poller,
@@ -399,23 +400,7 @@ impl CloudWatchLoop {
                 .interfaces_watched
                 .set(i64::try_from(total).unwrap_or(i64::MAX));
         }
-        let service_ports = self.pipeline.correlator().service_ports().clone();
-        let mut observer = FlowMetrics {
-            metrics,
-            service_ports: &service_ports,
-        };
-        for event in &outcome.events {
-            let fallback = u64::try_from(event.timestamp_ms / 1000).ok();
-            if let Some(end) =
-                self.pipeline
-                    .push_line(event.message.as_bytes(), fallback, &mut observer)
-            {
-                let ingested = event.ingestion_time_ms as f64 / 1000.0;
-                metrics
-                    .delivery_delay
-                    .observe((ingested - end as f64).max(0.0));
-            }
-        }
+        feed_events(&mut self.pipeline, &outcome.events, metrics);
         // Sessions of a silent interface are decided on the wall clock, less
         // the delivery delay (records may still be on their way until then).
         let delay_ms = self
@@ -424,9 +409,33 @@ impl CloudWatchLoop {
             .unwrap_or(self.poller.overlap_ms());
         let watermark = now_millis().saturating_sub(delay_ms.saturating_mul(3) / 2) / 1000;
         if let Ok(watermark) = u64::try_from(watermark) {
+            let service_ports = self.pipeline.correlator().service_ports().clone();
+            let mut observer = FlowMetrics {
+                metrics,
+                service_ports: &service_ports,
+            };
             self.pipeline.advance_to(watermark, &mut observer);
         }
         update_load_gauges(metrics, &self.pipeline);
+    }
+}
+
+/// Feeds new log events to the core and counts what it decides; measures
+/// each record's delivery delay (ingestion time minus the record's end).
+pub fn feed_events(pipeline: &mut Pipeline, events: &[LogEvent], metrics: &Metrics) {
+    let service_ports = pipeline.correlator().service_ports().clone();
+    let mut observer = FlowMetrics {
+        metrics,
+        service_ports: &service_ports,
+    };
+    for event in events {
+        let fallback = u64::try_from(event.timestamp_ms / 1000).ok();
+        if let Some(end) = pipeline.push_line(event.message.as_bytes(), fallback, &mut observer) {
+            let ingested = event.ingestion_time_ms as f64 / 1000.0;
+            metrics
+                .delivery_delay
+                .observe((ingested - end as f64).max(0.0));
+        }
     }
 }
 
