@@ -129,11 +129,13 @@ fn summarize_chunks(data: &[u8], cuts: &[usize]) -> Summary {
     let mut begin = 0;
     for &cut in cuts.iter().chain(std::iter::once(&data.len())) {
         splitter.push(&data[begin..cut], |line| {
-            pipeline.push_line(line, None, &mut summary)
+            pipeline.push_line(line, None, &mut summary);
         });
         begin = cut;
     }
-    splitter.finish(|line| pipeline.push_line(line, None, &mut summary));
+    splitter.finish(|line| {
+        pipeline.push_line(line, None, &mut summary);
+    });
     pipeline.finish(&mut summary);
     summary
 }

@@ -397,6 +397,26 @@ mod tests {
     }
 
     #[test]
+    fn push_line_returns_the_end_of_a_taken_record_only() {
+        let mut pipeline = Pipeline::new(
+            FormatChoice::Auto,
+            Settings::default(),
+            HashMap::new(),
+            RecordFilter {
+                interface_id: Some("eni-a".into()),
+                ..RecordFilter::default()
+            },
+        );
+        let mut summary = Summary::new(ServicePorts::new(&[]), false);
+        let mut push = |line: &str| pipeline.push_line(line.as_bytes(), Some(9), &mut summary);
+        assert_eq!(push(V2_HEADER), None);
+        assert_eq!(push(REQUEST), Some(1050));
+        assert_eq!(push(""), None);
+        assert_eq!(push("2 1 eni-a not a record"), None);
+        assert_eq!(push(REJECTED), None, "filtered out");
+    }
+
+    #[test]
     fn line_splitter_joins_lines_across_chunks() {
         let mut splitter = LineSplitter::default();
         let mut lines: Vec<String> = Vec::new();
