@@ -218,3 +218,214 @@ impl LineSplitter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::correlate::ServicePorts;
+    use crate::flow::summary::Summary;
+    use crate::flow::verdict::Verdict;
+
+    const V2_HEADER: &str = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status";
+    const REQUEST: &str =
+        "2 123456789010 eni-a 198.51.100.7 10.0.0.10 40000 22 6 1 44 1000 1050 ACCEPT OK";
+    const REPLY: &str =
+        "2 123456789010 eni-a 10.0.0.10 198.51.100.7 22 40000 6 1 40 1000 1050 ACCEPT OK";
+    const REJECTED: &str =
+        "2 123456789010 eni-b 198.51.100.8 10.0.1.10 40001 3389 6 1 40 1100 1150 REJECT OK";
+
+    fn run(choice: FormatChoice, filter: RecordFilter, inputs: &[&[&str]]) -> Summary {
+        let mut pipeline = Pipeline::new(choice, Settings::default(), HashMap::new(), filter);
+        let mut summary = Summary::new(ServicePorts::new(&[]), true);
+        for lines in inputs {
+            pipeline.begin_input();
+            for line in *lines {
+                pipeline.push_line(line.as_bytes(), None, &mut summary);
+            }
+        }
+        pipeline.finish(&mut summary);
+        summary
+    }
+
+    fn auto(inputs: &[&[&str]]) -> Summary {
+        run(FormatChoice::Auto, RecordFilter::default(), inputs)
+    }
+
+    #[test]
+    fn a_header_line_is_taken_only_at_the_start_of_an_input() {
+        let summary = auto(&[&[V2_HEADER, REQUEST, V2_HEADER, REPLY]]);
+        assert_eq!(summary.records.total, 3);
+        assert_eq!(summary.records.malformed, 1);
+        assert_eq!(summary.sessions.accepted, 1);
+        // Blank lines before the header do not hide it.
+        let summary = auto(&[&["", "  \r", V2_HEADER, REQUEST]]);
+        assert_eq!(summary.records.total, 1);
+        assert_eq!(summary.records.malformed, 0);
+    }
+
+    #[test]
+    fn each_input_may_bring_its_own_header_and_format() {
+        let short = "interface-id srcaddr dstaddr srcport dstport protocol start end action";
+        let summary = auto(&[
+            &[
+                short,
+                "eni-a 198.51.100.7 10.0.0.10 40000 22 6 1000 1050 ACCEPT",
+            ],
+            &[REPLY],
+        ]);
+        // The second input has no header: back to the default format.
+        assert_eq!(summary.records.ok, 2);
+        assert_eq!(summary.records.malformed, 0);
+        assert_eq!(summary.sessions.accepted, 1);
+    }
+
+    #[test]
+    fn a_fixed_format_skips_a_header_line_but_keeps_its_fields() {
+        let format = LogFormat::default_v2();
+        let summary = run(
+            FormatChoice::Fixed(format),
+            RecordFilter::default(),
+            &[&["interface-id srcaddr dstaddr", REQUEST, REPLY]],
+        );
+        assert_eq!(summary.records.total, 2);
+        assert_eq!(summary.records.malformed, 0);
+        assert_eq!(summary.sessions.accepted, 1);
+    }
+
+    #[test]
+    fn a_format_without_action_gives_records_but_no_sessions() {
+        let summary = auto(&[&[
+            "interface-id srcaddr dstaddr",
+            "eni-a 198.51.100.7 10.0.0.10",
+            "eni-a 10.0.0.10 198.51.100.7",
+        ]]);
+        assert_eq!(summary.records.ok, 2);
+        assert_eq!(summary.sessions.total(), 0);
+        assert_eq!(summary.details.as_deref(), Some(&[][..]));
+    }
+
+    #[test]
+    fn filters_narrow_records_before_correlation() {
+        let filtered = |filter: RecordFilter| {
+            let summary = run(FormatChoice::Auto, filter, &[&[REQUEST, REPLY, REJECTED]]);
+            (summary.records.total, summary.sessions.total())
+        };
+        assert_eq!(filtered(RecordFilter::default()), (3, 2));
+        let interface = RecordFilter {
+            interface_id: Some("eni-b".into()),
+            ..RecordFilter::default()
+        };
+        assert_eq!(filtered(interface), (1, 1));
+        let address = RecordFilter {
+            address: Some("198.51.100.7".parse().unwrap()),
+            ..RecordFilter::default()
+        };
+        assert_eq!(filtered(address), (2, 1));
+        let port = RecordFilter {
+            port: Some(40000),
+            ..RecordFilter::default()
+        };
+        assert_eq!(filtered(port), (2, 1));
+        // Event time is the end: 1050 for the pair, 1150 for the reject.
+        let since = RecordFilter {
+            since: Some(1051),
+            ..RecordFilter::default()
+        };
+        assert_eq!(filtered(since), (1, 1));
+        let until = RecordFilter {
+            until: Some(1050),
+            ..RecordFilter::default()
+        };
+        assert_eq!(filtered(until), (2, 1));
+        // Every filter given must admit the record.
+        let both = RecordFilter {
+            interface_id: Some("eni-b".into()),
+            port: Some(22),
+            ..RecordFilter::default()
+        };
+        assert_eq!(filtered(both), (0, 0));
+    }
+
+    #[test]
+    fn a_time_filter_drops_records_without_a_time() {
+        let format = LogFormat::parse("interface-id srcaddr dstaddr action").unwrap();
+        let filter = RecordFilter {
+            since: Some(0),
+            ..RecordFilter::default()
+        };
+        let summary = run(
+            FormatChoice::Fixed(format),
+            filter,
+            &[&["eni-a 10.0.0.1 10.0.0.2 ACCEPT"]],
+        );
+        assert_eq!(summary.records.total, 0);
+    }
+
+    #[test]
+    fn the_time_offset_moves_record_times() {
+        let mut pipeline = Pipeline::new(
+            FormatChoice::Auto,
+            Settings::default(),
+            HashMap::new(),
+            RecordFilter::default(),
+        );
+        let mut summary = Summary::new(ServicePorts::new(&[]), true);
+        pipeline.set_time_offset(-500);
+        pipeline.push_line(REQUEST.as_bytes(), None, &mut summary);
+        pipeline.push_line(REPLY.as_bytes(), None, &mut summary);
+        pipeline.finish(&mut summary);
+        let details = summary.details.unwrap();
+        assert_eq!((details[0].start, details[0].end), (Some(500), Some(550)));
+    }
+
+    #[test]
+    fn the_fallback_time_stands_in_for_records_without_times() {
+        // CloudWatch timestamps: the lone request's grace runs from 2000.
+        let format = LogFormat::parse("interface-id srcaddr dstaddr action").unwrap();
+        let mut pipeline = Pipeline::new(
+            FormatChoice::Fixed(format),
+            Settings::default(),
+            HashMap::new(),
+            RecordFilter::default(),
+        );
+        let mut summary = Summary::new(ServicePorts::new(&[]), false);
+        pipeline.push_line(b"eni-a 10.0.0.1 10.0.0.2 ACCEPT", Some(2000), &mut summary);
+        pipeline.advance_to(2119, &mut summary);
+        assert_eq!(summary.sessions.total(), 0);
+        pipeline.advance_to(2120, &mut summary);
+        assert_eq!(summary.sessions.get(Verdict::Unanswered), 1);
+    }
+
+    #[test]
+    fn push_line_returns_the_end_of_a_taken_record_only() {
+        let mut pipeline = Pipeline::new(
+            FormatChoice::Auto,
+            Settings::default(),
+            HashMap::new(),
+            RecordFilter {
+                interface_id: Some("eni-a".into()),
+                ..RecordFilter::default()
+            },
+        );
+        let mut summary = Summary::new(ServicePorts::new(&[]), false);
+        let mut push = |line: &str| pipeline.push_line(line.as_bytes(), Some(9), &mut summary);
+        assert_eq!(push(V2_HEADER), None);
+        assert_eq!(push(REQUEST), Some(1050));
+        assert_eq!(push(""), None);
+        assert_eq!(push("2 1 eni-a not a record"), None);
+        assert_eq!(push(REJECTED), None, "filtered out");
+    }
+
+    #[test]
+    fn line_splitter_joins_lines_across_chunks() {
+        let mut splitter = LineSplitter::default();
+        let mut lines: Vec<String> = Vec::new();
+        for chunk in [&b"ab"[..], b"c\r\nd", b"", b"e\n", b"\nf\r"] {
+            splitter.push(chunk, |line| {
+                lines.push(String::from_utf8(line.to_vec()).unwrap())
+            });
+        }
+        splitter.finish(|line| lines.push(String::from_utf8(line.to_vec()).unwrap()));
+        assert_eq!(lines, ["abc\r", "de", "", "f\r"]);
+    }
+}
