@@ -2,7 +2,9 @@
 //! records, as `analyze` does, without I/O.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use vpc_flow_exporter::flow::{FormatChoice, LineSplitter, Pipeline, RecordFilter, Settings, Summary};
+use vpc_flow_exporter::flow::{
+    FormatChoice, LineSplitter, Pipeline, RecordFilter, Settings, Summary,
+};
 use vpc_flow_exporter::generate::{GeneratorConfig, generate};
 
 fn records(count: usize) -> (Vec<u8>, u64) {

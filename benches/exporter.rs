@@ -8,7 +8,8 @@ use std::hint::black_box;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use vpc_flow_exporter::exporter::feed_events;
 use vpc_flow_exporter::flow::{
-    Direction, FormatChoice, Pipeline, RecordFilter, SessionObserver, SessionReport, Settings, Verdict,
+    Direction, FormatChoice, Pipeline, RecordFilter, SessionObserver, SessionReport, Settings,
+    Verdict,
 };
 use vpc_flow_exporter::generate::{GeneratorConfig, generate};
 use vpc_flow_exporter::metrics::{FlowMetrics, Metrics};
@@ -57,7 +58,11 @@ fn page_of_events(now_ms: i64) -> OnePage {
         .enumerate()
         .map(|(index, line)| {
             let interface = line.split(' ').nth(2).unwrap_or("eni-0");
-            let start_s: i64 = line.split(' ').nth(10).and_then(|t| t.parse().ok()).unwrap_or(0);
+            let start_s: i64 = line
+                .split(' ')
+                .nth(10)
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0);
             LogEvent {
                 stream: format!("{interface}-all"),
                 event_id: format!("{index:056}"),
@@ -122,7 +127,9 @@ fn render_metrics(c: &mut Criterion) {
         metrics: &metrics,
         service_ports: &service_ports,
     };
-    let ids: Vec<String> = (0..1_000).map(|index| format!("eni-{index:017x}")).collect();
+    let ids: Vec<String> = (0..1_000)
+        .map(|index| format!("eni-{index:017x}"))
+        .collect();
     for id in &ids {
         metrics.expect_interface(id, None);
         for (verdict, port) in [
@@ -152,9 +159,10 @@ fn render_metrics(c: &mut Criterion) {
         }
     }
     let lines = metrics.render().lines().count();
-    c.bench_function(&format!("render_metrics_1000_interfaces_{lines}_lines"), |b| {
-        b.iter(|| black_box(metrics.render().len()))
-    });
+    c.bench_function(
+        &format!("render_metrics_1000_interfaces_{lines}_lines"),
+        |b| b.iter(|| black_box(metrics.render().len())),
+    );
 }
 
 criterion_group!(benches, process_one_page, render_metrics);

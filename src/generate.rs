@@ -165,6 +165,7 @@ pub fn generate(config: &GeneratorConfig, out: &mut impl Write) -> io::Result<Ex
     let mut window = 0u64;
     while (expected.records as usize) < config.records {
         let window_start = config.start_time + window * WINDOW;
+        let mut busy = vec![false; interfaces.len()];
         for _ in 0..config.sessions_per_window {
             let mut pick = rng.below(u64::from(weight_total)) as u32;
             let scenario = mix
@@ -181,6 +182,7 @@ pub fn generate(config: &GeneratorConfig, out: &mut impl Write) -> io::Result<Ex
                 .unwrap_or(Scenario::AcceptedIngress);
             counter += 1;
             let index = (counter as usize) % interfaces.len();
+            busy[index] = true;
             let session = Session {
                 interface: &interfaces[index],
                 local: local_address(index),
@@ -193,10 +195,11 @@ pub fn generate(config: &GeneratorConfig, out: &mut impl Write) -> io::Result<Ex
             expected.records += lines.len() as u64;
             pending.extend(lines);
         }
-        for interface in &interfaces {
+        for (index, interface) in interfaces.iter().enumerate() {
             let roll = rng.below(1000);
+            // AWS writes NODATA only for a window without traffic.
             let status = match roll {
-                0..=4 => "NODATA",
+                0..=4 if !busy[index] => "NODATA",
                 5 => "SKIPDATA",
                 _ => continue,
             };

@@ -521,7 +521,6 @@ fn the_sample_settings_give_the_expected_totals_without_facts() {
 /// is the one whose time passes the reply grace. See the unit test
 /// `the_record_that_passes_the_grace_is_learned_from_before_it_decides`.
 #[test]
-#[ignore = "bug: push() decides what a record's time makes due before learning the local address from that record"]
 fn learned_addresses_count_the_record_that_passes_the_grace() {
     for (seed, style) in [(3, Style::Rich), (0, Style::V2)] {
         let (records, interfaces, sessions_per_window) = match style {
