@@ -123,10 +123,7 @@ fn render_metrics(c: &mut Criterion) {
     let metrics = Metrics::new();
     let settings = Settings::default();
     let service_ports = vpc_flow_exporter::flow::ServicePorts::new(&settings.service_ports);
-    let mut observer = FlowMetrics {
-        metrics: &metrics,
-        service_ports: &service_ports,
-    };
+    let mut observer = FlowMetrics::new(&metrics, &service_ports);
     let ids: Vec<String> = (0..1_000)
         .map(|index| format!("eni-{index:017x}"))
         .collect();

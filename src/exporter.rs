@@ -410,10 +410,7 @@ impl CloudWatchLoop {
         let watermark = now_millis().saturating_sub(delay_ms.saturating_mul(3) / 2) / 1000;
         if let Ok(watermark) = u64::try_from(watermark) {
             let service_ports = self.pipeline.correlator().service_ports().clone();
-            let mut observer = FlowMetrics {
-                metrics,
-                service_ports: &service_ports,
-            };
+            let mut observer = FlowMetrics::new(metrics, &service_ports);
             self.pipeline.advance_to(watermark, &mut observer);
         }
         update_load_gauges(metrics, &self.pipeline);
@@ -424,10 +421,7 @@ impl CloudWatchLoop {
 /// each record's delivery delay (ingestion time minus the record's end).
 pub fn feed_events(pipeline: &mut Pipeline, events: &[LogEvent], metrics: &Metrics) {
     let service_ports = pipeline.correlator().service_ports().clone();
-    let mut observer = FlowMetrics {
-        metrics,
-        service_ports: &service_ports,
-    };
+    let mut observer = FlowMetrics::new(metrics, &service_ports);
     for event in events {
         let fallback = u64::try_from(event.timestamp_ms / 1000).ok();
         if let Some(end) = pipeline.push_line(event.message.as_bytes(), fallback, &mut observer) {
@@ -539,9 +533,6 @@ fn files_pass(
     } else {
         0
     };
-    let mut observer = FlowMetrics {
-        metrics,
-        service_ports: &service_ports,
-    };
+    let mut observer = FlowMetrics::new(metrics, &service_ports);
     files::pass(paths, pipeline, offset, &mut observer)
 }

@@ -8,6 +8,8 @@ use prometheus::{
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use rustc_hash::FxHashMap;
+
 use crate::flow::verdict::protocol_name;
 use crate::flow::{
     Action, Direction, LogStatus, Malformed, Observer, ServicePorts, SessionObserver,
@@ -271,9 +273,6 @@ impl Metrics {
     pub fn expect_interface(&self, interface_id: &str, name: Option<&str>) {
         for verdict in Verdict::ALL {
             for direction in Direction::ALL {
-                let labels = [interface_id, verdict.as_str(), direction.as_str()];
-                self.bytes.with_label_values(&labels);
-                self.packets.with_label_values(&labels);
                 self.sessions.with_label_values(&[
                     interface_id,
                     verdict.as_str(),
@@ -316,9 +315,61 @@ impl Default for Metrics {
 }
 
 /// Feeds the flow data metrics from the core.
+///
+/// Record counts are summed in memory and added to the counters when the
+/// observer is dropped: a label lookup per record would cost more than
+/// parsing it.
 pub struct FlowMetrics<'a> {
-    pub metrics: &'a Metrics,
-    pub service_ports: &'a ServicePorts,
+    metrics: &'a Metrics,
+    service_ports: &'a ServicePorts,
+    records: FxHashMap<Box<str>, [u64; RECORD_KINDS]>,
+}
+
+/// (action, log status) pairs counted per interface.
+const RECORD_KINDS: usize = 9;
+
+fn record_kind(action: Option<Action>, log_status: LogStatus) -> usize {
+    let action = match action {
+        None => 0,
+        Some(Action::Accept) => 1,
+        Some(Action::Reject) => 2,
+    };
+    let status = match log_status {
+        LogStatus::Ok => 0,
+        LogStatus::NoData => 1,
+        LogStatus::SkipData => 2,
+    };
+    action * 3 + status
+}
+
+fn record_labels(kind: usize) -> (&'static str, &'static str) {
+    let action = ["-", "ACCEPT", "REJECT"][kind / 3];
+    let status = ["OK", "NODATA", "SKIPDATA"][kind % 3];
+    (action, status)
+}
+
+impl<'a> FlowMetrics<'a> {
+    pub fn new(metrics: &'a Metrics, service_ports: &'a ServicePorts) -> FlowMetrics<'a> {
+        FlowMetrics {
+            metrics,
+            service_ports,
+            records: FxHashMap::default(),
+        }
+    }
+}
+
+impl Drop for FlowMetrics<'_> {
+    fn drop(&mut self) {
+        for (interface_id, counts) in &self.records {
+            for (kind, count) in counts.iter().enumerate().filter(|(_, count)| **count > 0) {
+                let (action, status) = record_labels(kind);
+                self.metrics
+                    .records
+                    .with_label_values(&[interface_id, action, status])
+                    .inc_by(*count);
+            }
+        }
+    }
 }
 
 impl SessionObserver for FlowMetrics<'_> {
@@ -362,11 +413,15 @@ impl SessionObserver for FlowMetrics<'_> {
 
 impl Observer for FlowMetrics<'_> {
     fn record(&mut self, interface_id: &str, action: Option<Action>, log_status: LogStatus) {
-        let action = action.map_or("-", Action::as_str);
-        self.metrics
-            .records
-            .with_label_values(&[interface_id, action, log_status.as_str()])
-            .inc();
+        let kind = record_kind(action, log_status);
+        match self.records.get_mut(interface_id) {
+            Some(counts) => counts[kind] += 1,
+            None => {
+                let mut counts = [0; RECORD_KINDS];
+                counts[kind] = 1;
+                self.records.insert(interface_id.into(), counts);
+            }
+        }
     }
 
     fn malformed(&mut self, reason: Malformed) {
