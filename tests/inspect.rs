@@ -1,0 +1,294 @@
+//! `vpc-flow-exporter inspect` end to end: the bundled sample's records in a
+//! moto log group give the same report as `analyze` on the same records in
+//! a file.
+//!
+//! The sample's times are from 2024 and CloudWatch refuses events older
+//! than 14 days, so every record's start and end are shifted into the last
+//! hour, for the file and the log group alike. CloudWatch has no header
+//! line: the log group gets the records only, one stream per interface,
+//! each event timestamped with its record's start, and `inspect` is told
+//! the format with `--log-format`; the file keeps the header.
+
+// Each test crate uses a part of common; its re-exports may go unused.
+#[allow(unused_imports)]
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::{Moto, moto::now_ms, repo_root};
+use serde_json::Value;
+
+const GROUP: &str = "/vpc/flow-logs";
+const SAMPLE: &str = "examples/sample-flows.log";
+/// Field positions in the sample's format (its header line).
+const INTERFACE: usize = 2;
+const START: usize = 10;
+const END: usize = 11;
+
+/// The binary with nothing inherited but static test credentials, a region
+/// and no metadata service; `AWS_ENDPOINT_URL` is a closed loopback port,
+/// so only the `--endpoint-url` given can answer.
+fn binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_vpc-flow-exporter"));
+    command
+        .env_clear()
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", common::moto::REGION)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+        .env("AWS_CONFIG_FILE", "/nonexistent/aws/config")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/aws/credentials",
+        )
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .current_dir(repo_root())
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs the binary with `args`; its stdout as JSON. Panics on failure.
+fn run_json(args: &[&str]) -> Value {
+    let output = binary().args(args).output().expect("run vpc-flow-exporter");
+    assert!(
+        output.status.success(),
+        "vpc-flow-exporter {args:?} failed with {}:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "vpc-flow-exporter {args:?}: not JSON ({e}):\n{}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+/// The sample shifted so its first record starts 30 minutes ago.
+struct Shifted {
+    header: String,
+    records: Vec<String>,
+    /// Unix seconds, a minute before the first record.
+    since: i64,
+}
+
+fn shifted_sample() -> Shifted {
+    let text = std::fs::read_to_string(repo_root().join(SAMPLE)).expect("read the sample");
+    let mut lines = text.lines();
+    let header = lines.next().expect("a header line").to_owned();
+    assert!(header.starts_with("version "), "{header}");
+    let records: Vec<Vec<String>> = lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split(' ').map(str::to_owned).collect())
+        .collect();
+    let first_start = records
+        .iter()
+        .map(|r| {
+            r[START]
+                .parse::<i64>()
+                .expect("every sample record has a start")
+        })
+        .min()
+        .expect("records");
+    let base = now_ms() / 1000 - 30 * 60;
+    let offset = base - first_start;
+    let records = records
+        .into_iter()
+        .map(|mut fields| {
+            for i in [START, END] {
+                let time: i64 = fields[i].parse().expect("a time");
+                fields[i] = (time + offset).to_string();
+            }
+            fields.join(" ")
+        })
+        .collect();
+    Shifted {
+        header,
+        records,
+        since: base - 60,
+    }
+}
+
+/// One stream per interface (`eni-…-all`), events timestamped with the
+/// record's start, as a flow log publishes them.
+fn seed(moto: &Moto, records: &[String]) {
+    let mut streams: BTreeMap<String, Vec<(i64, String)>> = BTreeMap::new();
+    for record in records {
+        let fields: Vec<&str> = record.split(' ').collect();
+        let start: i64 = fields[START].parse().unwrap();
+        streams
+            .entry(format!("{}-all", fields[INTERFACE]))
+            .or_default()
+            .push((start * 1000, record.clone()));
+    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(async {
+            moto.create_log_group(GROUP).await;
+            for (stream, events) in streams {
+                moto.create_log_streams(GROUP, &[&stream]).await;
+                moto.put_log_events(GROUP, &stream, events).await;
+            }
+        });
+}
+
+fn write_file(dir: &Path, shifted: &Shifted) -> String {
+    let path = dir.join("shifted-flows.log");
+    let mut text = shifted.header.clone();
+    text.push('\n');
+    for record in &shifted.records {
+        text.push_str(record);
+        text.push('\n');
+    }
+    std::fs::write(&path, text).expect("write the shifted file");
+    path.display().to_string()
+}
+
+fn inspect(moto: &Moto, shifted: &Shifted, extra: &[&str]) -> Value {
+    let endpoint = moto.endpoint_url();
+    let since = shifted.since.to_string();
+    let mut args = vec![
+        "inspect",
+        "--log-group",
+        GROUP,
+        "--endpoint-url",
+        &endpoint,
+        "--region",
+        "us-east-1",
+        "--since",
+        &since,
+        "--log-format",
+        &shifted.header,
+        "--output",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    run_json(&args)
+}
+
+fn analyze(file: &str, extra: &[&str]) -> Value {
+    let mut args = vec!["analyze", "--output", "json"];
+    args.extend_from_slice(extra);
+    args.push(file);
+    run_json(&args)
+}
+
+fn total_sessions(report: &Value) -> u64 {
+    report["sessions"]
+        .as_object()
+        .expect("sessions object")
+        .values()
+        .map(|v| v.as_u64().expect("a count"))
+        .sum()
+}
+
+#[test]
+fn inspect_reports_what_analyze_reports_on_the_same_records() {
+    let moto = Moto::start();
+    let shifted = shifted_sample();
+    seed(&moto, &shifted.records);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = write_file(dir.path(), &shifted);
+
+    let from_cloudwatch = inspect(&moto, &shifted, &[]);
+    let from_file = analyze(&file, &[]);
+    assert_eq!(
+        from_cloudwatch["sessions"], from_file["sessions"],
+        "sessions: inspect against analyze"
+    );
+    assert_eq!(
+        from_cloudwatch["records"], from_file["records"],
+        "records: inspect against analyze"
+    );
+    assert_eq!(
+        from_cloudwatch["records"]["total"].as_u64(),
+        Some(shifted.records.len() as u64),
+        "every record read once"
+    );
+    let sessions = &from_cloudwatch["sessions"];
+    for verdict in [
+        "accepted",
+        "rejected_inbound",
+        "rejected_outbound",
+        "unanswered",
+        "refused",
+    ] {
+        assert!(
+            sessions[verdict].as_u64().is_some_and(|n| n > 0),
+            "the sample has every verdict: {sessions}"
+        );
+    }
+}
+
+/// Session by session, too. CloudWatch returns each interface's records by
+/// start time, the file has them in another order; the first session of an
+/// interface is decided before its local address is learned, so on
+/// eni-…0 and eni-…1 the instance's first connection out (to
+/// 52.94.0.8:443 and 52.94.0.9:443) is `ingress` from CloudWatch and
+/// `egress` from the file. See `first_session_learns_the_local_address` in
+/// tests/serve_cloudwatch.rs.
+#[test]
+#[ignore = "bug: a session's direction depends on record order (first session of an interface decided before its local address is known)"]
+fn inspect_details_match_analyze() {
+    let moto = Moto::start();
+    let shifted = shifted_sample();
+    seed(&moto, &shifted.records);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = write_file(dir.path(), &shifted);
+
+    let from_cloudwatch = inspect(&moto, &shifted, &["--details"]);
+    let from_file = analyze(&file, &["--details"]);
+    let (cloudwatch, file) = (
+        from_cloudwatch["details"].as_array().expect("details"),
+        from_file["details"].as_array().expect("details"),
+    );
+    let only = |a: &[Value], b: &[Value]| -> Vec<String> {
+        a.iter()
+            .filter(|d| !b.contains(d))
+            .map(Value::to_string)
+            .collect()
+    };
+    let (only_cloudwatch, only_file) = (only(cloudwatch, file), only(file, cloudwatch));
+    assert!(
+        only_cloudwatch.is_empty() && only_file.is_empty() && cloudwatch.len() == file.len(),
+        "session details differ\nonly from inspect:\n  {}\nonly from analyze:\n  {}",
+        only_cloudwatch.join("\n  "),
+        only_file.join("\n  ")
+    );
+}
+
+#[test]
+fn inspect_narrows_to_one_interface() {
+    let moto = Moto::start();
+    let shifted = shifted_sample();
+    seed(&moto, &shifted.records);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = write_file(dir.path(), &shifted);
+
+    let eni = "eni-00000000000000001";
+    let one = inspect(&moto, &shifted, &["--interface", eni, "--details"]);
+    let all = inspect(&moto, &shifted, &[]);
+    assert_eq!(
+        one["sessions"],
+        analyze(&file, &["--interface", eni])["sessions"]
+    );
+    let records_of_eni = shifted
+        .records
+        .iter()
+        .filter(|r| r.split(' ').nth(INTERFACE) == Some(eni))
+        .count() as u64;
+    assert_eq!(one["records"]["total"].as_u64(), Some(records_of_eni));
+    let (n_one, n_all) = (total_sessions(&one), total_sessions(&all));
+    assert!(0 < n_one && n_one < n_all, "{n_one} of {n_all} sessions");
+    let details = one["details"].as_array().expect("details");
+    assert_eq!(details.len() as u64, n_one);
+    assert!(
+        details.iter().all(|d| d["interface_id"] == eni),
+        "only {eni}: {details:?}"
+    );
+}

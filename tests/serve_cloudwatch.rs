@@ -1,0 +1,1157 @@
+//! `vpc-flow-exporter serve` end to end over CloudWatch Logs: the real
+//! binary polls a moto server per interface stream and serves `/metrics`.
+//!
+//! Each test starts its own moto server and exporter (`tests/common`). The
+//! binary runs with an empty environment plus static test credentials, a
+//! region and `AWS_EC2_METADATA_DISABLED`; `AWS_ENDPOINT_URL` points at a
+//! closed loopback port, so only the endpoint the test configures can
+//! answer and nothing ever leaves loopback.
+//!
+//! # Timing
+//!
+//! moto stamps each event's ingestion time at the put, and a flow record's
+//! CloudWatch timestamp is its start, so the exporter measures a delivery
+//! delay of about "put time − record start". Seeds start a few seconds
+//! before the put: the wall-clock watermark (now − 1.5 × that delay) then
+//! passes `end + reply_grace` (2 s here) within seconds, and every lone
+//! record gets its verdict without any record of a later time. The two
+//! records of a pair share start and end and are put in one call, so they
+//! always reach the core in the same poll and pair before any grace can
+//! pass. Tests poll `/metrics` until what they wait for shows (at most
+//! 60 s), never sleep for a fixed time.
+
+// Each test crate uses a part of common; its re-exports may go unused.
+#[allow(unused_imports)]
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Moto, free_port, http_get, moto::now_ms, repo_root, wait_until};
+
+const GROUP: &str = "/vpc/flow-logs";
+const ACCOUNT: &str = "123456789010";
+/// `AWS_ENDPOINT_URL` for every run: a loopback port nothing listens on
+/// (binding it needs root), so a client that ignores the configured
+/// endpoint fails instead of reaching AWS.
+const TRAP_ENDPOINT: &str = "http://127.0.0.1:1";
+/// How long a test waits for something the exporter does each poll.
+const WAIT: Duration = Duration::from_secs(60);
+
+const ENI_A: &str = "eni-0aaa0000000000001";
+const ENI_B: &str = "eni-0bbb0000000000002";
+const ENI_C: &str = "eni-0ccc0000000000003";
+
+// ---------------------------------------------------------------------------
+// Harness: the binary, its environment, its metrics
+
+/// The binary with nothing inherited but what a test run needs.
+fn binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_vpc-flow-exporter"));
+    command
+        .env_clear()
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", common::moto::REGION)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ENDPOINT_URL", TRAP_ENDPOINT)
+        .env("AWS_CONFIG_FILE", "/nonexistent/aws/config")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/aws/credentials",
+        )
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("RUST_BACKTRACE", "1")
+        .current_dir(repo_root())
+        .stdin(Stdio::null());
+    command
+}
+
+/// A running `serve`; killed on drop. Its output goes to a file whose tail
+/// goes into assertion messages.
+struct Exporter {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Exporter {
+    /// `serve` with `config` as its file (none: environment only) and
+    /// `env` added, on a free loopback port; returns once it has bound the
+    /// port and `/healthz` answers. Retries on a new port when the chosen one was taken.
+    fn start(config: Option<&str>, env: &[(&str, &str)]) -> Exporter {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config_path = dir.path().join("config.toml");
+        if let Some(config) = config {
+            std::fs::write(&config_path, config).expect("write the config");
+        }
+        for attempt in 0..3 {
+            let port = free_port();
+            let log = dir.path().join(format!("exporter-{attempt}.log"));
+            let out = std::fs::File::create(&log).expect("create the log file");
+            let mut command = binary();
+            command.arg("serve");
+            if config.is_some() {
+                command.arg("--config").arg(&config_path);
+            }
+            command
+                .arg("--web.listen-address")
+                .arg(format!("127.0.0.1:{port}"))
+                .envs(env.iter().copied())
+                .stdout(out.try_clone().expect("clone the log handle"))
+                .stderr(out);
+            let mut child = command.spawn().expect("spawn vpc-flow-exporter");
+            let url = format!("http://127.0.0.1:{port}/healthz");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Some(status) = child.try_wait().expect("poll the child") {
+                    let tail = log_tail(&log);
+                    if tail.contains("cannot listen") {
+                        break; // the port was taken: try another
+                    }
+                    panic!("vpc-flow-exporter exited with {status} at start\n{tail}");
+                }
+                // "Listening" first: a 200 from another process that holds
+                // the port must not pass for ours.
+                if log_tail(&log).contains("Listening") && matches!(http_get(&url), Ok((200, _))) {
+                    return Exporter {
+                        child,
+                        port,
+                        log,
+                        _dir: dir,
+                    };
+                }
+                if Instant::now() >= deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "vpc-flow-exporter did not answer /healthz in 30 s\n{}",
+                        log_tail(&log)
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        panic!("vpc-flow-exporter could not get a free port in three attempts");
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// GET `path`: status and body; panics on a transport error.
+    fn get(&self, path: &str) -> (u16, String) {
+        http_get(&self.url(path)).unwrap_or_else(|e| panic!("GET {path}: {e}\n{}", self.log_tail()))
+    }
+
+    /// Scrapes `/metrics` (status 200 required).
+    fn scrape(&mut self) -> Scrape {
+        self.assert_running();
+        let (status, body) = self.get("/metrics");
+        assert_eq!(status, 200, "/metrics: {body}");
+        Scrape::parse(&body)
+    }
+
+    /// Waits until `/ready` is 200: the first poll is done.
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            self.assert_running();
+            if self.get("/ready").0 == 200 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "/ready not 200 after {WAIT:?}\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Scrapes until `check` returns `Some`, up to [`WAIT`].
+    fn wait_for<T>(&mut self, what: &str, mut check: impl FnMut(&Scrape) -> Option<T>) -> T {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let scrape = self.scrape();
+            if let Some(value) = check(&scrape) {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {WAIT:?} waiting for {what}\nlast scrape (vpcflow_ lines):\n{}\n{}",
+                scrape.flow_lines(),
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits until `n` more successful polls have happened than in `since`.
+    fn wait_polls(&mut self, since: &Scrape, n: f64) -> Scrape {
+        let before = since.polls("success");
+        self.wait_for(&format!("{n} more successful polls"), |s| {
+            (s.polls("success") >= before + n).then(|| s.clone())
+        })
+    }
+
+    fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("poll the child")
+    }
+
+    fn assert_running(&mut self) {
+        if let Some(status) = self.exited() {
+            panic!(
+                "vpc-flow-exporter exited with {status}\n{}",
+                self.log_tail()
+            );
+        }
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the exit status.
+    fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        wait_until(timeout, "the exporter to exit after SIGTERM", || {
+            self.exited()
+        })
+    }
+
+    fn log_tail(&self) -> String {
+        log_tail(&self.log)
+    }
+}
+
+/// The last 4 KiB of the exporter's output, for assertion messages.
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read(log).unwrap_or_default();
+    let tail = &text[text.len().saturating_sub(4096)..];
+    format!(
+        "--- vpc-flow-exporter output ({}) ---\n{}",
+        log.display(),
+        String::from_utf8_lossy(tail)
+    )
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One `/metrics` body: samples as (name, labels, value).
+#[derive(Clone)]
+struct Scrape {
+    text: String,
+    samples: Vec<(String, BTreeMap<String, String>, f64)>,
+}
+
+impl Scrape {
+    fn parse(text: &str) -> Scrape {
+        let samples = text
+            .lines()
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .map(|line| parse_sample(line).unwrap_or_else(|| panic!("bad sample line {line:?}")))
+            .collect();
+        Scrape {
+            text: text.to_owned(),
+            samples,
+        }
+    }
+
+    /// Sum of `name` over the samples whose labels include `filter`.
+    fn sum(&self, name: &str, filter: &[(&str, &str)]) -> f64 {
+        self.samples
+            .iter()
+            .filter(|(n, labels, _)| {
+                n == name
+                    && filter
+                        .iter()
+                        .all(|(k, v)| labels.get(*k).is_some_and(|l| l == v))
+            })
+            .fold(0.0, |sum, (_, _, value)| sum + value)
+    }
+
+    /// Whether any sample of `name` exists.
+    fn has(&self, name: &str) -> bool {
+        self.samples.iter().any(|(n, _, _)| n == name)
+    }
+
+    fn sessions(&self, verdict: &str) -> f64 {
+        self.sum("vpcflow_sessions_total", &[("verdict", verdict)])
+    }
+
+    fn polls(&self, outcome: &str) -> f64 {
+        self.sum("vpcflow_polls_total", &[("outcome", outcome)])
+    }
+
+    fn flow_lines(&self) -> String {
+        self.text
+            .lines()
+            .filter(|l| {
+                l.starts_with("vpcflow_")
+                    && !l.starts_with("vpcflow_poll_duration")
+                    && !l.starts_with("vpcflow_api_call_duration")
+                    && !l.ends_with(" 0")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// `name{a="b",c="d"} value` (no timestamp: the exporter writes none).
+fn parse_sample(line: &str) -> Option<(String, BTreeMap<String, String>, f64)> {
+    let (series, value) = line.rsplit_once(' ')?;
+    let value: f64 = match value {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        v => v.parse().ok()?,
+    };
+    let Some((name, rest)) = series.split_once('{') else {
+        return Some((series.to_owned(), BTreeMap::new(), value));
+    };
+    let mut labels = BTreeMap::new();
+    let mut chars = rest.strip_suffix('}')?.chars().peekable();
+    loop {
+        let key: String = chars.by_ref().take_while(|&c| c != '=').collect();
+        if key.is_empty() {
+            break;
+        }
+        if chars.next()? != '"' {
+            return None;
+        }
+        let mut value = String::new();
+        loop {
+            match chars.next()? {
+                '\\' => match chars.next()? {
+                    'n' => value.push('\n'),
+                    other => value.push(other),
+                },
+                '"' => break,
+                c => value.push(c),
+            }
+        }
+        labels.insert(key, value);
+        if chars.peek() == Some(&',') {
+            chars.next();
+        }
+    }
+    Some((name.to_owned(), labels, value))
+}
+
+// ---------------------------------------------------------------------------
+// Seeds
+
+/// A version-2 flow record.
+#[allow(clippy::too_many_arguments)]
+fn record(
+    eni: &str,
+    src: &str,
+    dst: &str,
+    sport: u16,
+    dport: u16,
+    protocol: u8,
+    bytes: u64,
+    start: i64,
+    end: i64,
+    action: &str,
+) -> String {
+    format!(
+        "2 {ACCOUNT} {eni} {src} {dst} {sport} {dport} {protocol} {packets} {bytes} {start} {end} {action} OK",
+        packets = bytes.div_ceil(100)
+    )
+}
+
+/// The request and its mirrored reply: same capture window, both actions given.
+#[allow(clippy::too_many_arguments)]
+fn pair(
+    eni: &str,
+    client: (&str, u16),
+    server: (&str, u16),
+    protocol: u8,
+    (start, end): (i64, i64),
+    request_action: &str,
+    reply_action: &str,
+) -> [String; 2] {
+    [
+        record(
+            eni,
+            client.0,
+            server.0,
+            client.1,
+            server.1,
+            protocol,
+            300,
+            start,
+            end,
+            request_action,
+        ),
+        record(
+            eni,
+            server.0,
+            client.0,
+            server.1,
+            client.1,
+            protocol,
+            700,
+            start,
+            end,
+            reply_action,
+        ),
+    ]
+}
+
+fn stream(eni: &str) -> String {
+    format!("{eni}-all")
+}
+
+/// A tokio runtime for the async moto helpers (the tests themselves block).
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// Creates the group and one stream per `(eni, records)`, and puts each
+/// interface's records with CloudWatch timestamp = the record's start.
+fn seed(moto: &Moto, interfaces: &[(&str, Vec<String>)]) {
+    runtime().block_on(async {
+        moto.create_log_group(GROUP).await;
+        for (eni, _) in interfaces {
+            moto.create_log_streams(GROUP, &[stream(eni)]).await;
+        }
+        for (eni, records) in interfaces {
+            put(moto, eni, records).await;
+        }
+    });
+}
+
+async fn put(moto: &Moto, eni: &str, records: &[String]) {
+    let events = records.iter().map(|r| {
+        let start: i64 = r.split(' ').nth(10).unwrap().parse().unwrap();
+        (start * 1000, r.clone())
+    });
+    moto.put_log_events(GROUP, &stream(eni), events).await;
+}
+
+/// Now, in Unix seconds.
+fn now_s() -> i64 {
+    now_ms() / 1000
+}
+
+/// A `[cloudwatch]` config for `endpoint` with short timings and `extra`
+/// TOML appended.
+fn cloudwatch_config(endpoint: &str, extra: &str) -> String {
+    format!(
+        r#"
+[cloudwatch]
+region = "us-east-1"
+endpoint_url = "{endpoint}"
+poll_interval = "1s"
+lookback = "5m"
+
+[[cloudwatch.log_groups]]
+name = "{GROUP}"
+
+{extra}
+"#
+    )
+}
+
+/// ENI_A's own address, so that its first session does not rest on the
+/// address being learned from its records (the pairing tests are about
+/// pairing; see `first_session_learns_the_local_address`).
+const ADDRESS_A: &str = r#"
+[interfaces.eni-0aaa0000000000001]
+addresses = ["10.0.1.10"]
+"#;
+
+const SHORT_GRACE: &str = r#"
+[correlation]
+reply_grace = "2s"
+session_idle_timeout = "30s"
+"#;
+
+// ---------------------------------------------------------------------------
+// Tests
+
+/// Every verdict from records of three interfaces, counted exactly once.
+#[test]
+fn polls_interfaces_and_counts_each_verdict_once() {
+    let moto = Moto::start();
+    let t = now_s() - 5;
+    let window = (t, t + 1);
+    let mut a = Vec::new();
+    // Accepted, a client's connection in and one the instance made out.
+    a.extend(pair(
+        ENI_A,
+        ("203.0.113.10", 40001),
+        ("10.0.1.10", 443),
+        6,
+        window,
+        "ACCEPT",
+        "ACCEPT",
+    ));
+    a.extend(pair(
+        ENI_A,
+        ("10.0.1.10", 50001),
+        ("52.94.0.5", 443),
+        6,
+        window,
+        "ACCEPT",
+        "ACCEPT",
+    ));
+    // Rejected inbound: a lone REJECT entering, to RDP.
+    a.push(record(
+        ENI_A,
+        "198.51.100.7",
+        "10.0.1.10",
+        51515,
+        3389,
+        6,
+        52,
+        t,
+        t + 1,
+        "REJECT",
+    ));
+    // Rejected outbound: the request is let in, the reply blocked (network ACL).
+    a.extend(pair(
+        ENI_A,
+        ("198.51.100.8", 52000),
+        ("10.0.1.10", 22),
+        6,
+        window,
+        "ACCEPT",
+        "REJECT",
+    ));
+    // Unanswered: a lone accepted request to PostgreSQL.
+    a.push(record(
+        ENI_A,
+        "198.51.100.9",
+        "10.0.1.10",
+        53000,
+        5432,
+        6,
+        60,
+        t,
+        t + 1,
+        "ACCEPT",
+    ));
+
+    let mut b = Vec::new();
+    b.extend(pair(
+        ENI_B,
+        ("203.0.113.20", 41000),
+        ("10.0.2.20", 80),
+        6,
+        window,
+        "ACCEPT",
+        "ACCEPT",
+    ));
+    b.extend(pair(
+        ENI_B,
+        ("203.0.113.21", 41001),
+        ("10.0.2.20", 80),
+        6,
+        window,
+        "ACCEPT",
+        "ACCEPT",
+    ));
+    b.push(record(
+        ENI_B,
+        "198.51.100.20",
+        "10.0.2.20",
+        54000,
+        22,
+        6,
+        60,
+        t,
+        t + 1,
+        "REJECT",
+    ));
+    b.push(record(
+        ENI_B,
+        "198.51.100.21",
+        "10.0.2.20",
+        54001,
+        5432,
+        6,
+        60,
+        t,
+        t + 1,
+        "ACCEPT",
+    ));
+    // Rejected outbound, started by the instance: its own request blocked leaving.
+    b.push(record(
+        ENI_B,
+        "10.0.2.20",
+        "203.0.113.99",
+        45000,
+        443,
+        6,
+        60,
+        t,
+        t + 1,
+        "REJECT",
+    ));
+
+    // Its first session comes in (so the first guess of its own address is
+    // right, see `first_session_learns_the_local_address`), then one out.
+    let mut c = Vec::new();
+    c.extend(pair(
+        ENI_C,
+        ("203.0.113.30", 42000),
+        ("10.0.3.30", 443),
+        6,
+        window,
+        "ACCEPT",
+        "ACCEPT",
+    ));
+    c.extend(pair(
+        ENI_C,
+        ("10.0.3.30", 40000),
+        ("10.0.0.2", 53),
+        17,
+        window,
+        "ACCEPT",
+        "ACCEPT",
+    ));
+    c.push(format!(
+        "2 {ACCOUNT} {ENI_C} - - - - - - - {t} {} - NODATA",
+        t + 1
+    ));
+
+    let events = a.len() + b.len() + c.len();
+    assert_eq!(events, 20);
+    seed(&moto, &[(ENI_A, a), (ENI_B, b), (ENI_C, c)]);
+
+    let mut exporter = Exporter::start(
+        Some(&cloudwatch_config(&moto.endpoint_url(), SHORT_GRACE)),
+        &[],
+    );
+    exporter.wait_ready();
+    // Pairs are decided in the first poll; lone records once the watermark
+    // passes end + 2 s, a few seconds later.
+    let expected_total = 12.0;
+    let done = exporter.wait_for("all 12 sessions decided", |s| {
+        (s.sum("vpcflow_sessions_total", &[]) >= expected_total).then(|| s.clone())
+    });
+
+    let verdicts = [
+        ("accepted", 6.0),
+        ("rejected_inbound", 2.0),
+        ("rejected_outbound", 2.0),
+        ("unanswered", 2.0),
+        ("refused", 0.0),
+    ];
+    for (verdict, count) in verdicts {
+        assert_eq!(
+            done.sessions(verdict),
+            count,
+            "sessions {verdict}\n{}",
+            done.flow_lines()
+        );
+    }
+    let session = |eni: &str, verdict: &str, direction: &str, protocol: &str, port: &str| {
+        done.sum(
+            "vpcflow_sessions_total",
+            &[
+                ("interface_id", eni),
+                ("verdict", verdict),
+                ("direction", direction),
+                ("protocol", protocol),
+                ("port", port),
+            ],
+        )
+    };
+    assert_eq!(session(ENI_A, "accepted", "ingress", "tcp", "443"), 1.0);
+    assert_eq!(session(ENI_A, "accepted", "egress", "tcp", "443"), 1.0);
+    assert_eq!(
+        session(ENI_A, "rejected_inbound", "ingress", "tcp", "3389"),
+        1.0
+    );
+    assert_eq!(
+        session(ENI_A, "rejected_outbound", "ingress", "tcp", "22"),
+        1.0
+    );
+    assert_eq!(session(ENI_A, "unanswered", "ingress", "tcp", "5432"), 1.0);
+    assert_eq!(session(ENI_B, "accepted", "ingress", "tcp", "80"), 2.0);
+    assert_eq!(
+        session(ENI_B, "rejected_inbound", "ingress", "tcp", "22"),
+        1.0
+    );
+    assert_eq!(session(ENI_B, "unanswered", "ingress", "tcp", "5432"), 1.0);
+    assert_eq!(
+        session(ENI_B, "rejected_outbound", "egress", "tcp", "443"),
+        1.0
+    );
+    assert_eq!(session(ENI_C, "accepted", "ingress", "tcp", "443"), 1.0);
+    assert_eq!(session(ENI_C, "accepted", "egress", "udp", "53"), 1.0);
+
+    let records = |eni: &str, action: &str, status: &str| {
+        done.sum(
+            "vpcflow_records_total",
+            &[
+                ("interface_id", eni),
+                ("action", action),
+                ("log_status", status),
+            ],
+        )
+    };
+    assert_eq!(records(ENI_A, "ACCEPT", "OK"), 6.0);
+    assert_eq!(records(ENI_A, "REJECT", "OK"), 2.0);
+    assert_eq!(records(ENI_B, "ACCEPT", "OK"), 5.0);
+    assert_eq!(records(ENI_B, "REJECT", "OK"), 2.0);
+    assert_eq!(records(ENI_C, "ACCEPT", "OK"), 4.0);
+    assert_eq!(records(ENI_C, "-", "NODATA"), 1.0);
+    assert_eq!(done.sum("vpcflow_records_total", &[]), 20.0);
+    // Bytes of both directions: 300 out, 700 back for a pair.
+    assert_eq!(
+        done.sum(
+            "vpcflow_bytes_total",
+            &[("interface_id", ENI_B), ("verdict", "accepted")]
+        ),
+        2000.0
+    );
+    assert_eq!(done.sum("vpcflow_malformed_records_total", &[]), 0.0);
+    assert_eq!(done.sum("vpcflow_pending_sessions", &[]), 0.0);
+
+    assert_eq!(done.sum("vpcflow_up", &[]), 1.0);
+    assert!(done.sum("vpcflow_last_successful_poll_timestamp_seconds", &[]) > 0.0);
+    assert_eq!(done.sum("vpcflow_interfaces_watched", &[]), 3.0);
+    assert_eq!(done.sum("vpcflow_log_events_new_total", &[]), 20.0);
+    assert!(done.sum("vpcflow_log_events_fetched_total", &[]) >= 20.0);
+    assert!(done.has("vpcflow_delivery_delay_seconds_count"));
+    assert_eq!(done.polls("error"), 0.0);
+    promtool_check(&done.text);
+
+    // More polls re-read the overlap (fetched grows) and count nothing twice.
+    let later = exporter.wait_polls(&done, 3.0);
+    for name in [
+        "vpcflow_sessions_total",
+        "vpcflow_records_total",
+        "vpcflow_bytes_total",
+        "vpcflow_packets_total",
+        "vpcflow_log_events_new_total",
+    ] {
+        assert_eq!(
+            later.sum(name, &[]),
+            done.sum(name, &[]),
+            "{name} grew on re-reads"
+        );
+    }
+    assert!(
+        later.sum("vpcflow_log_events_fetched_total", &[])
+            > done.sum("vpcflow_log_events_fetched_total", &[]),
+        "each poll re-reads the overlap window"
+    );
+    assert!(
+        later.sum("vpcflow_last_successful_poll_timestamp_seconds", &[])
+            > done.sum("vpcflow_last_successful_poll_timestamp_seconds", &[])
+    );
+}
+
+/// A reply delivered in a later poll than its request completes the session.
+#[test]
+fn reply_in_a_later_poll_completes_the_session() {
+    let moto = Moto::start();
+    let t = now_s() - 5;
+    let [request, reply] = pair(
+        ENI_A,
+        ("203.0.113.10", 40001),
+        ("10.0.1.10", 443),
+        6,
+        (t, t + 1),
+        "ACCEPT",
+        "ACCEPT",
+    );
+    seed(&moto, &[(ENI_A, vec![request])]);
+
+    // Default reply_grace (2m): the request waits for its reply.
+    let mut exporter = Exporter::start(
+        Some(&cloudwatch_config(&moto.endpoint_url(), ADDRESS_A)),
+        &[],
+    );
+    exporter.wait_ready();
+    let first = exporter.wait_for("the request to be read", |s| {
+        (s.sum("vpcflow_log_events_new_total", &[]) == 1.0).then(|| s.clone())
+    });
+    assert_eq!(first.sum("vpcflow_sessions_total", &[]), 0.0);
+    assert_eq!(
+        first.sum("vpcflow_pending_sessions", &[("interface_id", ENI_A)]),
+        1.0
+    );
+
+    runtime().block_on(put(&moto, ENI_A, &[reply]));
+    let done = exporter.wait_for("the session to be decided", |s| {
+        (s.sum("vpcflow_sessions_total", &[]) >= 1.0).then(|| s.clone())
+    });
+    assert_eq!(done.sessions("accepted"), 1.0, "{}", done.flow_lines());
+    assert_eq!(done.sessions("unanswered"), 0.0);
+    assert_eq!(done.sum("vpcflow_log_events_new_total", &[]), 2.0);
+    assert_eq!(done.sum("vpcflow_records_total", &[]), 2.0);
+    assert_eq!(done.sum("vpcflow_pending_sessions", &[]), 0.0);
+}
+
+/// A reply whose record falls in the next capture window (60 s later) still
+/// pairs with its request under the default 2m grace.
+#[test]
+fn reply_one_capture_window_later_still_pairs() {
+    let moto = Moto::start();
+    let t = now_s() - 100;
+    let request = record(
+        ENI_A,
+        "203.0.113.10",
+        "10.0.1.10",
+        40001,
+        443,
+        6,
+        300,
+        t,
+        t + 10,
+        "ACCEPT",
+    );
+    let reply = record(
+        ENI_A,
+        "10.0.1.10",
+        "203.0.113.10",
+        443,
+        40001,
+        6,
+        700,
+        t + 60,
+        t + 70,
+        "ACCEPT",
+    );
+    seed(&moto, &[(ENI_A, vec![request])]);
+
+    let mut exporter = Exporter::start(
+        Some(&cloudwatch_config(&moto.endpoint_url(), ADDRESS_A)),
+        &[],
+    );
+    exporter.wait_ready();
+    let first = exporter.wait_for("the request to be read", |s| {
+        (s.sum("vpcflow_log_events_new_total", &[]) == 1.0).then(|| s.clone())
+    });
+    // The reply lands a poll later, as a record of the next window does.
+    exporter.wait_polls(&first, 1.0);
+    runtime().block_on(put(&moto, ENI_A, &[reply]));
+    let done = exporter.wait_for("the session to be decided", |s| {
+        (s.sum("vpcflow_sessions_total", &[]) >= 1.0).then(|| s.clone())
+    });
+    assert_eq!(done.sessions("accepted"), 1.0, "{}", done.flow_lines());
+    assert_eq!(done.sum("vpcflow_sessions_total", &[]), 1.0);
+    assert_eq!(
+        done.sum(
+            "vpcflow_bytes_total",
+            &[("verdict", "accepted"), ("direction", "ingress")]
+        ),
+        1000.0
+    );
+}
+
+/// The first session of an interface is judged with the interface's own
+/// address, as learned from its records, like every later one.
+///
+/// Here the instance 10.0.5.50 connects out to 52.94.0.8:443; the request
+/// leaves, the reply is rejected entering (a network ACL without an inbound
+/// rule for ephemeral ports): rejected_inbound, egress. Its next records
+/// (a client connecting in) single out 10.0.5.50 as the local address. But
+/// the first pair is decided the moment both its records are seen, while
+/// the interface has only ever talked to one peer, so the core falls back
+/// to "the request's destination is local" and counts rejected_outbound,
+/// ingress: the wrong verdict and the wrong direction, for the first
+/// session of every interface after a restart. `inspect` and `analyze`
+/// disagree the same way on the bundled sample (tests/inspect.rs).
+#[test]
+#[ignore = "bug: the first session of an interface is decided before its local address is known (wrong direction, and rejected_outbound for rejected_inbound)"]
+fn first_session_learns_the_local_address() {
+    let moto = Moto::start();
+    let t = now_s() - 5;
+    let eni = "eni-0eee0000000000005";
+    let mut records = Vec::new();
+    // First (earlier start): the instance's own connection, reply rejected.
+    records.extend(pair(
+        eni,
+        ("10.0.5.50", 50000),
+        ("52.94.0.8", 443),
+        6,
+        (t - 1, t),
+        "ACCEPT",
+        "REJECT",
+    ));
+    // Then a client from elsewhere: 10.0.5.50 is on both records.
+    records.extend(pair(
+        eni,
+        ("203.0.113.50", 41000),
+        ("10.0.5.50", 22),
+        6,
+        (t, t + 1),
+        "ACCEPT",
+        "ACCEPT",
+    ));
+    seed(&moto, &[(eni, records)]);
+
+    let mut exporter = Exporter::start(
+        Some(&cloudwatch_config(&moto.endpoint_url(), SHORT_GRACE)),
+        &[],
+    );
+    exporter.wait_ready();
+    let done = exporter.wait_for("both sessions decided", |s| {
+        (s.sum("vpcflow_sessions_total", &[]) >= 2.0).then(|| s.clone())
+    });
+    let session = |verdict: &str, direction: &str, port: &str| {
+        done.sum(
+            "vpcflow_sessions_total",
+            &[
+                ("verdict", verdict),
+                ("direction", direction),
+                ("port", port),
+            ],
+        )
+    };
+    assert_eq!(session("accepted", "ingress", "22"), 1.0);
+    assert_eq!(
+        session("rejected_inbound", "egress", "443"),
+        1.0,
+        "{}",
+        done.flow_lines()
+    );
+    assert_eq!(done.sessions("rejected_outbound"), 0.0);
+}
+
+/// 250 interface streams are read with ≤ 100 stream names per
+/// FilterLogEvents call: three calls per poll, not one per interface.
+#[test]
+fn many_interfaces_take_three_calls_per_poll() {
+    let moto = Moto::start();
+    let t = now_s() - 5;
+    let interfaces: Vec<(String, Vec<String>)> = (0..250u32)
+        .map(|i| {
+            let eni = format!("eni-0f{i:015x}");
+            let line = record(
+                &eni,
+                "203.0.113.10",
+                "10.0.9.9",
+                40000,
+                443,
+                6,
+                100,
+                t,
+                t + 1,
+                "ACCEPT",
+            );
+            (eni, vec![line])
+        })
+        .collect();
+    let seeds: Vec<(&str, Vec<String>)> = interfaces
+        .iter()
+        .map(|(eni, records)| (eni.as_str(), records.clone()))
+        .collect();
+    seed(&moto, &seeds);
+
+    let mut exporter = Exporter::start(Some(&cloudwatch_config(&moto.endpoint_url(), "")), &[]);
+    exporter.wait_ready();
+    let steady = exporter.wait_for("all 250 events read", |s| {
+        (s.sum("vpcflow_log_events_new_total", &[]) == 250.0).then(|| s.clone())
+    });
+    assert_eq!(steady.sum("vpcflow_interfaces_watched", &[]), 250.0);
+    let calls = |s: &Scrape| {
+        s.sum(
+            "vpcflow_api_calls_total",
+            &[("operation", "FilterLogEvents")],
+        )
+    };
+    let later = exporter.wait_polls(&steady, 5.0);
+    let polls = later.polls("success") - steady.polls("success");
+    let made = calls(&later) - calls(&steady);
+    // A scrape may fall inside a poll, between its calls and its count:
+    // allow one poll's calls either way.
+    assert!(
+        made >= 3.0 * (polls - 1.0) && made <= 3.0 * (polls + 1.0),
+        "{made} FilterLogEvents calls in {polls} polls of 250 streams: expected 3 per poll"
+    );
+    assert_eq!(later.polls("error"), 0.0);
+    assert_eq!(
+        later.sum("vpcflow_api_calls_total", &[("outcome", "error")]),
+        0.0
+    );
+}
+
+/// `/healthz`, the landing page, and a graceful exit on SIGTERM.
+#[test]
+fn endpoints_and_graceful_shutdown() {
+    let moto = Moto::start();
+    seed(&moto, &[(ENI_A, vec![])]);
+    let mut exporter = Exporter::start(Some(&cloudwatch_config(&moto.endpoint_url(), "")), &[]);
+    exporter.wait_ready();
+
+    let (status, body) = exporter.get("/healthz");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = exporter.get("/");
+    assert_eq!(status, 200, "{body}");
+    for link in ["href=\"/metrics\"", "href=\"/healthz\"", "href=\"/ready\""] {
+        assert!(body.contains(link), "landing page lacks {link}: {body}");
+    }
+    assert!(
+        body.contains(GROUP),
+        "landing page names the source: {body}"
+    );
+    let (status, _) = exporter.get("/no-such-page");
+    assert_eq!(status, 404);
+
+    let started = Instant::now();
+    let status = exporter.terminate(Duration::from_secs(10));
+    assert!(
+        status.success(),
+        "exit status after SIGTERM: {status}\n{}",
+        exporter.log_tail()
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        http_get(&exporter.url("/healthz")).is_err(),
+        "still serving after exit"
+    );
+}
+
+/// No config file: every key from `VPC_FLOW_EXPORTER__…` variables.
+#[test]
+fn config_from_environment_only() {
+    let moto = Moto::start();
+    let t = now_s() - 5;
+    seed(
+        &moto,
+        &[(
+            ENI_A,
+            pair(
+                ENI_A,
+                ("203.0.113.10", 40001),
+                ("10.0.1.10", 443),
+                6,
+                (t, t + 1),
+                "ACCEPT",
+                "ACCEPT",
+            )
+            .to_vec(),
+        )],
+    );
+    let endpoint = moto.endpoint_url();
+    let mut exporter = Exporter::start(
+        None,
+        &[
+            ("VPC_FLOW_EXPORTER__CLOUDWATCH__LOG_GROUPS__0__NAME", GROUP),
+            ("VPC_FLOW_EXPORTER__CLOUDWATCH__ENDPOINT_URL", &endpoint),
+            ("VPC_FLOW_EXPORTER__CLOUDWATCH__REGION", "us-east-1"),
+            ("VPC_FLOW_EXPORTER__CLOUDWATCH__POLL_INTERVAL", "1s"),
+            ("VPC_FLOW_EXPORTER__CLOUDWATCH__LOOKBACK", "5m"),
+            ("VPC_FLOW_EXPORTER__CORRELATION__SERVICE_PORTS", "443"),
+            // A table named after an interface: `env` and ECS accept the `-`.
+            (
+                "VPC_FLOW_EXPORTER__INTERFACES__ENI-0AAA0000000000001__ADDRESSES",
+                "10.0.1.10",
+            ),
+        ],
+    );
+    exporter.wait_ready();
+    let done = exporter.wait_for("the session to be decided", |s| {
+        (s.sum("vpcflow_sessions_total", &[]) >= 1.0).then(|| s.clone())
+    });
+    assert_eq!(done.sessions("accepted"), 1.0, "{}", done.flow_lines());
+    assert_eq!(done.sum("vpcflow_records_total", &[]), 2.0);
+    assert_eq!(done.sum("vpcflow_up", &[]), 1.0);
+}
+
+/// `promtool check metrics` on a whole `/metrics` body: exit 0, no lint.
+fn promtool_check(metrics: &str) {
+    let mut child = Command::new(common::promtool())
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child
+        .stdin
+        .take()
+        .expect("promtool stdin")
+        .write_all(metrics.as_bytes())
+        .expect("write to promtool");
+    let output = child.wait_with_output().expect("wait for promtool");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success() && said.trim().is_empty(),
+        "promtool check metrics complained:\n{said}"
+    );
+}
+
+fn check_config(config: &str) -> Output {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, config).expect("write the config");
+    binary()
+        .args(["serve", "--check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run vpc-flow-exporter")
+}
+
+#[test]
+fn check_config_accepts_a_good_file_and_names_an_unknown_key() {
+    let good = check_config(&cloudwatch_config("http://127.0.0.1:5000", SHORT_GRACE));
+    assert!(
+        good.status.success(),
+        "good config rejected: {}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+
+    let bad = check_config(&cloudwatch_config(
+        "http://127.0.0.1:5000",
+        "[correlation]\nreply_grace = \"2s\"\nsession_idle_timout = \"30s\"\n",
+    ));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success(), "bad config accepted");
+    assert!(
+        stderr.contains("correlation.session_idle_timout"),
+        "the message names the key: {stderr}"
+    );
+    assert!(stderr.contains("unknown key"), "{stderr}");
+}
+
+/// An endpoint that refuses connections: the exporter stays up, says so in
+/// `vpcflow_up` and the poll counters, and keeps serving `/metrics`.
+#[test]
+fn unreachable_endpoint_is_reported_not_fatal() {
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let mut exporter = Exporter::start(Some(&cloudwatch_config(&closed, "")), &[]);
+    let failing = exporter.wait_for("two failed polls", |s| {
+        (s.polls("error") >= 2.0).then(|| s.clone())
+    });
+    assert_eq!(failing.sum("vpcflow_up", &[]), 0.0);
+    assert_eq!(failing.polls("success"), 0.0);
+    assert!(
+        failing.sum(
+            "vpcflow_api_calls_total",
+            &[("operation", "DescribeLogStreams"), ("outcome", "error")]
+        ) >= 1.0
+    );
+    assert_eq!(
+        failing.sum("vpcflow_last_successful_poll_timestamp_seconds", &[]),
+        0.0
+    );
+    assert_eq!(exporter.get("/ready").0, 503, "never polled successfully");
+    assert_eq!(exporter.get("/healthz").0, 200);
+    exporter.assert_running();
+}
