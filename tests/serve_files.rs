@@ -15,7 +15,6 @@
 //! checks that too).
 
 // Each test crate uses a part of common; its re-exports may go unused.
-#[allow(unused_imports)]
 mod common;
 
 use std::collections::BTreeMap;
