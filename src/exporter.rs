@@ -510,6 +510,10 @@ async fn files_loop(
             }
         };
         update_load_gauges(&metrics, &pipeline);
+        let watched = pipeline.correlator().load().count();
+        metrics
+            .interfaces_watched
+            .set(i64::try_from(watched).unwrap_or(i64::MAX));
         state = Some(pipeline);
         match result {
             Ok(pass_span) => {
