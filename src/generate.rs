@@ -195,14 +195,7 @@ pub fn generate(config: &GeneratorConfig, out: &mut impl Write) -> io::Result<Ex
             expected.records += lines.len() as u64;
             pending.extend(lines);
         }
-        for (index, interface) in interfaces.iter().enumerate() {
-            let roll = rng.below(1000);
-            // AWS writes NODATA only for a window without traffic.
-            let status = match roll {
-                0..=4 if !busy[index] => "NODATA",
-                5 => "SKIPDATA",
-                _ => continue,
-            };
+        let mut status_record = |interface: &str, status: &str| {
             if status == "NODATA" {
                 expected.nodata += 1;
             } else {
@@ -213,20 +206,19 @@ pub fn generate(config: &GeneratorConfig, out: &mut impl Write) -> io::Result<Ex
                 window,
                 text: status_line(config.style, interface, window_start, status),
             });
+        };
+        for (index, interface) in interfaces.iter().enumerate() {
+            // AWS writes NODATA only for a window without traffic.
+            match rng.below(1000) {
+                0..=4 if !busy[index] => status_record(interface, "NODATA"),
+                5 => status_record(interface, "SKIPDATA"),
+                _ => {}
+            }
         }
         if config.style == Style::Rich {
             // An idle interface: NODATA every window, and one window lost at capture.
             let status = if window == 3 { "SKIPDATA" } else { "NODATA" };
-            if status == "NODATA" {
-                expected.nodata += 1;
-            } else {
-                expected.skipdata += 1;
-            }
-            expected.records += 1;
-            pending.push(Line {
-                window,
-                text: status_line(config.style, &idle_interface, window_start, status),
-            });
+            status_record(&idle_interface, status);
         }
         flush_window(&mut pending, window, &mut rng, out)?;
         window += 1;

@@ -2,6 +2,8 @@
 
 use std::net::IpAddr;
 
+use serde::Serialize;
+
 /// The verdict of one session; decided once, never changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Verdict {
@@ -58,6 +60,18 @@ impl Direction {
             Direction::Ingress => "ingress",
             Direction::Egress => "egress",
         }
+    }
+}
+
+impl Serialize for Verdict {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl Serialize for Direction {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 
