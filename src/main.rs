@@ -197,7 +197,10 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 }
 
 fn run_serve(args: ServeArgs) -> Result<(), String> {
-    let mut config = config::load(args.config.as_deref()).map_err(|error| error.to_string())?;
+    let mut config = config::load(args.config.as_deref()).map_err(|error| match &args.config {
+        Some(_) => error.to_string(),
+        None => format!("{error}\n(no --config file given: the configuration came from VPC_FLOW_EXPORTER__ variables only)"),
+    })?;
     if let Some(address) = args.listen_address {
         config.server.listen_address = address;
     }
