@@ -557,6 +557,22 @@ fn check_log_format(origins: &Origins, key: &str, format: &str) -> Result<(), Co
     if format.trim().is_empty() {
         return Err(origins.error(key, r#"must not be empty (use "auto" to detect it)"#));
     }
+    crate::flow::FormatChoice::parse(format)
+        .map(|_| ())
+        .map_err(|error| origins.error(key, error.to_string()))
+}
+
+/// For `--check-config`: every `[files]` path can be opened now. (Loading
+/// does not require it: a file may appear later, and the exporter retries.)
+pub fn check_files_exist(config: &Config) -> Result<(), String> {
+    let SourceConfig::Files(files) = &config.source else {
+        return Ok(());
+    };
+    for (index, path) in files.paths.iter().enumerate() {
+        if let Err(error) = std::fs::File::open(path) {
+            return Err(format!("files.paths[{index}]: {}: {error}", path.display()));
+        }
+    }
     Ok(())
 }
 

@@ -24,12 +24,8 @@ pub struct InputError {
     pub source: io::Error,
 }
 
-/// Opens a flow-log file (`-` for stdin), gunzipping it when it is gzip.
-pub fn open(path: &Path) -> Result<Box<dyn Read>, InputError> {
-    open_with_progress(path, None)
-}
-
-/// Like [`open`], advancing `progress` by the bytes read from disk.
+/// Opens a flow-log file (`-` for stdin), gunzipping it when it is gzip,
+/// advancing `progress` by the bytes read from disk.
 fn open_with_progress(
     path: &Path,
     progress: Option<&ProgressBar>,

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::flow::{FormatChoice, InterfaceFacts, Pipeline, RecordFilter, Settings, Summary};
 use crate::report::{self, OutputFormat};
+use crate::source::cloudwatch::poller::interface_of_stream;
 use crate::source::cloudwatch::{ApiError, AwsLogsApi, NoopObserver, read_window};
 
 /// What `inspect` was asked.
@@ -50,7 +51,7 @@ pub async fn inspect(request: &InspectRequest, now: u64) -> Result<Summary, ApiE
         &request.log_group,
         request.filter.interface_id.as_deref(),
         to_ms(since),
-        to_ms(until) + 999,
+        to_ms(until).saturating_add(999),
     )
     .await?;
     tracing::debug!(events = events.len(), "Read the window");
@@ -71,8 +72,14 @@ pub async fn inspect(request: &InspectRequest, now: u64) -> Result<Summary, ApiE
         request.details,
     );
     for event in &events {
-        let fallback = u64::try_from(event.timestamp_ms / 1000).ok();
-        pipeline.push_line(event.message.as_bytes(), fallback, &mut summary);
+        let fallback_time = u64::try_from(event.timestamp_ms / 1000).ok();
+        let interface = interface_of_stream(&event.stream);
+        pipeline.push_event(
+            event.message.as_bytes(),
+            fallback_time,
+            interface,
+            &mut summary,
+        );
     }
     pipeline.finish(&mut summary);
     summary.sort_details();

@@ -204,8 +204,8 @@ fn run_serve(args: ServeArgs) -> Result<(), String> {
     if let Some(address) = args.listen_address {
         config.server.listen_address = address;
     }
-    exporter::check_formats(&config).map_err(|error| error.to_string())?;
     if args.check_config {
+        config::check_files_exist(&config)?;
         println!("configuration is valid");
         return Ok(());
     }

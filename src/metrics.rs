@@ -374,12 +374,7 @@ impl Drop for FlowMetrics<'_> {
 
 impl SessionObserver for FlowMetrics<'_> {
     fn decided(&mut self, session: &SessionReport<'_>) {
-        let port = session.responder.port;
-        let port_label = if self.service_ports.contains(port) {
-            port.to_string()
-        } else {
-            "other".to_string()
-        };
+        let port_label = self.service_ports.label(session.responder.port);
         self.metrics
             .sessions
             .with_label_values(&[

@@ -167,11 +167,16 @@ fn verdict_row(label: &str, counts: &VerdictCounts) -> Vec<String> {
         .collect()
 }
 
+/// RFC 3339 when the time is a plausible date, else the number as read.
 fn time_text(time: Option<u64>) -> String {
-    time.map(|seconds| {
-        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(seconds)).to_string()
-    })
-    .unwrap_or_else(|| "-".to_string())
+    const YEAR_10000: u64 = 253_402_300_800;
+    match time {
+        Some(seconds) if seconds < YEAR_10000 => {
+            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(seconds)).to_string()
+        }
+        Some(seconds) => seconds.to_string(),
+        None => "-".to_string(),
+    }
 }
 
 /// Left-aligns the first column, right-aligns numbers.

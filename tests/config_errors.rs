@@ -10,6 +10,14 @@ use vpc_flow_exporter::config::{SourceConfig, load_from};
 /// File name in `tests/bad-configs/` → the message, after the file's name and `: `.
 const CASES: &[(&str, &str)] = &[
     (
+        "bad-log-format.toml",
+        "files.log_format: unterminated \"${\" in the log format at \"${srcaddr\"",
+    ),
+    (
+        "duplicate-field-in-log-format.toml",
+        "cloudwatch.log_groups[0].log_format: field \"srcaddr\" appears twice in the log format",
+    ),
+    (
         "unknown-top-level-key.toml",
         "unknown key \"log\" (expected one of: server, cloudwatch, files, interfaces, correlation)",
     ),

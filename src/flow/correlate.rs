@@ -87,6 +87,16 @@ impl ServicePorts {
     pub fn contains(&self, port: u16) -> bool {
         self.bits[usize::from(port) / 64] & (1 << (port % 64)) != 0
     }
+
+    /// The `port` label of a responder port: the port when it is a service
+    /// port, else `other` (ephemeral ports are unbounded).
+    pub fn label(&self, port: u16) -> String {
+        if self.contains(port) {
+            port.to_string()
+        } else {
+            "other".to_string()
+        }
+    }
 }
 
 /// Addresses are kept as 128-bit numbers (IPv4 mapped into IPv6): cheap to hash.
@@ -276,10 +286,6 @@ impl Correlator {
         }
     }
 
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
     pub fn service_ports(&self) -> &ServicePorts {
         &self.service_ports
     }
@@ -360,8 +366,8 @@ impl Correlator {
             this_side.has_flags = true;
         }
         let (packets, bytes) = (record.packets.unwrap_or(0), record.bytes.unwrap_or(0));
-        session.packets += packets;
-        session.bytes += bytes;
+        session.packets = session.packets.saturating_add(packets);
+        session.bytes = session.bytes.saturating_add(bytes);
         session.start = min_option(session.start, record.start);
         session.end = session.end.max(record.end);
         session.first_time = session.first_time.or(time);

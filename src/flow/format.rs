@@ -185,16 +185,22 @@ impl LogFormat {
         Ok(LogFormat { fields })
     }
 
-    /// Reads an S3 header line: a line made only of field names, all of which
-    /// the exporter knows (a record always has a value that is not a name,
-    /// such as a number or an address, so the two cannot be confused).
+    /// Reads an S3 header line: a line made only of field names, at least
+    /// one of which the exporter knows. Names it does not know (fields AWS
+    /// added later) become opaque columns. A record always has a value that
+    /// cannot be a field name (a number, an address, `-`, `ACCEPT`), so the
+    /// two are never confused.
     pub fn from_header_line(line: &str) -> Option<LogFormat> {
         let mut tokens = line.split_ascii_whitespace().peekable();
         tokens.peek()?;
-        let all_known_names = line
-            .split_ascii_whitespace()
-            .all(|token| !matches!(Field::from_name(token), Field::Other(_)));
-        if !all_known_names {
+        let mut knows_one = false;
+        for token in tokens {
+            if !looks_like_field_name(token) {
+                return None;
+            }
+            knows_one |= !matches!(Field::from_name(token), Field::Other(_));
+        }
+        if !knows_one {
             return None;
         }
         LogFormat::parse(line).ok()
@@ -207,6 +213,15 @@ impl LogFormat {
     pub fn has(&self, field: &Field) -> bool {
         self.fields.contains(field)
     }
+}
+
+/// Lower-case letters first, then letters, digits, `-` and `_`: the shape
+/// of every flow log field name, and of no record value.
+fn looks_like_field_name(token: &str) -> bool {
+    token.as_bytes().first().is_some_and(u8::is_ascii_lowercase)
+        && token.bytes().all(|byte| {
+            byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-' || byte == b'_'
+        })
 }
 
 fn is_field_name_byte(byte: u8) -> bool {
@@ -293,6 +308,15 @@ mod tests {
         let record = "2 123456789010 eni-1235b8ca123456789 172.31.16.139 172.31.16.21 20641 22 6 20 4249 1418530010 1418530070 ACCEPT OK";
         assert_eq!(LogFormat::from_header_line(record), None);
         assert_eq!(LogFormat::from_header_line(""), None);
+    }
+
+    #[test]
+    fn header_line_with_a_field_aws_added_later() {
+        let header = "version interface-id srcaddr dstaddr action log-status some-new-field";
+        let format = LogFormat::from_header_line(header).expect("a header");
+        assert_eq!(format.fields()[6], Field::Other("some-new-field".into()));
+        assert_eq!(LogFormat::from_header_line("ingress egress"), None);
+        assert_eq!(LogFormat::from_header_line("2 eni-1 - NODATA"), None);
     }
 
     #[test]

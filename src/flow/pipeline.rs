@@ -31,10 +31,6 @@ pub struct RecordFilter {
 }
 
 impl RecordFilter {
-    pub fn is_empty(&self) -> bool {
-        *self == RecordFilter::default()
-    }
-
     pub fn admits(&self, record: &Record<'_>, time: Option<u64>) -> bool {
         if let Some(interface_id) = &self.interface_id
             && record.interface_id != interface_id
@@ -99,11 +95,6 @@ impl Pipeline {
         &self.correlator
     }
 
-    /// The format records are parsed with now.
-    pub fn format(&self) -> &LogFormat {
-        self.parser.format()
-    }
-
     /// The next line starts a new input (a file): it may be a header line.
     pub fn begin_input(&mut self) {
         self.at_input_start = true;
@@ -121,6 +112,19 @@ impl Pipeline {
         &mut self,
         line: &[u8],
         fallback_time: Option<u64>,
+        observer: &mut impl Observer,
+    ) -> Option<u64> {
+        self.push_event(line, fallback_time, "-", observer)
+    }
+
+    /// As [`Pipeline::push_line`], for a line that came from somewhere that
+    /// names its interface (a CloudWatch log stream): used when the format
+    /// has no `interface-id`.
+    pub fn push_event<'a>(
+        &mut self,
+        line: &'a [u8],
+        fallback_time: Option<u64>,
+        fallback_interface: &'a str,
         observer: &mut impl Observer,
     ) -> Option<u64> {
         let line = line.trim_ascii();
@@ -144,6 +148,9 @@ impl Pipeline {
             record.end = record
                 .end
                 .map(|t| t.saturating_add_signed(self.time_offset));
+        }
+        if record.interface_id == "-" {
+            record.interface_id = fallback_interface;
         }
         let time = record.time().or(fallback_time);
         if !self.filter.admits(&record, time) {

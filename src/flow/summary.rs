@@ -106,15 +106,6 @@ impl Summary {
         }
     }
 
-    /// The `port` label of a responder port.
-    pub fn port_label(service_ports: &ServicePorts, port: u16) -> String {
-        if service_ports.contains(port) {
-            port.to_string()
-        } else {
-            "other".to_string()
-        }
-    }
-
     /// The most frequent service ports for these verdicts, largest first.
     pub fn top_services(&self, verdicts: &[Verdict], limit: usize) -> Vec<(ServiceKey, u64)> {
         let mut totals: BTreeMap<&ServiceKey, u64> = BTreeMap::new();
@@ -161,7 +152,7 @@ impl SessionObserver for Summary {
         }
         let key = ServiceKey {
             protocol: protocol_name(session.protocol).into_owned(),
-            port: Summary::port_label(&self.service_ports, session.responder.port),
+            port: self.service_ports.label(session.responder.port),
         };
         *self.by_service.entry((session.verdict, key)).or_default() += 1;
     }

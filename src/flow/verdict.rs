@@ -37,10 +37,6 @@ impl Verdict {
             Verdict::Refused => "refused",
         }
     }
-
-    pub fn index(self) -> usize {
-        self as usize
-    }
 }
 
 /// Who started the session, seen from the interface.

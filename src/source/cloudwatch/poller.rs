@@ -369,9 +369,6 @@ impl<A: LogsApi> Poller<A> {
         self.prune_seen(self.last_probe_end_ms.unwrap_or(end) - self.lookback_ms);
         self.new_streams.clear();
         self.caught_up = end >= now_ms;
-        if skipped_ms > 0 {
-            tracing::warn!(log_group = %self.log_group, skipped_seconds = skipped_ms / 1000, "Outage outlasted max_catchup, log time skipped");
-        }
 
         let outcome = PollOutcome {
             new: events.len() as u64,

@@ -1,0 +1,251 @@
+//! The CloudWatch Logs source on its timer: one loop per log group polls,
+//! feeds the core and counts; the wall clock decides what a silent
+//! interface leaves pending.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+
+use super::{Health, SourceHealth, now_seconds, sleep_or_stop, update_load_gauges};
+use crate::config::{CloudWatchConfig, LogGroupConfig};
+use crate::flow::Pipeline;
+use crate::metrics::{FlowMetrics, Metrics};
+use crate::source::cloudwatch::poller::interface_of_stream;
+use crate::source::cloudwatch::{
+    ApiError, ApiObserver, AwsLogsApi, LogEvent, PollOutcome, Poller, PollerConfig,
+};
+
+/// How long a measured delivery delay holds the wall-clock watermark back.
+const DELAY_MEMORY_SECONDS: u64 = 3600;
+
+/// Counts AWS API calls in the metrics.
+struct ApiMetrics(Arc<Metrics>);
+
+impl ApiObserver for ApiMetrics {
+    fn api_call(&self, operation: &'static str, outcome: &'static str, seconds: f64) {
+        self.0
+            .api_calls
+            .with_label_values(&[operation, outcome])
+            .inc();
+        self.0
+            .api_call_duration
+            .with_label_values(&[operation])
+            .observe(seconds);
+        if outcome == "throttled" {
+            self.0.api_throttles.with_label_values(&[operation]).inc();
+        }
+    }
+}
+
+/// The SDK client every log group's loop shares.
+pub async fn api(config: &CloudWatchConfig, metrics: Arc<Metrics>) -> AwsLogsApi {
+    AwsLogsApi::new(
+        config.region.clone(),
+        config.endpoint_url.clone(),
+        Arc::new(ApiMetrics(metrics)),
+    )
+    .await
+}
+
+/// What the loops of every log group share.
+#[derive(Clone)]
+pub struct Shared {
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    /// Names given to interfaces in the configuration.
+    pub names: HashMap<String, Option<String>>,
+    /// Interfaces watched by every group.
+    pub watched: Arc<AtomicUsize>,
+}
+
+/// One log group: poll, feed the core, count.
+pub struct GroupLoop {
+    poller: Poller<AwsLogsApi>,
+    pipeline: Pipeline,
+    shared: Shared,
+    known_interfaces: HashSet<String>,
+    poll_interval: Duration,
+    lookback: Duration,
+    /// (poll time, largest delivery delay of its records), last hour.
+    delays: VecDeque<(u64, u64)>,
+}
+
+impl GroupLoop {
+    pub fn new(
+        config: &CloudWatchConfig,
+        group: &LogGroupConfig,
+        api: AwsLogsApi,
+        pipeline: Pipeline,
+        shared: Shared,
+    ) -> GroupLoop {
+        let poller_config = PollerConfig {
+            interfaces: group.interfaces.clone(),
+            poll_interval: config.poll_interval,
+            lookback: config.lookback,
+            max_catchup: config.max_catchup,
+            discovery_interval: config.discovery_interval,
+            ..PollerConfig::new(group.name.clone())
+        };
+        GroupLoop {
+            poller: Poller::new(api, poller_config),
+            pipeline,
+            shared,
+            known_interfaces: HashSet::new(),
+            poll_interval: config.poll_interval,
+            lookback: config.lookback,
+            delays: VecDeque::new(),
+        }
+    }
+
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut source = SourceHealth::default();
+        loop {
+            let started = Instant::now();
+            // A poll in flight is dropped on shutdown: nothing is committed
+            // before its last page, so nothing is half-counted.
+            let result = tokio::select! {
+                result = self.poller.poll(now_millis()) => result,
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            };
+            match result {
+                Ok(outcome) => {
+                    self.take(&outcome);
+                    self.shared
+                        .health
+                        .poll_succeeded(&mut source, started.elapsed());
+                    tracing::debug!(
+                        log_group = self.poller.log_group(),
+                        fetched = outcome.fetched,
+                        new = outcome.new,
+                        calls = outcome.api_calls,
+                        overlap_ms = outcome.overlap_ms,
+                        "Polled"
+                    );
+                }
+                Err(error) => {
+                    self.shared
+                        .health
+                        .poll_failed(&mut source, started.elapsed());
+                    self.log_failure(&error);
+                }
+            }
+            if sleep_or_stop(self.poller.next_delay(), &mut shutdown).await {
+                break;
+            }
+        }
+    }
+
+    /// Retriable failures are the service's to fix and are retried; the
+    /// others (permissions, a missing log group) need an operator.
+    fn log_failure(&self, error: &ApiError) {
+        let log_group = self.poller.log_group();
+        if error.is_retriable() {
+            tracing::warn!(log_group, operation = error.operation(), kind = error.metric_label(), %error,
+                "Poll failed; its window will be read again");
+        } else {
+            tracing::error!(log_group, operation = error.operation(), %error,
+                "Poll failed and retrying will not help until the cause is fixed (permissions, log group name)");
+        }
+    }
+
+    fn take(&mut self, outcome: &PollOutcome) {
+        self.note_interfaces();
+        let metrics = &self.shared.metrics;
+        metrics.events_fetched.inc_by(outcome.fetched);
+        metrics.events_new.inc_by(outcome.new);
+        if outcome.skipped_ms > 0 {
+            metrics
+                .catchup_skipped
+                .inc_by(u64::try_from(outcome.skipped_ms / 1000).unwrap_or(0));
+            tracing::error!(
+                log_group = self.poller.log_group(),
+                skipped_seconds = outcome.skipped_ms / 1000,
+                "An outage outlasted max_catchup: records in the skipped time were never read"
+            );
+        }
+        let now = now_seconds();
+        if let Some(delay) = feed_events(&mut self.pipeline, &outcome.events, metrics) {
+            // A record with a bogus old end must not hold every verdict back.
+            self.delays
+                .push_back((now, delay.min(self.lookback.as_secs())));
+        }
+        while self
+            .delays
+            .front()
+            .is_some_and(|(seen, _)| now.saturating_sub(*seen) > DELAY_MEMORY_SECONDS)
+        {
+            self.delays.pop_front();
+        }
+        // Sessions of a silent interface are decided on the wall clock, less
+        // the delivery delay: a record not yet read will end after that.
+        let delay = self
+            .delays
+            .iter()
+            .map(|(_, delay)| *delay)
+            .max()
+            .unwrap_or(0);
+        let watermark = now.saturating_sub(delay + self.poll_interval.as_secs());
+        let service_ports = self.pipeline.correlator().service_ports().clone();
+        let mut observer = FlowMetrics::new(metrics, &service_ports);
+        self.pipeline.advance_to(watermark, &mut observer);
+        update_load_gauges(metrics, &self.pipeline);
+    }
+
+    /// Zero series and the watched count for interfaces seen for the first time.
+    fn note_interfaces(&mut self) {
+        let before = self.known_interfaces.len();
+        for stream in self.poller.streams() {
+            let interface = interface_of_stream(stream);
+            if self.known_interfaces.insert(interface.to_string()) {
+                let name = self.shared.names.get(interface).cloned().flatten();
+                self.shared
+                    .metrics
+                    .expect_interface(interface, name.as_deref());
+            }
+        }
+        let added = self.known_interfaces.len() - before;
+        if added > 0 {
+            let total = self.shared.watched.fetch_add(added, Ordering::AcqRel) + added;
+            self.shared
+                .metrics
+                .interfaces_watched
+                .set(i64::try_from(total).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
+/// Feeds new log events to the core and counts what it decides; measures
+/// each record's delivery delay (ingestion time minus the record's end) and
+/// returns the largest, in seconds. A format without `interface-id` takes
+/// the interface from the stream name.
+pub fn feed_events(pipeline: &mut Pipeline, events: &[LogEvent], metrics: &Metrics) -> Option<u64> {
+    let service_ports = pipeline.correlator().service_ports().clone();
+    let mut observer = FlowMetrics::new(metrics, &service_ports);
+    let mut largest: Option<u64> = None;
+    for event in events {
+        let fallback_time = u64::try_from(event.timestamp_ms / 1000).ok();
+        let interface = interface_of_stream(&event.stream);
+        if let Some(end) = pipeline.push_event(
+            event.message.as_bytes(),
+            fallback_time,
+            interface,
+            &mut observer,
+        ) {
+            let delay = (event.ingestion_time_ms as f64 / 1000.0 - end as f64).max(0.0);
+            metrics.delivery_delay.observe(delay);
+            largest = largest.max(Some(delay.ceil() as u64));
+        }
+    }
+    largest
+}

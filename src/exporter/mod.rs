@@ -1,0 +1,299 @@
+//! `vpc-flow-exporter serve`: the sources feed the core on their own timer,
+//! the core feeds the metrics, the HTTP server renders them. This module
+//! wires them; `cloudwatch` and `files` are the two source loops.
+
+mod cloudwatch;
+mod files;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::{Config, SourceConfig};
+use crate::flow::{FormatChoice, FormatError, InterfaceFacts, Pipeline, Settings};
+use crate::metrics::Metrics;
+use crate::server::{self, ServerState};
+use crate::source::cloudwatch::{DESCRIBE_LOG_STREAMS, FILTER_LOG_EVENTS};
+
+pub use cloudwatch::feed_events;
+
+/// Why the exporter could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{key}: {source}")]
+    Format {
+        key: String,
+        #[source]
+        source: FormatError,
+    },
+}
+
+/// Correlation settings and interface facts from the configuration.
+pub fn core_settings(config: &Config) -> (Settings, HashMap<String, InterfaceFacts>) {
+    let settings = Settings {
+        reply_grace: config.correlation.reply_grace.as_secs(),
+        session_idle_timeout: config.correlation.session_idle_timeout.as_secs(),
+        service_ports: config.correlation.service_ports.clone(),
+    };
+    let facts = config
+        .interfaces
+        .iter()
+        .map(|(id, interface)| {
+            let facts = InterfaceFacts {
+                addresses: interface.addresses.clone(),
+                intermediate: interface.intermediate,
+            };
+            (id.clone(), facts)
+        })
+        .collect();
+    (settings, facts)
+}
+
+/// A pipeline for one source. The format was validated with the config;
+/// the error is kept rather than a panic should that ever change.
+fn pipeline(
+    key: String,
+    format: &str,
+    settings: &Settings,
+    facts: &HashMap<String, InterfaceFacts>,
+) -> Result<Pipeline, StartError> {
+    let format =
+        FormatChoice::parse(format).map_err(|source| StartError::Format { key, source })?;
+    Ok(Pipeline::new(
+        format,
+        settings.clone(),
+        facts.clone(),
+        Default::default(),
+    ))
+}
+
+fn now_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// Health shared by the sources: ready once each has polled, up while none fails.
+struct Health {
+    metrics: Arc<Metrics>,
+    sources: usize,
+    polled: AtomicUsize,
+    failing: AtomicUsize,
+    state: Arc<ServerState>,
+}
+
+/// One source's part in [`Health`].
+#[derive(Default)]
+struct SourceHealth {
+    polled: bool,
+    failing: bool,
+}
+
+impl Health {
+    fn poll_succeeded(&self, source: &mut SourceHealth, duration: Duration) {
+        self.metrics.polls.with_label_values(&["success"]).inc();
+        self.metrics.poll_duration.observe(duration.as_secs_f64());
+        self.metrics.last_successful_poll.set(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        );
+        if std::mem::take(&mut source.failing) {
+            self.failing.fetch_sub(1, Ordering::AcqRel);
+        }
+        if !std::mem::replace(&mut source.polled, true)
+            && self.polled.fetch_add(1, Ordering::AcqRel) + 1 == self.sources
+        {
+            self.state.ready.store(true, Ordering::Release);
+            tracing::info!("First poll done: ready");
+        }
+        self.metrics
+            .up
+            .set(i64::from(self.failing.load(Ordering::Acquire) == 0));
+    }
+
+    fn poll_failed(&self, source: &mut SourceHealth, duration: Duration) {
+        self.metrics.polls.with_label_values(&["error"]).inc();
+        self.metrics.poll_duration.observe(duration.as_secs_f64());
+        if !std::mem::replace(&mut source.failing, true) {
+            self.failing.fetch_add(1, Ordering::AcqRel);
+        }
+        self.metrics.up.set(0);
+    }
+}
+
+fn update_load_gauges(metrics: &Metrics, pipeline: &Pipeline) {
+    for load in pipeline.correlator().load() {
+        let pending = i64::try_from(load.pending).unwrap_or(i64::MAX);
+        let open = i64::try_from(load.open).unwrap_or(i64::MAX);
+        metrics
+            .pending_sessions
+            .with_label_values(&[load.interface_id])
+            .set(pending);
+        metrics
+            .open_sessions
+            .with_label_values(&[load.interface_id])
+            .set(open);
+    }
+}
+
+/// Sleeps for `delay` unless shutdown comes first; true when shutting down.
+async fn sleep_or_stop(delay: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => false,
+        _ = shutdown.wait_for(|stop| *stop) => true,
+    }
+}
+
+/// Interfaces named in the configuration, with their names, for the
+/// landing page and the zero series.
+fn configured_interfaces(config: &Config) -> Vec<(String, Option<String>)> {
+    let name = |id: &str| {
+        config
+            .interfaces
+            .get(id)
+            .and_then(|interface| interface.name.clone())
+    };
+    match &config.source {
+        SourceConfig::CloudWatch(cloudwatch) => cloudwatch
+            .log_groups
+            .iter()
+            .flat_map(|group| group.interfaces.iter())
+            .map(|id| (id.clone(), name(id)))
+            .collect(),
+        SourceConfig::Files(_) => config
+            .interfaces
+            .keys()
+            .map(|id| (id.clone(), name(id)))
+            .collect(),
+    }
+}
+
+fn describe_source(config: &Config) -> String {
+    match &config.source {
+        SourceConfig::CloudWatch(cloudwatch) => {
+            let groups: Vec<&str> = cloudwatch
+                .log_groups
+                .iter()
+                .map(|group| group.name.as_str())
+                .collect();
+            format!("CloudWatch Logs, log groups {}", groups.join(", "))
+        }
+        SourceConfig::Files(files) => {
+            let paths: Vec<String> = files
+                .paths
+                .iter()
+                .map(|path| path.display().to_string())
+                .collect();
+            let mode = if files.replay {
+                "replayed in a loop"
+            } else {
+                "read once"
+            };
+            format!("files {} ({mode})", paths.join(", "))
+        }
+    }
+}
+
+/// Runs the exporter until `shutdown` turns true.
+pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<(), StartError> {
+    let (settings, facts) = core_settings(&config);
+    let address = config.server.listen_address;
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|source| StartError::Listen { address, source })?;
+    let metrics = Arc::new(Metrics::new());
+    let interfaces = configured_interfaces(&config);
+    for (id, name) in &interfaces {
+        metrics.expect_interface(id, name.as_deref());
+    }
+    let state = Arc::new(ServerState {
+        metrics: metrics.clone(),
+        ready: AtomicBool::new(false),
+        interfaces,
+        source: describe_source(&config),
+    });
+    let health = |sources: usize| {
+        Arc::new(Health {
+            metrics: metrics.clone(),
+            sources,
+            polled: AtomicUsize::new(0),
+            failing: AtomicUsize::new(0),
+            state: state.clone(),
+        })
+    };
+    let names: HashMap<String, Option<String>> = config
+        .interfaces
+        .iter()
+        .map(|(id, interface)| (id.clone(), interface.name.clone()))
+        .collect();
+    let mut tasks = Vec::new();
+    match &config.source {
+        SourceConfig::CloudWatch(cloudwatch) => {
+            metrics.expect_operations(&[FILTER_LOG_EVENTS, DESCRIBE_LOG_STREAMS]);
+            let mut loops = Vec::new();
+            for (index, group) in cloudwatch.log_groups.iter().enumerate() {
+                let key = format!("cloudwatch.log_groups[{index}].log_format");
+                loops.push((group, pipeline(key, &group.log_format, &settings, &facts)?));
+            }
+            let shared = cloudwatch::Shared {
+                metrics: metrics.clone(),
+                health: health(loops.len()),
+                names,
+                watched: Arc::new(AtomicUsize::new(0)),
+            };
+            let api = cloudwatch::api(cloudwatch, metrics.clone()).await;
+            for (group, pipeline) in loops {
+                let group_loop = cloudwatch::GroupLoop::new(
+                    cloudwatch,
+                    group,
+                    api.clone(),
+                    pipeline,
+                    shared.clone(),
+                );
+                tasks.push(tokio::spawn(group_loop.run(shutdown.clone())));
+            }
+        }
+        SourceConfig::Files(files) => {
+            let pipeline = pipeline(
+                "files.log_format".into(),
+                &files.log_format,
+                &settings,
+                &facts,
+            )?;
+            tasks.push(tokio::spawn(files::run(
+                files.clone(),
+                pipeline,
+                metrics.clone(),
+                health(1),
+                shutdown.clone(),
+            )));
+        }
+    }
+    tracing::info!(%address, source = %state.source, "Listening");
+    let server_shutdown = {
+        let mut shutdown = shutdown.clone();
+        async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        }
+    };
+    let server = tokio::spawn(server::serve(listener, state.clone(), server_shutdown));
+    let _ = shutdown.wait_for(|stop| *stop).await;
+    tracing::info!("Shutting down");
+    for task in tasks {
+        let _ = task.await;
+    }
+    let _ = server.await;
+    Ok(())
+}
