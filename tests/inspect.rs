@@ -8,15 +8,19 @@
 //! line: the log group gets the records only, one stream per interface,
 //! each event timestamped with its record's start, and `inspect` is told
 //! the format with `--log-format`; the file keeps the header.
+//!
+//! The binary runs in `common::exporter`'s clean environment, where
+//! `AWS_ENDPOINT_URL` is a closed loopback port: only the `--endpoint-url`
+//! given can answer.
 
 // Each test crate uses a part of common; its re-exports may go unused.
 mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use common::{Moto, moto::now_ms, repo_root};
+use common::exporter::{self, VERDICTS, now_s, run_json};
+use common::{Moto, repo_root};
 use serde_json::Value;
 
 const GROUP: &str = "/vpc/flow-logs";
@@ -25,46 +29,6 @@ const SAMPLE: &str = "examples/sample-flows.log";
 const INTERFACE: usize = 2;
 const START: usize = 10;
 const END: usize = 11;
-
-/// The binary with nothing inherited but static test credentials, a region
-/// and no metadata service; `AWS_ENDPOINT_URL` is a closed loopback port,
-/// so only the `--endpoint-url` given can answer.
-fn binary() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_vpc-flow-exporter"));
-    command
-        .env_clear()
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", common::moto::REGION)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
-        .env("AWS_CONFIG_FILE", "/nonexistent/aws/config")
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            "/nonexistent/aws/credentials",
-        )
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .current_dir(repo_root())
-        .stdin(Stdio::null());
-    command
-}
-
-/// Runs the binary with `args`; its stdout as JSON. Panics on failure.
-fn run_json(args: &[&str]) -> Value {
-    let output = binary().args(args).output().expect("run vpc-flow-exporter");
-    assert!(
-        output.status.success(),
-        "vpc-flow-exporter {args:?} failed with {}:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "vpc-flow-exporter {args:?}: not JSON ({e}):\n{}",
-            String::from_utf8_lossy(&output.stdout)
-        )
-    })
-}
 
 /// The sample shifted so its first record starts 30 minutes ago.
 struct Shifted {
@@ -92,7 +56,7 @@ fn shifted_sample() -> Shifted {
         })
         .min()
         .expect("records");
-    let base = now_ms() / 1000 - 30 * 60;
+    let base = now_s() - 30 * 60;
     let offset = base - first_start;
     let records = records
         .into_iter()
@@ -114,26 +78,13 @@ fn shifted_sample() -> Shifted {
 /// One stream per interface (`eni-…-all`), events timestamped with the
 /// record's start, as a flow log publishes them.
 fn seed(moto: &Moto, records: &[String]) {
-    let mut streams: BTreeMap<String, Vec<(i64, String)>> = BTreeMap::new();
+    let mut interfaces: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for record in records {
-        let fields: Vec<&str> = record.split(' ').collect();
-        let start: i64 = fields[START].parse().unwrap();
-        streams
-            .entry(format!("{}-all", fields[INTERFACE]))
-            .or_default()
-            .push((start * 1000, record.clone()));
+        let eni = record.split(' ').nth(INTERFACE).expect("an interface");
+        interfaces.entry(eni).or_default().push(record.clone());
     }
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-        .block_on(async {
-            moto.create_log_group(GROUP).await;
-            for (stream, events) in streams {
-                moto.create_log_streams(GROUP, &[&stream]).await;
-                moto.put_log_events(GROUP, &stream, events).await;
-            }
-        });
+    let interfaces: Vec<(&str, Vec<String>)> = interfaces.into_iter().collect();
+    exporter::seed(moto, GROUP, &interfaces);
 }
 
 fn write_file(dir: &Path, shifted: &Shifted) -> String {
@@ -210,13 +161,7 @@ fn inspect_reports_what_analyze_reports_on_the_same_records() {
         "every record read once"
     );
     let sessions = &from_cloudwatch["sessions"];
-    for verdict in [
-        "accepted",
-        "rejected_inbound",
-        "rejected_outbound",
-        "unanswered",
-        "refused",
-    ] {
+    for verdict in VERDICTS {
         assert!(
             sessions[verdict].as_u64().is_some_and(|n| n > 0),
             "the sample has every verdict: {sessions}"

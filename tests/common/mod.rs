@@ -10,6 +10,7 @@
 // Each test crate compiles this module on its own and uses only part of it.
 #![allow(dead_code, unused_imports)]
 
+pub mod exporter;
 pub mod moto;
 pub mod prometheus;
 
