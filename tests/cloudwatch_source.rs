@@ -51,28 +51,56 @@ fn unique_group(test: &str) -> String {
     format!("/vpc/{test}/{}", now_ms())
 }
 
-/// Records every call reported by [`AwsLogsApi`].
+/// Records every call, and every failed attempt, reported by [`AwsLogsApi`].
 #[derive(Default)]
-struct Calls(Mutex<Vec<(&'static str, &'static str)>>);
+struct Calls {
+    calls: Mutex<Vec<(&'static str, &'static str)>>,
+    failed_attempts: Mutex<Vec<(&'static str, &'static str)>>,
+}
 
 impl ApiObserver for Calls {
     fn api_call(&self, operation: &'static str, outcome: &'static str, seconds: f64) {
         assert!(seconds >= 0.0);
-        self.0.lock().unwrap().push((operation, outcome));
+        self.calls.lock().unwrap().push((operation, outcome));
+    }
+
+    fn attempt_failed(&self, operation: &'static str, outcome: &'static str) {
+        self.failed_attempts
+            .lock()
+            .unwrap()
+            .push((operation, outcome));
     }
 }
 
+fn count_of(
+    list: &Mutex<Vec<(&'static str, &'static str)>>,
+    operation: &str,
+    outcome: &str,
+) -> usize {
+    let list = list.lock().unwrap();
+    list.iter()
+        .filter(|c| c.0 == operation && c.1 == outcome)
+        .count()
+}
+
 impl Calls {
+    /// Calls of `operation` that ended with `outcome`.
     fn count(&self, operation: &str, outcome: &str) -> usize {
-        let calls = self.0.lock().unwrap();
-        calls
-            .iter()
-            .filter(|c| c.0 == operation && c.1 == outcome)
-            .count()
+        count_of(&self.calls, operation, outcome)
+    }
+
+    /// Failed attempts of `operation` reported as `outcome`.
+    fn failed_attempts(&self, operation: &str, outcome: &str) -> usize {
+        count_of(&self.failed_attempts, operation, outcome)
+    }
+
+    fn total_failed_attempts(&self) -> usize {
+        self.failed_attempts.lock().unwrap().len()
     }
 
     fn clear(&self) {
-        self.0.lock().unwrap().clear();
+        self.calls.lock().unwrap().clear();
+        self.failed_attempts.lock().unwrap().clear();
     }
 }
 
@@ -152,6 +180,7 @@ async fn overlapping_polls_return_every_event_once() {
     assert_eq!(first.fetched, 30);
     assert_eq!(calls.count("DescribeLogStreams", "success"), 1);
     assert_eq!(calls.count("FilterLogEvents", "success"), 1);
+    assert_eq!(calls.total_failed_attempts(), 0);
     let first_ids: std::collections::HashSet<(String, String)> = first
         .events
         .iter()
@@ -277,11 +306,22 @@ async fn a_missing_log_group_is_fatal() {
         "{err}"
     );
     assert_eq!(calls.count("DescribeLogStreams", "error"), 1);
+    assert_eq!(calls.failed_attempts("DescribeLogStreams", "error"), 1);
+    assert_eq!(calls.total_failed_attempts(), 1, "a 4xx is not retried");
 }
 
 /// A stub CloudWatch that answers every request with `status` and `body`;
 /// returns its endpoint and the count of requests it served.
 fn stub_server(status: &'static str, body: &'static str) -> (String, Arc<Mutex<usize>>) {
+    stub_server_sequence(vec![(status, body)])
+}
+
+/// A stub CloudWatch that answers the n-th request with `responses[n]`
+/// (`status`, `body`), and every request past the end with the last one.
+fn stub_server_sequence(
+    responses: Vec<(&'static str, &'static str)>,
+) -> (String, Arc<Mutex<usize>>) {
+    assert!(!responses.is_empty());
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let served = Arc::new(Mutex::new(0));
@@ -295,7 +335,11 @@ fn stub_server(status: &'static str, body: &'static str) -> (String, Arc<Mutex<u
             if read_request(&mut stream).is_none() {
                 continue;
             }
-            *count.lock().unwrap() += 1;
+            let (status, body) = {
+                let mut served = count.lock().unwrap();
+                *served += 1;
+                responses[(*served - 1).min(responses.len() - 1)]
+            };
             let response = format!(
                 "HTTP/1.1 {status}\r\ncontent-type: application/x-amz-json-1.1\r\n\
                  content-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -349,9 +393,42 @@ async fn throttling_is_retried_by_the_sdk_then_counted_as_throttled() {
     assert_eq!(err.metric_label(), "throttled");
     assert_eq!(calls.count("DescribeLogStreams", "throttled"), 1);
     assert_eq!(*served.lock().unwrap(), 3, "three attempts per call");
+    // Every attempt is seen, the last (not retried) one included.
+    assert_eq!(calls.failed_attempts("DescribeLogStreams", "throttled"), 3);
+    assert_eq!(calls.total_failed_attempts(), 3);
     assert_eq!(poller.consecutive_failures(), 1);
     let delay = poller.next_delay();
     assert!(delay >= Duration::from_secs(15) && delay <= Duration::from_secs(30));
+}
+
+#[tokio::test]
+async fn throttles_the_sdk_absorbed_are_counted_per_attempt() {
+    setup_env();
+    let (endpoint, served) = stub_server_sequence(vec![
+        (
+            "400 Bad Request",
+            r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#,
+        ),
+        (
+            "429 Too Many Requests",
+            r#"{"__type":"TooManyRequestsException","message":"Slow down"}"#,
+        ),
+        (
+            "200 OK",
+            r#"{"logStreams":[{"logStreamName":"eni-0abc-all"}]}"#,
+        ),
+    ]);
+    let calls = Arc::new(Calls::default());
+    let api = AwsLogsApi::new(Some(REGION.into()), Some(endpoint), calls.clone()).await;
+    let streams = api.list_interface_streams("/vpc/x").await.expect("retried");
+    assert_eq!(streams, ["eni-0abc-all"]);
+    assert_eq!(*served.lock().unwrap(), 3);
+    // One call, its final outcome...
+    assert_eq!(calls.count("DescribeLogStreams", "success"), 1);
+    assert_eq!(calls.calls.lock().unwrap().len(), 1);
+    // ...and the two throttled attempts the SDK retried.
+    assert_eq!(calls.failed_attempts("DescribeLogStreams", "throttled"), 2);
+    assert_eq!(calls.total_failed_attempts(), 2);
 }
 
 #[tokio::test]
@@ -366,6 +443,9 @@ async fn server_errors_and_refused_connections_are_retriable() {
     let err = api.list_interface_streams("/vpc/x").await.unwrap_err();
     assert!(matches!(err, ApiError::Retriable { .. }), "{err:?}");
     assert_eq!(calls.count("DescribeLogStreams", "error"), 1);
+    assert_eq!(calls.failed_attempts("DescribeLogStreams", "error"), 3);
+    assert_eq!(calls.total_failed_attempts(), 3);
+    calls.clear();
 
     // A port nobody listens on.
     let closed = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -374,4 +454,7 @@ async fn server_errors_and_refused_connections_are_retriable() {
     let api = AwsLogsApi::new(Some(REGION.into()), Some(endpoint), calls.clone()).await;
     let err = api.list_interface_streams("/vpc/x").await.unwrap_err();
     assert!(matches!(err, ApiError::Retriable { .. }), "{err:?}");
+    assert_eq!(calls.count("DescribeLogStreams", "error"), 1);
+    assert_eq!(calls.failed_attempts("DescribeLogStreams", "error"), 3);
+    assert_eq!(calls.total_failed_attempts(), 3);
 }

@@ -125,8 +125,19 @@ pub trait ApiObserver: Send + Sync {
     /// `operation`: [`FILTER_LOG_EVENTS`] or [`DESCRIBE_LOG_STREAMS`];
     /// `outcome`: `success`, `throttled` or `error`
     /// ([`ApiError::metric_label`]); `seconds`: wall time of the call,
-    /// SDK retries included.
+    /// SDK retries included. Called once per call, with its final outcome.
     fn api_call(&self, operation: &'static str, outcome: &'static str, seconds: f64);
+
+    /// Called once for every failed HTTP attempt within a call, before the
+    /// SDK retryer decides whether to retry it, so throttling and transient
+    /// faults the retryer absorbed are seen too. A call that ends in error
+    /// reports its last attempt here as well as through
+    /// [`ApiObserver::api_call`]. `outcome` is the same bounded label as
+    /// there: `throttled` (429 or a throttling error code) or `error`
+    /// (5xx, timeouts, connection failures, and any other failed attempt).
+    fn attempt_failed(&self, operation: &'static str, outcome: &'static str) {
+        let _ = (operation, outcome);
+    }
 }
 
 /// An observer that ignores everything (tools, tests).

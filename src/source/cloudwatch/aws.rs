@@ -4,8 +4,11 @@
 //! identity, ECS/EC2 roles); region and endpoint URL may be given (moto,
 //! LocalStack, VPC endpoints). Retries and timeouts are set explicitly rather
 //! than left to SDK defaults, and every call is reported to an
-//! [`ApiObserver`].
+//! [`ApiObserver`], as is every failed attempt within a call (through an SDK
+//! interceptor, so retries the SDK absorbed are counted too).
 
+use std::error::Error as StdError;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,12 +16,17 @@ use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_cloudwatchlogs::Client;
+use aws_sdk_cloudwatchlogs::config::interceptors::FinalizerInterceptorContextRef;
+use aws_sdk_cloudwatchlogs::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_cloudwatchlogs::error::{BoxError, ProvideErrorMetadata};
+use aws_sdk_cloudwatchlogs::operation::describe_log_streams::DescribeLogStreamsError;
+use aws_sdk_cloudwatchlogs::operation::filter_log_events::FilterLogEventsError;
 
 use super::api::{
     ApiError, ApiObserver, DESCRIBE_LOG_STREAMS, EventsPage, FILTER_LOG_EVENTS, FilterRequest,
     LogEvent, LogsApi,
 };
-use super::retry::from_sdk_error;
+use super::retry::{FailureKind, classify, from_sdk_error};
 
 /// Attempts per call, first one included (SDK standard retry mode:
 /// exponential backoff with full jitter, throttling and transient errors).
@@ -100,6 +108,71 @@ impl AwsLogsApi {
         self.observer
             .api_call(operation, outcome, started.elapsed().as_secs_f64());
     }
+
+    /// The interceptor that reports each failed attempt of one operation;
+    /// `E` is that operation's error type (to read the error code).
+    fn attempts<E>(&self, operation: &'static str) -> AttemptReporter<E> {
+        AttemptReporter {
+            operation,
+            observer: self.observer.clone(),
+            _error: PhantomData,
+        }
+    }
+}
+
+/// Reports every failed attempt of one operation to the observer
+/// (`read_after_attempt` runs after each attempt, timeouts included, before
+/// the retryer decides). Classified by [`classify`], like the final error.
+/// Reads only the status, the error code and the error kind: nothing from
+/// the request, so no credentials.
+struct AttemptReporter<E> {
+    operation: &'static str,
+    observer: Arc<dyn ApiObserver>,
+    _error: PhantomData<fn() -> E>,
+}
+
+impl<E> std::fmt::Debug for AttemptReporter<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttemptReporter")
+            .field("operation", &self.operation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<E> Intercept for AttemptReporter<E>
+where
+    E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+{
+    fn name(&self) -> &'static str {
+        "AttemptReporter"
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(Err(err)) = context.output_or_error() else {
+            return Ok(());
+        };
+        let status = context.response().map(|r| r.status().as_u16());
+        // The same kinds `from_sdk_error` derives from the `SdkError` each
+        // of these becomes.
+        let (kind, code) = if let Some(op) = err.as_operation_error() {
+            (
+                FailureKind::Service,
+                op.downcast_ref::<E>().and_then(|e| e.code()),
+            )
+        } else if err.as_connector_error().is_some_and(|c| c.is_user()) {
+            (FailureKind::Local, None)
+        } else {
+            (FailureKind::Transport, None)
+        };
+        let outcome = classify(self.operation, kind, status, code, String::new()).metric_label();
+        self.observer.attempt_failed(self.operation, outcome);
+        Ok(())
+    }
 }
 
 impl LogsApi for AwsLogsApi {
@@ -114,6 +187,8 @@ impl LogsApi for AwsLogsApi {
                 .log_group_name(log_group)
                 .log_stream_name_prefix(INTERFACE_STREAM_PREFIX)
                 .set_next_token(token.take())
+                .customize()
+                .interceptor(self.attempts::<DescribeLogStreamsError>(DESCRIBE_LOG_STREAMS))
                 .send()
                 .await
                 .map_err(|e| from_sdk_error(DESCRIBE_LOG_STREAMS, &e));
@@ -143,6 +218,8 @@ impl LogsApi for AwsLogsApi {
             .start_time(req.start_ms)
             .end_time(req.end_ms)
             .set_next_token(req.next_token.clone())
+            .customize()
+            .interceptor(self.attempts::<FilterLogEventsError>(FILTER_LOG_EVENTS))
             .send()
             .await
             .map_err(|e| from_sdk_error(FILTER_LOG_EVENTS, &e));
