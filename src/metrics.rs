@@ -169,7 +169,7 @@ impl Metrics {
             .expect("unique metric");
         let api_throttles = counter(
             "api_throttles_total",
-            "AWS API calls answered with throttling, by operation; they are retried with backoff.",
+            "AWS API attempts answered with throttling, by operation, those the SDK retried with backoff included.",
             &["operation"],
         );
         let events_fetched = IntCounter::with_opts(opts(

@@ -11,9 +11,9 @@
 //!
 //! moto stamps each event's ingestion time at the put, and a flow record's
 //! CloudWatch timestamp is its start, so the exporter measures a delivery
-//! delay of about "put time − record start". Seeds start a few seconds
-//! before the put: the wall-clock watermark (now − 1.5 × that delay) then
-//! passes `end + reply_grace` (2 s here) within seconds, and every lone
+//! delay of about "put time − record end". Seeds end a few seconds before
+//! the put: the wall-clock watermark (now − that delay − one poll interval)
+//! then passes `end + reply_grace` (2 s here) within seconds, and every lone
 //! record gets its verdict without any record of a later time. The two
 //! records of a pair share start and end and are put in one call, so they
 //! always reach the core in the same poll and pair before any grace can

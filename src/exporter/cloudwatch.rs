@@ -21,7 +21,8 @@ use crate::source::cloudwatch::{
 /// How long a measured delivery delay holds the wall-clock watermark back.
 const DELAY_MEMORY_SECONDS: u64 = 3600;
 
-/// Counts AWS API calls in the metrics.
+/// Counts AWS API calls (one per operation call, its final outcome) and
+/// throttled attempts in the metrics.
 struct ApiMetrics(Arc<Metrics>);
 
 impl ApiObserver for ApiMetrics {
@@ -34,6 +35,10 @@ impl ApiObserver for ApiMetrics {
             .api_call_duration
             .with_label_values(&[operation])
             .observe(seconds);
+    }
+
+    /// Every throttled attempt, including those the SDK's retries got past.
+    fn attempt_failed(&self, operation: &'static str, outcome: &'static str) {
         if outcome == "throttled" {
             self.0.api_throttles.with_label_values(&[operation]).inc();
         }
