@@ -1,48 +1,31 @@
 //! `vpc-flow-exporter analyze`: offline analysis of flow-log files.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::flow::{FormatChoice, InterfaceFacts, Pipeline, RecordFilter, Settings, Summary};
+use crate::flow::Summary;
 use crate::input;
-use crate::report::{self, OutputFormat};
+use crate::report::{self, ReportRequest};
 
 /// What `analyze` was asked.
 #[derive(Debug, Clone)]
 pub struct AnalyzeRequest {
     pub paths: Vec<PathBuf>,
-    pub format: FormatChoice,
-    pub output: OutputFormat,
-    pub details: bool,
-    pub filter: RecordFilter,
-    pub settings: Settings,
-    pub facts: HashMap<String, InterfaceFacts>,
+    pub report: ReportRequest,
 }
 
 /// Reads every file and returns the finished summary.
 pub fn analyze(request: &AnalyzeRequest) -> Result<Summary, input::InputError> {
-    let mut pipeline = Pipeline::new(
-        request.format.clone(),
-        request.settings.clone(),
-        request.facts.clone(),
-        request.filter.clone(),
-    );
-    let mut summary = Summary::new(
-        pipeline.correlator().service_ports().clone(),
-        request.details,
-    );
+    let (mut pipeline, mut summary) = request.report.start();
     input::feed_files(&request.paths, &mut pipeline, &mut summary)?;
-    pipeline.finish(&mut summary);
-    summary.sort_details();
-    Ok(summary)
+    Ok(request.report.finish(pipeline, summary))
 }
 
 /// Runs the command: the rendered report.
 pub fn run(request: &AnalyzeRequest) -> Result<String, input::InputError> {
     let summary = analyze(request)?;
-    Ok(report::render(&summary, request.output))
+    Ok(report::render(&summary, request.report.output))
 }
 
 /// A point in time on the command line: Unix seconds, an RFC 3339 time

@@ -38,6 +38,7 @@
 //!
 //! The file is optional when the environment gives everything needed.
 
+use crate::flow::correlate;
 use std::collections::BTreeMap;
 use std::fmt::{self, Display};
 use std::marker::PhantomData;
@@ -206,13 +207,13 @@ fn default_replay_interval() -> Duration {
 }
 /// Two capture intervals of one minute.
 fn default_reply_grace() -> Duration {
-    Duration::from_secs(2 * 60)
+    Duration::from_secs(correlate::DEFAULT_REPLY_GRACE_SECONDS)
 }
 fn default_session_idle_timeout() -> Duration {
-    Duration::from_secs(10 * 60)
+    Duration::from_secs(correlate::DEFAULT_SESSION_IDLE_TIMEOUT_SECONDS)
 }
 fn default_service_ports() -> Vec<u16> {
-    vec![22, 80, 443, 3389, 5432]
+    correlate::DEFAULT_SERVICE_PORTS.to_vec()
 }
 
 impl Default for ServerConfig {

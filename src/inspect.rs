@@ -7,11 +7,10 @@
 //! (about 5 minutes, best effort) after it starts: a window that ends now
 //! may still miss its last quarter hour of records.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::flow::{FormatChoice, InterfaceFacts, Pipeline, RecordFilter, Settings, Summary};
-use crate::report::{self, OutputFormat};
+use crate::flow::{RecordFilter, Summary};
+use crate::report::{self, ReportRequest};
 use crate::source::cloudwatch::poller::interface_of_stream;
 use crate::source::cloudwatch::{ApiError, AwsLogsApi, NoopObserver, read_window};
 
@@ -21,14 +20,9 @@ pub struct InspectRequest {
     pub log_group: String,
     pub region: Option<String>,
     pub endpoint_url: Option<String>,
-    pub format: FormatChoice,
-    pub output: OutputFormat,
-    pub details: bool,
-    /// `since` and `until` also bound the CloudWatch window; the interface
-    /// selects its log streams.
-    pub filter: RecordFilter,
-    pub settings: Settings,
-    pub facts: HashMap<String, InterfaceFacts>,
+    /// Its filter's `since` and `until` bound the CloudWatch window (30
+    /// minutes back to now when absent); its interface selects the streams.
+    pub report: ReportRequest,
 }
 
 /// Reads the window and returns the finished summary.
@@ -39,8 +33,9 @@ pub async fn inspect(request: &InspectRequest, now: u64) -> Result<Summary, ApiE
         Arc::new(NoopObserver),
     )
     .await;
-    let since = request.filter.since.unwrap_or(now.saturating_sub(30 * 60));
-    let until = request.filter.until.unwrap_or(now);
+    let filter = &request.report.filter;
+    let since = filter.since.unwrap_or(now.saturating_sub(30 * 60));
+    let until = filter.until.unwrap_or(now);
     let to_ms = |seconds: u64| {
         i64::try_from(seconds)
             .unwrap_or(i64::MAX)
@@ -49,28 +44,22 @@ pub async fn inspect(request: &InspectRequest, now: u64) -> Result<Summary, ApiE
     let events = read_window(
         &api,
         &request.log_group,
-        request.filter.interface_id.as_deref(),
+        filter.interface_id.as_deref(),
         to_ms(since),
         to_ms(until).saturating_add(999),
     )
     .await?;
     tracing::debug!(events = events.len(), "Read the window");
     // The window bounds the records' start; the filter would cut on their end.
-    let filter = RecordFilter {
-        since: None,
-        until: None,
-        ..request.filter.clone()
+    let report = ReportRequest {
+        filter: RecordFilter {
+            since: None,
+            until: None,
+            ..filter.clone()
+        },
+        ..request.report.clone()
     };
-    let mut pipeline = Pipeline::new(
-        request.format.clone(),
-        request.settings.clone(),
-        request.facts.clone(),
-        filter,
-    );
-    let mut summary = Summary::new(
-        pipeline.correlator().service_ports().clone(),
-        request.details,
-    );
+    let (mut pipeline, mut summary) = report.start();
     for event in &events {
         let fallback_time = u64::try_from(event.timestamp_ms / 1000).ok();
         let interface = interface_of_stream(&event.stream);
@@ -81,13 +70,11 @@ pub async fn inspect(request: &InspectRequest, now: u64) -> Result<Summary, ApiE
             &mut summary,
         );
     }
-    pipeline.finish(&mut summary);
-    summary.sort_details();
-    Ok(summary)
+    Ok(report.finish(pipeline, summary))
 }
 
 /// Runs the command: the rendered report.
 pub async fn run(request: &InspectRequest, now: u64) -> Result<String, ApiError> {
     let summary = inspect(request, now).await?;
-    Ok(report::render(&summary, request.output))
+    Ok(report::render(&summary, request.report.output))
 }

@@ -7,10 +7,10 @@ use std::time::SystemTime;
 
 use clap::{Args, Parser, Subcommand};
 use vpc_flow_exporter::analyze::{self, AnalyzeRequest};
-use vpc_flow_exporter::flow::{FormatChoice, RecordFilter, Settings};
+use vpc_flow_exporter::flow::{FormatChoice, RecordFilter, Settings, correlate};
 use vpc_flow_exporter::generate::{self, GeneratorConfig, Style};
 use vpc_flow_exporter::inspect::{self, InspectRequest};
-use vpc_flow_exporter::report::OutputFormat;
+use vpc_flow_exporter::report::{OutputFormat, ReportRequest};
 use vpc_flow_exporter::{config, exporter};
 
 #[derive(Parser)]
@@ -101,17 +101,13 @@ struct ReportArgs {
     #[arg(long, value_name = "TIME")]
     until: Option<String>,
     /// How long a lone record waits for its other direction.
-    #[arg(long = "reply-grace", default_value = "2m", value_parser = humantime::parse_duration)]
-    reply_grace: std::time::Duration,
+    #[arg(long = "reply-grace", default_value_t = seconds(correlate::DEFAULT_REPLY_GRACE_SECONDS))]
+    reply_grace: humantime::Duration,
     /// A session idle this long is closed.
-    #[arg(long = "session-idle-timeout", default_value = "10m", value_parser = humantime::parse_duration)]
-    session_idle_timeout: std::time::Duration,
+    #[arg(long = "session-idle-timeout", default_value_t = seconds(correlate::DEFAULT_SESSION_IDLE_TIMEOUT_SECONDS))]
+    session_idle_timeout: humantime::Duration,
     /// Service ports besides those below 1024 (comma-separated).
-    #[arg(
-        long = "service-ports",
-        value_delimiter = ',',
-        default_value = "22,80,443,3389,5432"
-    )]
+    #[arg(long = "service-ports", value_delimiter = ',', default_values_t = correlate::DEFAULT_SERVICE_PORTS)]
     service_ports: Vec<u16>,
 }
 
@@ -150,6 +146,11 @@ struct GenerateArgs {
     /// Write the expected totals (JSON) to this file.
     #[arg(long, value_name = "FILE")]
     expected: Option<PathBuf>,
+}
+
+/// A clap default in the spelling users type (`2m`).
+fn seconds(seconds: u64) -> humantime::Duration {
+    std::time::Duration::from_secs(seconds).into()
 }
 
 fn main() -> ExitCode {
@@ -241,7 +242,7 @@ async fn wait_for_signal() {
 }
 
 /// The parts of `analyze` and `inspect` that read the same flags.
-fn report_settings(args: &ReportArgs) -> Result<(FormatChoice, RecordFilter, Settings), String> {
+fn report_request(args: &ReportArgs) -> Result<ReportRequest, String> {
     let format =
         FormatChoice::parse(&args.log_format).map_err(|error| format!("--log-format: {error}"))?;
     let now = SystemTime::now();
@@ -250,48 +251,41 @@ fn report_settings(args: &ReportArgs) -> Result<(FormatChoice, RecordFilter, Set
             .map(|text| analyze::parse_time(text, now).map_err(|error| format!("{flag}: {error}")))
             .transpose()
     };
-    let filter = RecordFilter {
-        interface_id: args.interface.clone(),
-        address: args.address,
-        port: args.port,
-        since: time("--since", &args.since)?,
-        until: time("--until", &args.until)?,
-    };
-    let settings = Settings {
-        reply_grace: args.reply_grace.as_secs(),
-        session_idle_timeout: args.session_idle_timeout.as_secs(),
-        service_ports: args.service_ports.clone(),
-    };
-    Ok((format, filter, settings))
+    Ok(ReportRequest {
+        format,
+        output: args.output,
+        details: args.details,
+        filter: RecordFilter {
+            interface_id: args.interface.clone(),
+            address: args.address,
+            port: args.port,
+            since: time("--since", &args.since)?,
+            until: time("--until", &args.until)?,
+        },
+        settings: Settings {
+            reply_grace: args.reply_grace.as_secs(),
+            session_idle_timeout: args.session_idle_timeout.as_secs(),
+            service_ports: args.service_ports.clone(),
+        },
+        facts: Default::default(),
+    })
 }
 
 fn run_analyze(args: AnalyzeArgs) -> Result<(), String> {
-    let (format, filter, settings) = report_settings(&args.report)?;
     let request = AnalyzeRequest {
+        report: report_request(&args.report)?,
         paths: args.files,
-        format,
-        output: args.report.output,
-        details: args.report.details,
-        filter,
-        settings,
-        facts: Default::default(),
     };
     let text = analyze::run(&request).map_err(|error| error.to_string())?;
     write_stdout(&text)
 }
 
 fn run_inspect(args: InspectArgs) -> Result<(), String> {
-    let (format, filter, settings) = report_settings(&args.report)?;
     let request = InspectRequest {
+        report: report_request(&args.report)?,
         log_group: args.log_group,
         region: args.region,
         endpoint_url: args.endpoint_url,
-        format,
-        output: args.report.output,
-        details: args.report.details,
-        filter,
-        settings,
-        facts: Default::default(),
     };
     let now = SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -6,8 +6,13 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use std::collections::HashMap;
+
 use crate::flow::summary::RecordCounts;
-use crate::flow::{SessionDetail, Summary, Verdict, VerdictCounts};
+use crate::flow::{
+    FormatChoice, InterfaceFacts, Pipeline, RecordFilter, SessionDetail, Settings, Summary,
+    Verdict, VerdictCounts,
+};
 
 /// How many ports the "top" tables show.
 const TOP_PORTS: usize = 10;
@@ -16,6 +21,39 @@ const TOP_PORTS: usize = 10;
 pub enum OutputFormat {
     Table,
     Json,
+}
+
+/// How records are read, narrowed, correlated and shown: what `analyze`
+/// and `inspect` share.
+#[derive(Debug, Clone)]
+pub struct ReportRequest {
+    pub format: FormatChoice,
+    pub output: OutputFormat,
+    pub details: bool,
+    pub filter: RecordFilter,
+    pub settings: Settings,
+    pub facts: HashMap<String, InterfaceFacts>,
+}
+
+impl ReportRequest {
+    /// A pipeline and an empty summary for this request.
+    pub fn start(&self) -> (Pipeline, Summary) {
+        let pipeline = Pipeline::new(
+            self.format.clone(),
+            self.settings.clone(),
+            self.facts.clone(),
+            self.filter.clone(),
+        );
+        let summary = Summary::new(pipeline.correlator().service_ports().clone(), self.details);
+        (pipeline, summary)
+    }
+
+    /// End of input: decides what is pending, orders the details.
+    pub fn finish(&self, mut pipeline: Pipeline, mut summary: Summary) -> Summary {
+        pipeline.finish(&mut summary);
+        summary.sort_details();
+        summary
+    }
 }
 
 #[derive(Serialize)]

@@ -13,7 +13,7 @@ use vpc_flow_exporter::flow::{
     Direction, FormatChoice, LogFormat, RecordFilter, SessionDetail, Settings, Summary, Verdict,
     VerdictCounts,
 };
-use vpc_flow_exporter::report::OutputFormat;
+use vpc_flow_exporter::report::{OutputFormat, ReportRequest};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/aws-docs")
@@ -37,12 +37,14 @@ fn log_format(entry: &Value) -> LogFormat {
 fn analyze_with(paths: Vec<PathBuf>, format: FormatChoice) -> Summary {
     let request = AnalyzeRequest {
         paths,
-        format,
-        output: OutputFormat::Json,
-        details: true,
-        filter: RecordFilter::default(),
-        settings: Settings::default(),
-        facts: HashMap::new(),
+        report: ReportRequest {
+            format,
+            output: OutputFormat::Json,
+            details: true,
+            filter: RecordFilter::default(),
+            settings: Settings::default(),
+            facts: HashMap::new(),
+        },
     };
     analyze(&request).unwrap_or_else(|error| panic!("{error}"))
 }

@@ -35,12 +35,19 @@ pub struct Settings {
     pub service_ports: Vec<u16>,
 }
 
+/// Two 1-minute capture intervals: a reply sits in its request's capture
+/// window or the next.
+pub const DEFAULT_REPLY_GRACE_SECONDS: u64 = 120;
+pub const DEFAULT_SESSION_IDLE_TIMEOUT_SECONDS: u64 = 600;
+/// SSH, HTTP, HTTPS, RDP, PostgreSQL; every port below 1024 counts too.
+pub const DEFAULT_SERVICE_PORTS: [u16; 5] = [22, 80, 443, 3389, 5432];
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            reply_grace: 120,
-            session_idle_timeout: 600,
-            service_ports: vec![22, 80, 443, 3389, 5432],
+            reply_grace: DEFAULT_REPLY_GRACE_SECONDS,
+            session_idle_timeout: DEFAULT_SESSION_IDLE_TIMEOUT_SECONDS,
+            service_ports: DEFAULT_SERVICE_PORTS.to_vec(),
         }
     }
 }
