@@ -2,7 +2,7 @@
 //! feeds the core and counts; the wall clock decides what a silent
 //! interface leaves pending.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -14,12 +14,13 @@ use crate::config::{CloudWatchConfig, LogGroupConfig};
 use crate::flow::Pipeline;
 use crate::metrics::{FlowMetrics, Metrics};
 use crate::source::cloudwatch::poller::interface_of_stream;
+use crate::source::cloudwatch::recent::RecentMax;
 use crate::source::cloudwatch::{
     ApiError, ApiObserver, AwsLogsApi, LogEvent, PollOutcome, Poller, PollerConfig,
 };
 
 /// How long a measured delivery delay holds the wall-clock watermark back.
-const DELAY_MEMORY_SECONDS: u64 = 3600;
+const DELAY_MEMORY_SECONDS: i64 = 3600;
 
 /// Counts AWS API calls (one per operation call, its final outcome) and
 /// throttled attempts in the metrics.
@@ -74,8 +75,8 @@ pub struct GroupLoop {
     known_interfaces: HashSet<String>,
     poll_interval: Duration,
     lookback: Duration,
-    /// (poll time, largest delivery delay of its records), last hour.
-    delays: VecDeque<(u64, u64)>,
+    /// Largest delivery delay (record end to ingestion) of the last hour, seconds.
+    delays: RecentMax,
 }
 
 impl GroupLoop {
@@ -101,7 +102,7 @@ impl GroupLoop {
             known_interfaces: HashSet::new(),
             poll_interval: config.poll_interval,
             lookback: config.lookback,
-            delays: VecDeque::new(),
+            delays: RecentMax::new(DELAY_MEMORY_SECONDS),
         }
     }
 
@@ -172,26 +173,13 @@ impl GroupLoop {
             );
         }
         let now = now_seconds();
-        if let Some(delay) = feed_events(&mut self.pipeline, &outcome.events, metrics) {
-            // A record with a bogus old end must not hold every verdict back.
-            self.delays
-                .push_back((now, delay.min(self.lookback.as_secs())));
-        }
-        while self
-            .delays
-            .front()
-            .is_some_and(|(seen, _)| now.saturating_sub(*seen) > DELAY_MEMORY_SECONDS)
-        {
-            self.delays.pop_front();
-        }
+        let delay = feed_events(&mut self.pipeline, &outcome.events, metrics);
+        // A record with a bogus old end must not hold every verdict back.
+        let delay = delay.map(|delay| delay.min(self.lookback.as_secs()));
+        self.delays.record(seconds(now), delay.map(seconds));
         // Sessions of a silent interface are decided on the wall clock, less
         // the delivery delay: a record not yet read will end after that.
-        let delay = self
-            .delays
-            .iter()
-            .map(|(_, delay)| *delay)
-            .max()
-            .unwrap_or(0);
+        let delay = self.delays.max().map_or(0, |delay| delay.unsigned_abs());
         let watermark = now.saturating_sub(delay + self.poll_interval.as_secs());
         let service_ports = self.pipeline.correlator().service_ports().clone();
         let mut observer = FlowMetrics::new(metrics, &service_ports);
@@ -220,6 +208,10 @@ impl GroupLoop {
                 .set(i64::try_from(total).unwrap_or(i64::MAX));
         }
     }
+}
+
+fn seconds(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 fn now_millis() -> i64 {

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod aws;
 pub mod poller;
+pub mod recent;
 pub mod retry;
 
 #[cfg(test)]

@@ -63,13 +63,14 @@
 //! A stream that appears at a later discovery is read back to the previous
 //! discovery less `lookback`, since its first events may be that old.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::hash::{BuildHasher, DefaultHasher, Hash, Hasher};
 use std::time::Duration;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::api::{ApiError, FilterRequest, LogEvent, LogsApi, MAX_STREAMS_PER_CALL};
+use super::recent::RecentMax;
 
 /// How long a measured delivery delay counts toward the overlap.
 const DELAY_MEMORY_MS: i64 = 60 * 60 * 1000;
@@ -167,8 +168,8 @@ pub struct Poller<A> {
     last_end_ms: Option<i64>,
     /// End of the window of the last probe (or of the first poll).
     last_probe_end_ms: Option<i64>,
-    /// (poll time, largest delay among that poll's new events).
-    delays: VecDeque<(i64, i64)>,
+    /// Largest delay (ingestion time less event timestamp) of recent polls.
+    delays: RecentMax,
     /// Fingerprints of events seen, by event timestamp (pruned by range).
     seen: BTreeMap<i64, FxHashSet<u128>>,
     seen_len: usize,
@@ -205,7 +206,7 @@ impl<A: LogsApi> Poller<A> {
             new_streams: FxHashMap::default(),
             last_end_ms: None,
             last_probe_end_ms: None,
-            delays: VecDeque::new(),
+            delays: RecentMax::new(DELAY_MEMORY_MS),
             seen: BTreeMap::new(),
             seen_len: 0,
             failures: 0,
@@ -240,7 +241,7 @@ impl<A: LogsApi> Poller<A> {
     /// Largest delivery delay (`ingestion_time - timestamp`) measured over
     /// the last hour of polls, if any event was new in that time.
     pub fn delay_estimate_ms(&self) -> Option<i64> {
-        self.delays.iter().map(|&(_, d)| d).max()
+        self.delays.max()
     }
 
     /// The overlap the next poll re-reads before the last window's end
@@ -351,16 +352,7 @@ impl<A: LogsApi> Poller<A> {
         });
         events.sort_by_key(|e| e.timestamp_ms);
         self.seen_len += events.len();
-        if let Some(delay) = max_delay {
-            self.delays.push_back((now_ms, delay));
-        }
-        while self
-            .delays
-            .front()
-            .is_some_and(|&(t, _)| now_ms - t > DELAY_MEMORY_MS)
-        {
-            self.delays.pop_front();
-        }
+        self.delays.record(now_ms, max_delay);
         if probe || self.last_probe_end_ms.is_none() {
             self.last_probe_end_ms = Some(end);
         }
