@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 use crate::flow::VerdictCounts;
 
 /// Which fields the generated records carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Style {
     /// The default format, no header line.
     V2,
@@ -50,7 +50,7 @@ impl Default for GeneratorConfig {
 }
 
 /// What the generated records must give.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Expected {
     pub records: u64,
     pub nodata: u64,

@@ -16,3 +16,44 @@ pub mod metrics;
 pub mod report;
 pub mod server;
 pub mod source;
+
+/// Every way a command can fail, for `main` to print; `metric_label` is a
+/// bounded name for each kind.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Input(#[from] input::InputError),
+    #[error("reading {log_group}: {source}")]
+    Api {
+        log_group: String,
+        #[source]
+        source: source::cloudwatch::ApiError,
+    },
+    #[error(transparent)]
+    Start(#[from] exporter::StartError),
+    /// A flag or argument that cannot be used, with what was expected.
+    #[error("{0}")]
+    Usage(String),
+    /// Writing output or starting the runtime.
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Config(_) => "config",
+            Error::Input(_) => "input",
+            Error::Api { source, .. } => source.metric_label(),
+            Error::Start(_) => "start",
+            Error::Usage(_) => "usage",
+            Error::Io { .. } => "io",
+        }
+    }
+}

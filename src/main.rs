@@ -11,7 +11,7 @@ use vpc_flow_exporter::flow::{FormatChoice, RecordFilter, Settings, correlate};
 use vpc_flow_exporter::generate::{self, GeneratorConfig, Style};
 use vpc_flow_exporter::inspect::{self, InspectRequest};
 use vpc_flow_exporter::report::{OutputFormat, ReportRequest};
-use vpc_flow_exporter::{config, exporter};
+use vpc_flow_exporter::{Error, config, exporter};
 
 #[derive(Parser)]
 #[command(
@@ -138,8 +138,8 @@ struct GenerateArgs {
     #[arg(long = "sessions-per-window", default_value_t = 400)]
     sessions_per_window: usize,
     /// `v2`: default format, no header; `rich`: S3 header with tcp-flags, refused and NAT traffic.
-    #[arg(long, default_value = "v2", value_parser = ["v2", "rich"])]
-    style: String,
+    #[arg(long, value_enum, default_value = "v2")]
+    style: Style,
     /// Unix time of the first capture window.
     #[arg(long, default_value_t = 1_700_000_000)]
     start: u64,
@@ -190,23 +190,28 @@ fn init_logging(level: &str, format: LogFormatArg) -> Result<(), String> {
     Ok(())
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|error| format!("starting the runtime: {error}"))
+        .map_err(|source| Error::Io {
+            what: "starting the runtime",
+            source,
+        })
 }
 
-fn run_serve(args: ServeArgs) -> Result<(), String> {
+fn run_serve(args: ServeArgs) -> Result<(), Error> {
     let mut config = config::load(args.config.as_deref()).map_err(|error| match &args.config {
-        Some(_) => error.to_string(),
-        None => format!("{error}\n(no --config file given: the configuration came from VPC_FLOW_EXPORTER__ variables only)"),
+        Some(_) => Error::Config(error),
+        None => Error::Usage(format!(
+            "{error}\n(no --config file given: the configuration came from VPC_FLOW_EXPORTER__ variables only)"
+        )),
     })?;
     if let Some(address) = args.listen_address {
         config.server.listen_address = address;
     }
     if args.check_config {
-        config::check_files_exist(&config)?;
+        config::check_files_exist(&config).map_err(Error::Usage)?;
         println!("configuration is valid");
         return Ok(());
     }
@@ -216,9 +221,7 @@ fn run_serve(args: ServeArgs) -> Result<(), String> {
             wait_for_signal().await;
             let _ = stop.send(true);
         });
-        exporter::run(config, stopped)
-            .await
-            .map_err(|error| error.to_string())
+        Ok(exporter::run(config, stopped).await?)
     })
 }
 
@@ -242,13 +245,16 @@ async fn wait_for_signal() {
 }
 
 /// The parts of `analyze` and `inspect` that read the same flags.
-fn report_request(args: &ReportArgs) -> Result<ReportRequest, String> {
-    let format =
-        FormatChoice::parse(&args.log_format).map_err(|error| format!("--log-format: {error}"))?;
+fn report_request(args: &ReportArgs) -> Result<ReportRequest, Error> {
+    let format = FormatChoice::parse(&args.log_format)
+        .map_err(|error| Error::Usage(format!("--log-format: {error}")))?;
     let now = SystemTime::now();
     let time = |flag: &str, text: &Option<String>| {
         text.as_deref()
-            .map(|text| analyze::parse_time(text, now).map_err(|error| format!("{flag}: {error}")))
+            .map(|text| {
+                analyze::parse_time(text, now)
+                    .map_err(|error| Error::Usage(format!("{flag}: {error}")))
+            })
             .transpose()
     };
     Ok(ReportRequest {
@@ -271,16 +277,16 @@ fn report_request(args: &ReportArgs) -> Result<ReportRequest, String> {
     })
 }
 
-fn run_analyze(args: AnalyzeArgs) -> Result<(), String> {
+fn run_analyze(args: AnalyzeArgs) -> Result<(), Error> {
     let request = AnalyzeRequest {
         report: report_request(&args.report)?,
         paths: args.files,
     };
-    let text = analyze::run(&request).map_err(|error| error.to_string())?;
+    let text = analyze::run(&request)?;
     write_stdout(&text)
 }
 
-fn run_inspect(args: InspectArgs) -> Result<(), String> {
+fn run_inspect(args: InspectArgs) -> Result<(), Error> {
     let request = InspectRequest {
         report: report_request(&args.report)?,
         log_group: args.log_group,
@@ -292,45 +298,47 @@ fn run_inspect(args: InspectArgs) -> Result<(), String> {
         .map_or(0, |elapsed| elapsed.as_secs());
     let text = runtime()?
         .block_on(inspect::run(&request, now))
-        .map_err(|error| format!("reading {}: {error}", request.log_group))?;
+        .map_err(|source| Error::Api {
+            log_group: request.log_group.clone(),
+            source,
+        })?;
     write_stdout(&text)
 }
 
-fn write_stdout(text: &str) -> Result<(), String> {
+fn write_stdout(text: &str) -> Result<(), Error> {
     std::io::stdout()
         .write_all(text.as_bytes())
-        .map_err(|error| format!("writing the report: {error}"))
+        .map_err(|source| Error::Io {
+            what: "writing the report",
+            source,
+        })
 }
 
-fn run_generate(args: GenerateArgs) -> Result<(), String> {
+fn run_generate(args: GenerateArgs) -> Result<(), Error> {
     let config = GeneratorConfig {
         seed: args.seed,
         records: args.records,
         interfaces: args.interfaces,
         sessions_per_window: args.sessions_per_window,
         start_time: args.start,
-        style: if args.style == "rich" {
-            Style::Rich
-        } else {
-            Style::V2
-        },
+        style: args.style,
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let expected = generate::generate(&config, &mut out)
-        .map_err(|error| format!("writing records: {error}"))?;
-    out.flush()
-        .map_err(|error| format!("writing records: {error}"))?;
+    let expected = generate::generate(&config, &mut out).map_err(|source| Error::Io {
+        what: "writing records",
+        source,
+    })?;
+    out.flush().map_err(|source| Error::Io {
+        what: "writing records",
+        source,
+    })?;
     if let Some(path) = args.expected {
-        let json = serde_json::json!({
-            "records": expected.records,
-            "nodata": expected.nodata,
-            "skipdata": expected.skipdata,
-            "sessions": expected.sessions,
-            "without_verdict": expected.without_verdict,
-        });
-        std::fs::write(&path, format!("{json:#}\n"))
-            .map_err(|error| format!("{}: {error}", path.display()))?;
+        let json = serde_json::to_string_pretty(&expected).expect("totals always serialize");
+        std::fs::write(&path, format!("{json}\n")).map_err(|source| Error::Io {
+            what: "writing the expected totals",
+            source,
+        })?;
     }
     Ok(())
 }
