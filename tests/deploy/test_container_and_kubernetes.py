@@ -168,7 +168,9 @@ def test_exporter_is_a_sidecar(manifests):
     assert c["args"] == ["serve", "--config", "/etc/vpc-flow-exporter/config.toml"]
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports == {"metrics": 9917}
-    assert c["readinessProbe"]["httpGet"]["path"] == "/ready"
+    # A sidecar must not gate the pod's readiness: the application would lose
+    # its Service endpoints whenever CloudWatch is unreachable.
+    assert "readinessProbe" not in c
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert c["securityContext"]["runAsUser"] != 0
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
