@@ -270,18 +270,11 @@ impl Metrics {
     }
 
     /// Zeros for an interface's label sets that are known to exist.
+    ///
+    /// Sessions are not among them: which verdict, direction, protocol and
+    /// port an interface will see is not known, and made-up zeros would
+    /// triple `/metrics` (and its render time) on a large fleet.
     pub fn expect_interface(&self, interface_id: &str, name: Option<&str>) {
-        for verdict in Verdict::ALL {
-            for direction in Direction::ALL {
-                self.sessions.with_label_values(&[
-                    interface_id,
-                    verdict.as_str(),
-                    direction.as_str(),
-                    "tcp",
-                    "other",
-                ]);
-            }
-        }
         for action in [Action::Accept, Action::Reject] {
             self.records.with_label_values(&[
                 interface_id,
