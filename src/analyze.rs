@@ -4,7 +4,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::flow::Summary;
+use std::collections::HashMap;
+
+use crate::flow::{InterfaceFacts, Summary};
 use crate::input;
 use crate::report::{self, ReportRequest};
 
@@ -55,6 +57,27 @@ fn seconds_since_epoch(time: SystemTime) -> Result<u64, String> {
 pub fn parse_address(text: &str) -> Result<IpAddr, String> {
     text.parse()
         .map_err(|_| format!("\"{text}\" is not an IPv4 or IPv6 address"))
+}
+
+/// `--interface-address ENI=IP`.
+pub fn parse_interface_address(text: &str) -> Result<(String, IpAddr), String> {
+    let (interface, address) = text.split_once('=').ok_or_else(|| {
+        format!("\"{text}\" is not ENI=IP, e.g. eni-0123456789abcdef0=10.0.7.253")
+    })?;
+    Ok((interface.to_string(), parse_address(address)?))
+}
+
+/// Interface facts from `--interface-address` flags.
+pub fn facts_from_addresses(pairs: &[(String, IpAddr)]) -> HashMap<String, InterfaceFacts> {
+    let mut facts: HashMap<String, InterfaceFacts> = HashMap::new();
+    for (interface, address) in pairs {
+        facts
+            .entry(interface.clone())
+            .or_default()
+            .addresses
+            .push(*address);
+    }
+    facts
 }
 
 #[cfg(test)]

@@ -106,6 +106,10 @@ struct ReportArgs {
     /// A session idle this long is closed.
     #[arg(long = "session-idle-timeout", default_value_t = seconds(correlate::DEFAULT_SESSION_IDLE_TIMEOUT_SECONDS))]
     session_idle_timeout: humantime::Duration,
+    /// An interface's own address, as `ENI=IP` (repeatable): its first
+    /// sessions then get their direction right before it can be learned.
+    #[arg(long = "interface-address", value_name = "ENI=IP", value_parser = analyze::parse_interface_address)]
+    interface_address: Vec<(String, std::net::IpAddr)>,
     /// Service ports besides those below 1024 (comma-separated).
     #[arg(long = "service-ports", value_delimiter = ',', default_values_t = correlate::DEFAULT_SERVICE_PORTS)]
     service_ports: Vec<u16>,
@@ -273,7 +277,7 @@ fn report_request(args: &ReportArgs) -> Result<ReportRequest, Error> {
             session_idle_timeout: args.session_idle_timeout.as_secs(),
             service_ports: args.service_ports.clone(),
         },
-        facts: Default::default(),
+        facts: analyze::facts_from_addresses(&args.interface_address),
     })
 }
 

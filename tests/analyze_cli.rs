@@ -469,3 +469,30 @@ fn table_without_skipdata_has_no_warning_and_names_malformed_reasons() {
     assert!(table.contains("bad_address 1"), "{table}");
     assert!(table.contains("field_count 1"), "{table}");
 }
+
+#[test]
+fn interface_addresses_make_every_direction_exact() {
+    let sample = sample();
+    let report = analyze_json(&[
+        "--details",
+        "--interface-address",
+        "eni-00000000000000000=10.0.0.10",
+        "--interface-address",
+        "eni-00000000000000001=10.0.1.10",
+        path_arg(&sample),
+    ]);
+    let details = report["details"].as_array().expect("details");
+    assert_eq!(details.len(), 50);
+    for detail in details {
+        let started_here = detail["initiator"].as_str().unwrap().starts_with("10.0.");
+        let expected = if started_here { "egress" } else { "ingress" };
+        assert_eq!(detail["direction"], expected, "{detail}");
+    }
+    assert_eq!(report["sessions"], sample_totals()["sessions"]);
+    let bad = run(
+        &["analyze", "--interface-address", "eni-1", path_arg(&sample)],
+        None,
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("ENI=IP"));
+}
