@@ -3,11 +3,17 @@
 //! Nothing here does I/O, spawns tasks or reads the clock: sources feed it
 //! lines and times, exporters read what it decides.
 
+mod address;
 pub mod correlate;
 pub mod format;
 pub mod pipeline;
 pub mod record;
+mod rules;
+mod session;
+pub mod settings;
 pub mod summary;
+#[cfg(test)]
+mod testkit;
 pub mod verdict;
 
 pub use correlate::{Correlator, InterfaceFacts, ServicePorts, SessionObserver, Settings};

@@ -1,0 +1,97 @@
+//! Addresses as the core keeps them, and what an interface knows of its own.
+//!
+//! The local address of an interface comes from configuration when it
+//! names one of the family, else it is learned from the records: the one
+//! address that is on one side of every record (DESIGN.md, "Sessions").
+
+use std::net::{IpAddr, Ipv6Addr};
+
+/// Addresses are kept as 128-bit numbers (IPv4 mapped into IPv6): cheap to hash.
+pub(crate) type Addr = u128;
+
+pub(crate) fn to_addr(ip: IpAddr) -> Addr {
+    match ip {
+        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+pub(crate) fn to_ip(addr: Addr) -> IpAddr {
+    Ipv6Addr::from(addr).to_canonical()
+}
+
+/// 0 for IPv4, 1 for IPv6.
+pub(crate) fn family(addr: Addr) -> usize {
+    usize::from(addr >> 32 != 0xffff)
+}
+
+/// The local address of an interface as learned from its records: the one
+/// address (per family) that is on one side of every record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum LearnedAddress {
+    #[default]
+    Unknown,
+    /// An interface that so far talked to one peer: either could be local.
+    EitherOf(Addr, Addr),
+    Local(Addr),
+    /// No single address is on every record (several local addresses).
+    None,
+}
+
+impl LearnedAddress {
+    fn observe(&mut self, a: Addr, b: Addr) {
+        let on_record = |x: Addr| x == a || x == b;
+        *self = match *self {
+            LearnedAddress::Unknown if a == b => LearnedAddress::Local(a),
+            LearnedAddress::Unknown => LearnedAddress::EitherOf(a, b),
+            LearnedAddress::EitherOf(x, y) => match (on_record(x), on_record(y)) {
+                (true, true) => LearnedAddress::EitherOf(x, y),
+                (true, false) => LearnedAddress::Local(x),
+                (false, true) => LearnedAddress::Local(y),
+                (false, false) => LearnedAddress::None,
+            },
+            LearnedAddress::Local(x) if on_record(x) => LearnedAddress::Local(x),
+            LearnedAddress::Local(_) | LearnedAddress::None => LearnedAddress::None,
+        };
+    }
+}
+
+/// What an interface knows of its own addresses: configured, else learned.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LocalAddresses {
+    configured: Vec<Addr>,
+    learned: [LearnedAddress; 2],
+}
+
+impl LocalAddresses {
+    pub(crate) fn new(configured: &[IpAddr]) -> LocalAddresses {
+        LocalAddresses {
+            configured: configured.iter().copied().map(to_addr).collect(),
+            learned: Default::default(),
+        }
+    }
+
+    /// Learns from one record's source and destination.
+    pub(crate) fn observe(&mut self, src: Addr, dst: Addr) {
+        if family(src) == family(dst) {
+            self.learned[family(src)].observe(src, dst);
+        }
+    }
+
+    /// Whether `addr` is the interface's own, when that can be told.
+    pub(crate) fn is_local(&self, addr: Addr) -> Option<bool> {
+        let family = family(addr);
+        let mut configured = self
+            .configured
+            .iter()
+            .filter(|a| self::family(**a) == family)
+            .peekable();
+        if configured.peek().is_some() {
+            return Some(configured.any(|a| *a == addr));
+        }
+        match self.learned[family] {
+            LearnedAddress::Local(local) => Some(local == addr),
+            _ => None,
+        }
+    }
+}

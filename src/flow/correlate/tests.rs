@@ -1,0 +1,313 @@
+//! The table over time: grace and idle deadlines, watermarks, advance_to
+//! and finish.
+
+use crate::flow::testkit::*;
+use crate::flow::verdict::{Direction, Verdict};
+
+// Sessions over time.
+
+#[test]
+fn a_connection_spanning_windows_is_one_session_with_its_bytes_added() {
+    let mut h = Harness::new();
+    h.push(
+        rec("198.51.100.7:40000", "10.0.0.10:22", "ACCEPT")
+            .at(1000, 1059)
+            .traffic(10, 1000),
+    );
+    h.push(
+        rec("10.0.0.10:22", "198.51.100.7:40000", "ACCEPT")
+            .at(1000, 1059)
+            .traffic(9, 2000),
+    );
+    h.push(
+        rec("198.51.100.7:40000", "10.0.0.10:22", "ACCEPT")
+            .at(1060, 1119)
+            .traffic(7, 300),
+    );
+    h.push(
+        rec("10.0.0.10:22", "198.51.100.7:40000", "ACCEPT")
+            .at(1060, 1119)
+            .traffic(6, 40),
+    );
+    h.push(
+        rec("198.51.100.7:40000", "10.0.0.10:22", "ACCEPT")
+            .at(1120, 1179)
+            .traffic(1, 5),
+    );
+    let seen = h.finish();
+    assert_eq!(seen.decided.len(), 1);
+    assert_eq!(seen.closed.len(), 1);
+    assert_eq!((seen.closed[0].packets, seen.closed[0].bytes), (33, 3345));
+    let (packets, bytes) = seen
+        .traffic
+        .iter()
+        .fold((0, 0), |(p, b), t| (p + t.3, b + t.4));
+    assert_eq!((packets, bytes), (33, 3345));
+    assert!(
+        seen.traffic
+            .iter()
+            .all(|t| (t.1, t.2) == (Verdict::Accepted, Direction::Ingress))
+    );
+}
+
+#[test]
+fn a_stray_reject_after_close_changes_nothing() {
+    let mut h = Harness::new();
+    h.push(rec("198.51.100.7:40000", "10.0.0.10:22", "ACCEPT").flags(SYN | FIN));
+    h.push(rec("10.0.0.10:22", "198.51.100.7:40000", "ACCEPT").flags(SYN_ACK | FIN));
+    // A minute later, inside the idle timeout: AWS logs a stray packet.
+    h.push(
+        rec("198.51.100.7:40000", "10.0.0.10:22", "REJECT")
+            .at(1060, 1110)
+            .flags(RST)
+            .traffic(1, 40),
+    );
+    h.advance_to(5000);
+    let seen = h.finish();
+    assert_eq!(seen.verdicts(), [(Verdict::Accepted, Direction::Ingress)]);
+    assert_eq!(seen.closed.len(), 1);
+    assert_eq!(seen.closed[0].verdict, Verdict::Accepted);
+    assert_eq!(seen.closed[0].packets, 3);
+    assert!(seen.traffic.iter().all(|t| t.1 == Verdict::Accepted));
+}
+
+#[test]
+fn a_lone_record_waits_for_the_grace_on_the_watermark() {
+    // Default grace: 120 s after the first record's end (1050).
+    let mut h = Harness::new();
+    h.push(rec("198.51.100.7:40000", "10.0.0.10:5432", "ACCEPT"));
+    // Other traffic moves the watermark up to just before the grace ends.
+    h.push(rec("198.51.100.8:40000", "10.0.0.10:22", "ACCEPT").at(1100, 1169));
+    assert!(h.seen.decided.is_empty());
+    assert_eq!(h.load("eni-a"), (2, 2));
+    h.advance_to(1169);
+    assert!(h.seen.decided.is_empty());
+    h.advance_to(1170);
+    assert_eq!(
+        h.seen.verdicts(),
+        [(Verdict::Unanswered, Direction::Ingress)]
+    );
+    assert_eq!(h.load("eni-a"), (1, 2));
+}
+
+#[test]
+fn a_record_that_passes_the_grace_decides_what_was_pending() {
+    let mut h = Harness::new();
+    h.push(rec("198.51.100.7:40000", "10.0.0.10:5432", "ACCEPT"));
+    h.push(rec("198.51.100.8:40000", "10.0.0.10:22", "ACCEPT").at(1100, 1170));
+    assert_eq!(
+        h.seen.verdicts(),
+        [(Verdict::Unanswered, Direction::Ingress)]
+    );
+}
+
+#[test]
+fn a_reply_within_the_grace_pairs_with_its_request() {
+    let mut h = Harness::new();
+    h.push(rec("198.51.100.7:40000", "10.0.0.10:22", "ACCEPT").at(1000, 1050));
+    h.advance_to(1169);
+    h.push(rec("10.0.0.10:22", "198.51.100.7:40000", "ACCEPT").at(1100, 1160));
+    assert_eq!(h.seen.verdicts(), [(Verdict::Accepted, Direction::Ingress)]);
+    assert_eq!(h.finish().decided.len(), 1);
+}
+
+#[test]
+fn a_lone_reject_also_waits_for_the_grace() {
+    // Its accepted request may come later in the same capture window.
+    let mut h = Harness::new();
+    h.push(rec("10.0.0.10:22", "198.51.100.7:40000", "REJECT"));
+    h.advance_to(1169);
+    assert!(h.seen.decided.is_empty());
+    h.push(rec("198.51.100.7:40000", "10.0.0.10:22", "ACCEPT"));
+    assert_eq!(
+        h.seen.verdicts(),
+        [(Verdict::RejectedOutbound, Direction::Ingress)]
+    );
+}
+
+#[test]
+fn a_record_after_the_idle_timeout_opens_a_new_session() {
+    // Default idle timeout: 600 s after the last record's end (1050).
+    let mut h = Harness::new();
+    h.push(rec("198.51.100.7:40000", "10.0.0.10:22", "ACCEPT"));
+    h.push(rec("10.0.0.10:22", "198.51.100.7:40000", "ACCEPT"));
+    h.advance_to(1650);
+    assert!(
+        h.seen.closed.is_empty(),
+        "closed at the timeout, not before"
+    );
+    assert_eq!(h.load("eni-a"), (0, 1));
+    h.advance_to(1651);
+    assert_eq!(h.seen.closed.len(), 1);
+    assert_eq!(h.load("eni-a"), (0, 0));
+    // The same key again: a new session with its own verdict.
+    h.push(rec("198.51.100.7:40000", "10.0.0.10:22", "REJECT").at(1700, 1750));
+    let seen = h.finish();
+    assert_eq!(
+        seen.verdicts(),
+        [
+            (Verdict::Accepted, Direction::Ingress),
+            (Verdict::RejectedInbound, Direction::Ingress)
+        ]
+    );
+    assert_eq!(seen.closed.len(), 2);
+    assert_eq!(seen.closed[1].packets, 1);
+}
+
+#[test]
+fn a_record_past_the_idle_timeout_closes_the_old_session_first() {
+    let mut h = Harness::new();
+    h.push(rec("198.51.100.7:40000", "10.0.0.10:22", "ACCEPT").traffic(5, 500));
+    h.push(rec("10.0.0.10:22", "198.51.100.7:40000", "ACCEPT").traffic(5, 500));
+    h.push(
+        rec("198.51.100.7:40000", "10.0.0.10:22", "ACCEPT")
+            .at(2000, 2050)
+            .traffic(1, 1),
+    );
+    let seen = h.finish();
+    assert_eq!(seen.decided.len(), 2);
+    assert_eq!(
+        seen.closed
+            .iter()
+            .map(|s| (s.verdict, s.bytes))
+            .collect::<Vec<_>>(),
+        [(Verdict::Accepted, 1000), (Verdict::Unanswered, 1)]
+    );
+}
+
+#[test]
+fn sessions_are_dropped_once_the_watermark_moves_far_ahead() {
+    let mut h = Harness::new();
+    for port in 40000..40100u16 {
+        let src: &'static str = format!("198.51.100.7:{port}").leak();
+        let dst: &'static str = format!("10.0.0.10:{}", 1000 + port % 7).leak();
+        h.push(rec(src, dst, "ACCEPT"));
+        if port % 2 == 0 {
+            h.push(rec(dst, src, "ACCEPT"));
+        }
+    }
+    assert_eq!(h.load("eni-a"), (50, 100));
+    h.advance_to(1_000_000);
+    assert_eq!(h.load("eni-a"), (0, 0));
+    assert_eq!(h.seen.decided.len(), 100);
+    assert_eq!(h.seen.closed.len(), 100);
+    assert!(h.correlator.sessions.is_empty());
+    assert!(h.correlator.session_index.is_empty());
+}
+
+#[test]
+fn a_local_address_learned_within_the_grace_decides_direction() {
+    let mut h = Harness::new();
+    // The instance's own request, rejected on the way out...
+    h.push(rec("10.0.0.10:40000", "203.0.113.5:443", "REJECT").flags(SYN));
+    // ...then, within the grace, a record with another peer: 10.0.0.10
+    // is on every record, so it is local.
+    h.push(rec("198.51.100.9:50000", "10.0.0.10:22", "ACCEPT").at(1100, 1160));
+    h.advance_to(1170);
+    assert_eq!(
+        h.seen.verdicts(),
+        [(Verdict::RejectedOutbound, Direction::Egress)]
+    );
+}
+
+#[test]
+fn the_record_that_passes_the_grace_is_learned_from_before_it_decides() {
+    // As above, but the record with the second peer is also the one
+    // whose time passes the grace. It is one of the interface's records
+    // when the decision is made (and it already counts for marking the
+    // interface intermediate), so it must count for the local address.
+    let mut h = Harness::new();
+    h.push(rec("10.0.0.10:40000", "203.0.113.5:443", "REJECT").flags(SYN));
+    h.push(rec("198.51.100.9:50000", "10.0.0.10:22", "ACCEPT").at(1120, 1170));
+    assert_eq!(
+        h.seen.verdicts(),
+        [(Verdict::RejectedOutbound, Direction::Egress)]
+    );
+}
+
+// Watermarks, advance_to and finish.
+
+#[test]
+fn advance_to_decides_pending_sessions_of_a_silent_interface() {
+    let mut h = Harness::new();
+    h.push(rec("198.51.100.7:40000", "10.0.0.10:5432", "ACCEPT"));
+    // Another interface's records do not move eni-a's watermark.
+    h.push(
+        rec("198.51.100.8:40000", "10.0.1.10:22", "ACCEPT")
+            .on("eni-b")
+            .at(5000, 5050),
+    );
+    h.push(
+        rec("10.0.1.10:22", "198.51.100.8:40000", "ACCEPT")
+            .on("eni-b")
+            .at(5000, 5050),
+    );
+    assert_eq!(h.seen.decided.len(), 1);
+    assert_eq!(h.load("eni-a"), (1, 1));
+    h.advance_to(1170);
+    assert_eq!(h.seen.decided.len(), 2);
+    assert_eq!(h.seen.decided[1].interface, "eni-a");
+    assert_eq!(h.seen.decided[1].verdict, Verdict::Unanswered);
+    assert_eq!(h.load("eni-a"), (0, 1));
+}
+
+#[test]
+fn finish_decides_and_closes_everything() {
+    let mut h = Harness::new();
+    h.push(rec("198.51.100.7:40000", "10.0.0.10:5432", "ACCEPT"));
+    h.push(rec("198.51.100.8:40000", "10.0.0.10:3389", "REJECT"));
+    h.push(rec("198.51.100.9:40000", "10.0.1.10:22", "ACCEPT").on("eni-b"));
+    h.push(rec("10.0.1.10:22", "198.51.100.9:40000", "ACCEPT").on("eni-b"));
+    h.push(
+        rec("10.40.1.175:39812", "10.40.2.236:80", "ACCEPT")
+            .on("eni-c")
+            .instance("-"),
+    );
+    assert_eq!(h.seen.decided.len(), 1);
+    h.finish();
+    let mut verdicts: Vec<Verdict> = h.seen.decided.iter().map(|s| s.verdict).collect();
+    verdicts.sort();
+    assert_eq!(
+        verdicts,
+        [
+            Verdict::Accepted,
+            Verdict::RejectedInbound,
+            Verdict::Unanswered
+        ]
+    );
+    assert_eq!(h.seen.closed.len(), 3);
+    for interface in ["eni-a", "eni-b", "eni-c"] {
+        assert_eq!(h.load(interface), (0, 0), "{interface}");
+    }
+}
+
+#[test]
+fn nodata_and_skipdata_move_the_watermark() {
+    for status in ["NODATA", "SKIPDATA"] {
+        let mut h = Harness::new();
+        h.push(rec("198.51.100.7:40000", "10.0.0.10:5432", "ACCEPT"));
+        h.push_line(&status_line("eni-a", 1100, 1169, status));
+        assert!(h.seen.decided.is_empty(), "{status}");
+        h.push_line(&status_line("eni-a", 1111, 1170, status));
+        assert_eq!(
+            h.seen.verdicts(),
+            [(Verdict::Unanswered, Direction::Ingress)],
+            "{status}"
+        );
+        // Status records are not sessions.
+        assert_eq!(h.load("eni-a"), (0, 1), "{status}");
+    }
+}
+
+#[test]
+fn a_record_without_a_time_joins_but_waits_for_the_end() {
+    // No start or end: no watermark to pass, decided at end of input.
+    let mut h = Harness::new();
+    h.push_line("eni-a 198.51.100.7 10.0.0.10 40000 5432 6 1 44 - - ACCEPT OK - - i-1 -");
+    h.advance_to(u64::MAX);
+    assert!(h.seen.decided.is_empty());
+    assert_eq!(
+        h.finish().verdicts(),
+        [(Verdict::Unanswered, Direction::Ingress)]
+    );
+}
