@@ -173,6 +173,7 @@ impl GroupLoop {
             );
         }
         let now = now_seconds();
+        self.pipeline.set_wall_clock(now);
         let delay = feed_events(&mut self.pipeline, &outcome.events, metrics);
         // A record with a bogus old end must not hold every verdict back.
         let delay = delay.map(|delay| delay.min(self.lookback.as_secs()));

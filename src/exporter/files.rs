@@ -78,6 +78,7 @@ fn pass(
     replay: bool,
     known_span: Option<TimeSpan>,
 ) -> Result<TimeSpan, InputError> {
+    pipeline.set_wall_clock(now_seconds());
     let service_ports = pipeline.correlator().service_ports().clone();
     let offset = if replay {
         let span = match known_span {

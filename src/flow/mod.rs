@@ -7,6 +7,7 @@ mod address;
 pub mod correlate;
 pub mod format;
 pub mod pipeline;
+pub mod plausible;
 pub mod record;
 mod rules;
 mod session;

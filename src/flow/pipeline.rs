@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use super::correlate::{Correlator, InterfaceFacts, SessionObserver, Settings};
 use super::format::{FormatChoice, LogFormat};
+use super::plausible::{Plausibility, TimeCheck};
 use super::record::{Action, LogStatus, Malformed, Record, RecordParser};
 
 /// Receives every line's fate, and what correlation decides.
@@ -67,7 +68,21 @@ pub struct Pipeline {
     filter: RecordFilter,
     /// Added to record times: replaying old records as if they were recent.
     time_offset: i64,
+    times: TimeCheck,
+    /// Offline, a record far ahead of the input, until the next timed record
+    /// tells whether the input jumped or the record is bad.
+    suspect: Option<Suspect>,
     correlator: Correlator,
+}
+
+/// A record held back by the time check, as it came.
+#[derive(Debug)]
+struct Suspect {
+    line: Vec<u8>,
+    parser: RecordParser,
+    fallback_time: Option<u64>,
+    fallback_interface: String,
+    time: u64,
 }
 
 impl Pipeline {
@@ -87,6 +102,8 @@ impl Pipeline {
             at_input_start: true,
             filter,
             time_offset: 0,
+            times: TimeCheck::default(),
+            suspect: None,
             correlator: Correlator::new(settings, facts),
         }
     }
@@ -98,10 +115,17 @@ impl Pipeline {
     /// The next line starts a new input (a file): it may be a header line.
     pub fn begin_input(&mut self) {
         self.at_input_start = true;
+        self.times.new_input();
     }
 
     pub fn set_time_offset(&mut self, offset: i64) {
         self.time_offset = offset;
+    }
+
+    /// In `serve`: the wall clock, in Unix seconds. A record that ends more
+    /// than an hour after it is counted `bad_time` (see `plausible.rs`).
+    pub fn set_wall_clock(&mut self, now: u64) {
+        self.times.set_wall_clock(now);
     }
 
     /// One line, with or without its line ending. `fallback_time` is the
@@ -134,13 +158,64 @@ impl Pipeline {
         if std::mem::take(&mut self.at_input_start) && self.take_header(line) {
             return None;
         }
-        let mut record = match self.parser.parse_bytes(line) {
+        let record = match self.parser.parse_bytes(line) {
             Ok(record) => record,
             Err(reason) => {
                 observer.malformed(reason);
                 return None;
             }
         };
+        let record = self.situate(record, fallback_interface);
+        match self.times.judge(record.start, record.end) {
+            Plausibility::Plausible => {}
+            Plausibility::Impossible => {
+                observer.malformed(Malformed::BadTime);
+                return None;
+            }
+            Plausibility::Ahead(time) => match self.suspect.take() {
+                // The input really moved on: both are good.
+                Some(suspect) if TimeCheck::confirms(suspect.time, time) => {
+                    self.release(suspect, observer);
+                }
+                previous => {
+                    if previous.is_some() {
+                        observer.malformed(Malformed::BadTime);
+                    }
+                    self.suspect = Some(Suspect {
+                        line: line.to_vec(),
+                        parser: self.parser.clone(),
+                        fallback_time,
+                        fallback_interface: fallback_interface.to_string(),
+                        time,
+                    });
+                    return None;
+                }
+            },
+        }
+        if record.time().is_some() && self.suspect.take().is_some() {
+            // A timed record within the hour refutes the one far ahead.
+            observer.malformed(Malformed::BadTime);
+        }
+        self.take(record, fallback_time, observer)
+    }
+
+    /// Decides what is due by `time` on every interface.
+    pub fn advance_to(&mut self, time: u64, observer: &mut impl Observer) {
+        self.correlator.advance_to(time, observer);
+    }
+
+    /// End of all input: every pending session is decided. A record still
+    /// suspect has nothing after it to confirm it: it is counted bad.
+    pub fn finish(&mut self, observer: &mut impl Observer) {
+        if self.suspect.take().is_some() {
+            observer.malformed(Malformed::BadTime);
+        }
+        self.correlator.finish(observer);
+    }
+
+    /// The record's times shifted by the replay offset, and its interface
+    /// from the source when the format has none.
+    fn situate<'a>(&self, mut record: Record<'a>, fallback_interface: &'a str) -> Record<'a> {
         if self.time_offset != 0 {
             record.start = record
                 .start
@@ -152,7 +227,20 @@ impl Pipeline {
         if record.interface_id == "-" {
             record.interface_id = fallback_interface;
         }
+        record
+    }
+
+    /// A record whose times are good: filtered, counted and correlated.
+    fn take(
+        &mut self,
+        record: Record<'_>,
+        fallback_time: Option<u64>,
+        observer: &mut impl Observer,
+    ) -> Option<u64> {
         let time = record.time().or(fallback_time);
+        if let Some(time) = time {
+            self.times.note_good(time);
+        }
         if !self.filter.admits(&record, time) {
             return None;
         }
@@ -161,14 +249,15 @@ impl Pipeline {
         record.end
     }
 
-    /// Decides what is due by `time` on every interface.
-    pub fn advance_to(&mut self, time: u64, observer: &mut impl Observer) {
-        self.correlator.advance_to(time, observer);
-    }
-
-    /// End of all input: every pending session is decided.
-    pub fn finish(&mut self, observer: &mut impl Observer) {
-        self.correlator.finish(observer);
+    /// A suspect record confirmed good: taken as it would have been.
+    fn release(&mut self, suspect: Suspect, observer: &mut impl Observer) {
+        // The same bytes and parser as when it was first read.
+        let record = match suspect.parser.parse_bytes(&suspect.line) {
+            Ok(record) => record,
+            Err(reason) => return observer.malformed(reason),
+        };
+        let record = self.situate(record, &suspect.fallback_interface);
+        self.take(record, suspect.fallback_time, observer);
     }
 
     /// At the start of an input: true when `line` is a header, not a record.

@@ -65,10 +65,12 @@ pub enum Malformed {
     /// An `OK` record without the addresses or action a session needs.
     MissingField,
     NotUtf8,
+    /// An event time that cannot be right (see `plausible.rs`).
+    BadTime,
 }
 
 impl Malformed {
-    pub const ALL: [Malformed; 8] = [
+    pub const ALL: [Malformed; 9] = [
         Malformed::FieldCount,
         Malformed::BadAddress,
         Malformed::BadNumber,
@@ -77,6 +79,7 @@ impl Malformed {
         Malformed::BadFlowDirection,
         Malformed::MissingField,
         Malformed::NotUtf8,
+        Malformed::BadTime,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -89,6 +92,7 @@ impl Malformed {
             Malformed::BadFlowDirection => "bad_flow_direction",
             Malformed::MissingField => "missing_field",
             Malformed::NotUtf8 => "not_utf8",
+            Malformed::BadTime => "bad_time",
         }
     }
 }
