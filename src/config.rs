@@ -72,6 +72,8 @@ pub struct Config {
     pub interfaces: BTreeMap<String, InterfaceConfig>,
     /// `[correlation]`: how records are paired into sessions.
     pub correlation: CorrelationConfig,
+    /// `[api]`: the decided sessions kept for `/api/v1/sessions`.
+    pub api: ApiConfig,
 }
 
 /// `[server]`.
@@ -181,6 +183,52 @@ pub struct CorrelationConfig {
     /// Ports that mark the responder (besides every port below 1024).
     #[serde(default = "default_service_ports", deserialize_with = "parsed_list")]
     pub service_ports: Vec<u16>,
+}
+
+/// `[api]`: how many decided sessions `/api/v1/sessions` and the landing
+/// page can show (memory: a few hundred bytes each).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Kept for each of rejected_inbound, rejected_outbound, unanswered, refused.
+    #[serde(default = "default_sessions_per_verdict")]
+    pub sessions_per_verdict: usize,
+    /// Accepted sessions kept; 0 (the default) keeps none.
+    #[serde(default)]
+    pub accepted_sessions: usize,
+}
+
+/// The most sessions one ring may hold: a bound on memory, not on use.
+pub const MAX_RING_SESSIONS: usize = 1_000_000;
+
+fn default_sessions_per_verdict() -> usize {
+    1000
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            sessions_per_verdict: default_sessions_per_verdict(),
+            accepted_sessions: 0,
+        }
+    }
+}
+
+impl ApiConfig {
+    fn validate(&self, origins: &Origins) -> Result<(), ConfigError> {
+        for (key, value) in [
+            ("api.sessions_per_verdict", self.sessions_per_verdict),
+            ("api.accepted_sessions", self.accepted_sessions),
+        ] {
+            if value > MAX_RING_SESSIONS {
+                return Err(origins.error(
+                    key,
+                    format!("expected at most {MAX_RING_SESSIONS}, got {value}"),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn default_listen_address() -> SocketAddr {
@@ -369,6 +417,8 @@ struct RawConfig {
     interfaces: BTreeMap<String, InterfaceConfig>,
     #[serde(default)]
     correlation: CorrelationConfig,
+    #[serde(default)]
+    api: ApiConfig,
 }
 
 impl RawConfig {
@@ -412,11 +462,13 @@ impl RawConfig {
             }
         }
         self.correlation.validate(origins)?;
+        self.api.validate(origins)?;
         Ok(Config {
             server: self.server,
             source,
             interfaces: self.interfaces,
             correlation: self.correlation,
+            api: self.api,
         })
     }
 }

@@ -3,9 +3,11 @@
 //! `flow` is the pure core; `source` is where records come from (CloudWatch
 //! Logs, files); `input` reads files into the core; `analyze` and `report`
 //! are the offline command; `generate` makes synthetic flow logs; `config`
-//! is the exporter's typed configuration; `metrics` names every metric.
+//! is the exporter's typed configuration; `metrics` names every metric;
+//! `api` is the drill-down (decided sessions) and the landing page.
 
 pub mod analyze;
+pub mod api;
 pub mod config;
 pub mod exporter;
 pub mod flow;

@@ -1,4 +1,5 @@
-//! The HTTP endpoints: `/metrics`, `/healthz`, `/ready` and a landing page.
+//! The HTTP endpoints: `/metrics`, `/healthz`, `/ready`; the landing page
+//! and `/api/v1/…` are handled in `crate::api`.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -16,6 +17,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use crate::api::{self, SessionLog};
 use crate::metrics::Metrics;
 
 /// What the endpoints read.
@@ -27,6 +29,8 @@ pub struct ServerState {
     pub interfaces: Vec<(String, Option<String>)>,
     /// One line describing the source, for the landing page.
     pub source: String,
+    /// The most recently decided sessions, for `/api/v1/sessions`.
+    pub sessions: Arc<SessionLog>,
 }
 
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -96,7 +100,9 @@ fn route(state: &ServerState, request: &Request<Incoming>) -> Response<Full<Byte
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: the first poll is not done\n",
         ),
-        "/" => html(landing_page(state)),
+        "/" => api::landing_page(),
+        "/api/v1/sessions" => api::sessions(&state.api_view(), request.uri().query()),
+        "/api/v1/interfaces" => api::interfaces(&state.api_view(), request.uri().query()),
         _ => text(StatusCode::NOT_FOUND, "not found: try /metrics\n"),
     }
 }
@@ -109,46 +115,4 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
-}
-
-fn html(body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    response
-}
-
-fn landing_page(state: &ServerState) -> String {
-    let mut rows = String::new();
-    for (id, name) in &state.interfaces {
-        rows.push_str(&format!(
-            "<tr><td><code>{}</code></td><td>{}</td></tr>",
-            escape(id),
-            escape(name.as_deref().unwrap_or(""))
-        ));
-    }
-    let interfaces = if rows.is_empty() {
-        "<p>Interfaces: every interface stream found in the log group.</p>".to_string()
-    } else {
-        format!("<table><tr><th>Interface</th><th>Name</th></tr>{rows}</table>")
-    };
-    format!(
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>vpc-flow-exporter</title></head><body>\
-         <h1>vpc-flow-exporter {version}</h1>\
-         <p>Per network interface: which conversations were established, rejected on the way in, rejected on the way out, or let in and never answered.</p>\
-         <p>Source: {source}</p>{interfaces}\
-         <ul><li><a href=\"/metrics\">/metrics</a></li><li><a href=\"/healthz\">/healthz</a> (process alive)</li>\
-         <li><a href=\"/ready\">/ready</a> (first poll done)</li></ul></body></html>\n",
-        version = env!("CARGO_PKG_VERSION"),
-        source = escape(&state.source),
-    )
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }

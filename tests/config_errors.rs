@@ -19,7 +19,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "unknown-top-level-key.toml",
-        "unknown key \"log\" (expected one of: server, cloudwatch, files, interfaces, correlation)",
+        "unknown key \"log\" (expected one of: server, cloudwatch, files, interfaces, correlation, api)",
     ),
     (
         "unknown-nested-key.toml",
@@ -124,6 +124,10 @@ const CASES: &[(&str, &str)] = &[
     (
         "bad-service-port.toml",
         "correlation.service_ports[1]: expected a port number from 1 to 65535, got 70000",
+    ),
+    (
+        "api-ring-too-large.toml",
+        "api.sessions_per_verdict: expected at most 1000000, got 5000000",
     ),
 ];
 

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 use super::{Health, SourceHealth, now_seconds, sleep_or_stop, update_load_gauges};
+use crate::api::{ProofSource, Recorded};
 use crate::config::{CloudWatchConfig, LogGroupConfig};
-use crate::flow::Pipeline;
+use crate::flow::{Observer, Pipeline};
 use crate::metrics::{FlowMetrics, Metrics};
 use crate::source::cloudwatch::poller::interface_of_stream;
 use crate::source::cloudwatch::recent::RecentMax;
@@ -77,6 +78,8 @@ pub struct GroupLoop {
     lookback: Duration,
     /// Largest delivery delay (record end to ingestion) of the last hour, seconds.
     delays: RecentMax,
+    /// How the sessions' records are read again (`inspect`).
+    proof: ProofSource,
 }
 
 impl GroupLoop {
@@ -103,6 +106,12 @@ impl GroupLoop {
             poll_interval: config.poll_interval,
             lookback: config.lookback,
             delays: RecentMax::new(DELAY_MEMORY_SECONDS),
+            proof: ProofSource::LogGroup {
+                name: group.name.clone(),
+                region: config.region.clone(),
+                endpoint_url: config.endpoint_url.clone(),
+                log_format: group.log_format.clone(),
+            },
         }
     }
 
@@ -174,7 +183,15 @@ impl GroupLoop {
         }
         let now = now_seconds();
         self.pipeline.set_wall_clock(now);
-        let delay = feed_events(&mut self.pipeline, &outcome.events, metrics);
+        let service_ports = self.pipeline.correlator().service_ports().clone();
+        let sessions = self.shared.health.state.sessions.clone();
+        let mut observer = Recorded::new(
+            FlowMetrics::new(metrics, &service_ports),
+            &sessions,
+            &self.proof,
+            now,
+        );
+        let delay = feed_events_to(&mut self.pipeline, &outcome.events, metrics, &mut observer);
         // A record with a bogus old end must not hold every verdict back.
         let delay = delay.map(|delay| delay.min(self.lookback.as_secs()));
         self.delays.record(seconds(now), delay.map(seconds));
@@ -182,9 +199,8 @@ impl GroupLoop {
         // the delivery delay: a record not yet read will end after that.
         let delay = self.delays.max().map_or(0, |delay| delay.unsigned_abs());
         let watermark = now.saturating_sub(delay + self.poll_interval.as_secs());
-        let service_ports = self.pipeline.correlator().service_ports().clone();
-        let mut observer = FlowMetrics::new(metrics, &service_ports);
         self.pipeline.advance_to(watermark, &mut observer);
+        drop(observer);
         update_load_gauges(metrics, &self.pipeline);
     }
 
@@ -230,16 +246,23 @@ fn now_millis() -> i64 {
 pub fn feed_events(pipeline: &mut Pipeline, events: &[LogEvent], metrics: &Metrics) -> Option<u64> {
     let service_ports = pipeline.correlator().service_ports().clone();
     let mut observer = FlowMetrics::new(metrics, &service_ports);
+    feed_events_to(pipeline, events, metrics, &mut observer)
+}
+
+/// As [`feed_events`], with what the core decides going to `observer`.
+fn feed_events_to(
+    pipeline: &mut Pipeline,
+    events: &[LogEvent],
+    metrics: &Metrics,
+    observer: &mut impl Observer,
+) -> Option<u64> {
     let mut largest: Option<u64> = None;
     for event in events {
         let fallback_time = u64::try_from(event.timestamp_ms / 1000).ok();
         let interface = interface_of_stream(&event.stream);
-        if let Some(end) = pipeline.push_event(
-            event.message.as_bytes(),
-            fallback_time,
-            interface,
-            &mut observer,
-        ) {
+        if let Some(end) =
+            pipeline.push_event(event.message.as_bytes(), fallback_time, interface, observer)
+        {
             let delay = (event.ingestion_time_ms as f64 / 1000.0 - end as f64).max(0.0);
             metrics.delivery_delay.observe(delay);
             largest = largest.max(Some(delay.ceil() as u64));

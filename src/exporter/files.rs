@@ -7,6 +7,7 @@ use std::time::Instant;
 use tokio::sync::watch;
 
 use super::{Health, SourceHealth, now_seconds, sleep_or_stop, update_load_gauges};
+use crate::api::{ProofSource, Recorded, SessionLog};
 use crate::config::FilesConfig;
 use crate::flow::{Pipeline, Summary};
 use crate::input::InputError;
@@ -21,6 +22,15 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let paths = Arc::new(config.paths.clone());
+    let proof = Arc::new(ProofSource::Files {
+        paths: config
+            .paths
+            .iter()
+            .map(|path| path.display().to_string())
+            .collect(),
+        log_format: config.log_format.clone(),
+        replayed: config.replay,
+    });
     // The pipeline goes to a blocking thread for each pass and comes back.
     let mut pipeline = Some(pipeline);
     let mut span: Option<TimeSpan> = None;
@@ -31,8 +41,20 @@ pub async fn run(
             return;
         };
         let (pass_metrics, pass_paths, replay) = (metrics.clone(), paths.clone(), config.replay);
+        let (sessions, pass_proof) = (health.state.sessions.clone(), proof.clone());
         let done = tokio::task::spawn_blocking(move || {
-            let result = pass(&pass_paths, &mut moved, &pass_metrics, replay, span);
+            let recorder = Recorder {
+                sessions: &sessions,
+                proof: &pass_proof,
+            };
+            let result = pass(
+                &pass_paths,
+                &mut moved,
+                &pass_metrics,
+                recorder,
+                replay,
+                span,
+            );
             (moved, result)
         })
         .await;
@@ -69,12 +91,19 @@ pub async fn run(
     }
 }
 
+/// Where a pass keeps the sessions it decides.
+struct Recorder<'a> {
+    sessions: &'a SessionLog,
+    proof: &'a ProofSource,
+}
+
 /// One pass over the files. When replaying, record times are shifted so the
 /// last record ends now (the first time, a dry pass finds the span).
 fn pass(
     paths: &[PathBuf],
     pipeline: &mut Pipeline,
     metrics: &Metrics,
+    recorder: Recorder<'_>,
     replay: bool,
     known_span: Option<TimeSpan>,
 ) -> Result<TimeSpan, InputError> {
@@ -92,6 +121,12 @@ fn pass(
     } else {
         0
     };
-    let mut observer = FlowMetrics::new(metrics, &service_ports);
+    let flow_metrics = FlowMetrics::new(metrics, &service_ports);
+    let mut observer = Recorded::new(
+        flow_metrics,
+        recorder.sessions,
+        recorder.proof,
+        now_seconds(),
+    );
     files::pass(paths, pipeline, offset, &mut observer)
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::api::{RingSizes, SessionLog};
 use crate::config::{Config, SourceConfig};
 use crate::flow::{FormatChoice, FormatError, InterfaceFacts, Pipeline, Settings};
 use crate::metrics::Metrics;
@@ -223,6 +224,10 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
         ready: AtomicBool::new(false),
         interfaces,
         source: describe_source(&config),
+        sessions: Arc::new(SessionLog::new(RingSizes {
+            per_verdict: config.api.sessions_per_verdict,
+            accepted: config.api.accepted_sessions,
+        })),
     });
     let health = |sources: usize| {
         Arc::new(Health {
