@@ -100,7 +100,7 @@ fn route(state: &ServerState, request: &Request<Incoming>) -> Response<Full<Byte
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: the first poll is not done\n",
         ),
-        "/" => api::landing_page(),
+        "/" => api::landing_page(&state.api_view()),
         "/api/v1/sessions" => api::sessions(&state.api_view(), request.uri().query()),
         "/api/v1/interfaces" => api::interfaces(&state.api_view(), request.uri().query()),
         _ => text(StatusCode::NOT_FOUND, "not found: try /metrics\n"),

@@ -119,14 +119,22 @@ pub fn interfaces(view: &ApiView<'_>, query: Option<&str>) -> Response<Full<Byte
     })
 }
 
-/// `GET /`.
-pub fn landing_page() -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(LANDING_PAGE.as_bytes())));
+/// `GET /`: the page, with the source named for readers without JavaScript.
+pub fn landing_page(view: &ApiView<'_>) -> Response<Full<Bytes>> {
+    let page = LANDING_PAGE.replace("__SOURCE__", &escape(view.source));
+    let mut response = Response::new(Full::new(Bytes::from(page)));
     response.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     response
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn json(body: &impl Serialize) -> Response<Full<Bytes>> {
