@@ -1,8 +1,12 @@
-//! `vpc-flow-exporter analyze`: offline analysis of flow-log files.
+//! `vpc-flow-exporter analyze`: offline analysis of flow-log files. The
+//! command line draws the progress bar; the readers only report bytes.
 
+use std::io::{self, IsTerminal};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use indicatif::{ProgressBar, ProgressStyle};
 
 use std::collections::HashMap;
 
@@ -14,20 +18,67 @@ use crate::report::{self, ReportRequest};
 #[derive(Debug, Clone)]
 pub struct AnalyzeRequest {
     pub paths: Vec<PathBuf>,
+    pub input_format: input::InputFormat,
     pub report: ReportRequest,
 }
 
 /// Reads every file and returns the finished summary.
 pub fn analyze(request: &AnalyzeRequest) -> Result<Summary, input::InputError> {
     let (mut pipeline, mut summary) = request.report.start();
-    input::feed_files(&request.paths, &mut pipeline, &mut summary)?;
+    let bar = progress_bar(&request.paths);
+    let progress = |bytes: u64| {
+        if let Some(bar) = &bar {
+            bar.inc(bytes);
+        }
+    };
+    input::feed_files(
+        &request.paths,
+        request.input_format,
+        &mut pipeline,
+        &mut summary,
+        &progress,
+    )?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     Ok(request.report.finish(pipeline, summary))
 }
 
-/// Runs the command: the rendered report.
-pub fn run(request: &AnalyzeRequest) -> Result<String, input::InputError> {
+/// Runs the command: the rendered report, and the warnings about the
+/// formats read (for stderr).
+pub fn run(request: &AnalyzeRequest) -> Result<(String, Vec<String>), input::InputError> {
     let summary = analyze(request)?;
-    Ok(report::render(&summary, request.report.output))
+    Ok((
+        report::render(&summary, request.report.output),
+        summary.warnings,
+    ))
+}
+
+/// A bar over the total size when stderr is a terminal and the input is
+/// long enough to wait for.
+fn progress_bar(paths: &[PathBuf]) -> Option<ProgressBar> {
+    if !io::stderr().is_terminal() {
+        return None;
+    }
+    let total: u64 = paths
+        .iter()
+        .filter_map(|path| std::fs::metadata(path).ok())
+        .map(|metadata| metadata.len())
+        .sum();
+    if total < 16 << 20 {
+        return None;
+    }
+    Some(byte_bar(total))
+}
+
+/// The bar `analyze` draws over bytes read.
+pub fn byte_bar(total: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
 }
 
 /// A point in time on the command line: Unix seconds, an RFC 3339 time

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use vpc_flow_exporter::analyze::{self, AnalyzeRequest};
 use vpc_flow_exporter::flow::{FormatChoice, RecordFilter, Settings, correlate};
 use vpc_flow_exporter::generate::{self, GeneratorConfig, Style};
+use vpc_flow_exporter::input::InputFormat;
 use vpc_flow_exporter::inspect::{self, InspectRequest};
 use vpc_flow_exporter::report::{OutputFormat, ReportRequest};
 use vpc_flow_exporter::{Error, config, exporter};
@@ -42,7 +43,8 @@ enum Command {
     Serve(ServeArgs),
     /// Read a window of a log group from CloudWatch Logs and print its sessions.
     Inspect(InspectArgs),
-    /// Analyze flow-log files offline (plain or gzip, `-` for stdin).
+    /// Analyze flow-log files offline: S3 text (plain or gzip), CloudWatch
+    /// exports, CLI or subscription JSON (`-` for stdin).
     Analyze(AnalyzeArgs),
     /// Write synthetic flow logs with known verdicts (tests, benchmarks, demos).
     Generate(GenerateArgs),
@@ -53,6 +55,9 @@ struct AnalyzeArgs {
     /// Flow-log files, plain or gzip; `-` reads stdin.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
+    /// How the files hold their records; `auto` tells from their content.
+    #[arg(long = "input-format", value_enum, default_value = "auto")]
+    input_format: InputFormat,
     #[command(flatten)]
     report: ReportArgs,
 }
@@ -285,8 +290,12 @@ fn run_analyze(args: AnalyzeArgs) -> Result<(), Error> {
     let request = AnalyzeRequest {
         report: report_request(&args.report)?,
         paths: args.files,
+        input_format: args.input_format,
     };
-    let text = analyze::run(&request)?;
+    let (text, warnings) = analyze::run(&request)?;
+    for warning in warnings {
+        eprintln!("vpc-flow-exporter: warning: {warning}");
+    }
     write_stdout(&text)
 }
 

@@ -418,4 +418,8 @@ impl Observer for FlowMetrics<'_> {
             .with_label_values(&[reason.as_str()])
             .inc();
     }
+
+    fn format_warning(&mut self, warning: &crate::flow::FormatWarning) {
+        tracing::warn!(%warning, "Flow log format");
+    }
 }

@@ -13,6 +13,7 @@ use vpc_flow_exporter::flow::{
     Direction, FormatChoice, LogFormat, RecordFilter, SessionDetail, Settings, Summary, Verdict,
     VerdictCounts,
 };
+use vpc_flow_exporter::input::InputFormat;
 use vpc_flow_exporter::report::{OutputFormat, ReportRequest};
 
 fn fixtures() -> PathBuf {
@@ -37,6 +38,7 @@ fn log_format(entry: &Value) -> LogFormat {
 fn analyze_with(paths: Vec<PathBuf>, format: FormatChoice) -> Summary {
     let request = AnalyzeRequest {
         paths,
+        input_format: InputFormat::Auto,
         report: ReportRequest {
             format,
             output: OutputFormat::Json,

@@ -4,7 +4,10 @@
 //! from plain space-separated field names, or from the header line that S3
 //! delivery writes first. Field names AWS adds later are kept as opaque
 //! columns, never an error: parsers that reject unknown names break each time
-//! AWS publishes a field.
+//! AWS publishes a field. Names are accepted with `-` or `_` (`tcp_flags` is
+//! how Parquet, Athena and Vector spell `tcp-flags`); a name that looks like
+//! a typo of a known one, and a format that lacks what sessions need, give a
+//! [`FormatWarning`] for the reader to show once.
 
 use std::fmt;
 
@@ -109,13 +112,23 @@ const KNOWN_FIELDS: &[(&str, Field)] = &[
 ];
 
 impl Field {
-    /// The column for a field name; unknown names become [`Field::Other`].
+    /// The column for a field name, spelled with `-` or `_`; unknown names
+    /// become [`Field::Other`].
     pub fn from_name(name: &str) -> Field {
+        Field::known(name)
+            .cloned()
+            .unwrap_or_else(|| Field::Other(name.into()))
+    }
+
+    fn known(name: &str) -> Option<&'static Field> {
+        let dashed = |byte: u8| if byte == b'_' { b'-' } else { byte };
         KNOWN_FIELDS
             .iter()
-            .find(|(known, _)| *known == name)
-            .map(|(_, field)| field.clone())
-            .unwrap_or_else(|| Field::Other(name.into()))
+            .find(|(known, _)| {
+                known.len() == name.len()
+                    && known.bytes().zip(name.bytes()).all(|(k, n)| k == dashed(n))
+            })
+            .map(|(_, field)| field)
     }
 
     pub fn name(&self) -> &str {
@@ -213,6 +226,98 @@ impl LogFormat {
     pub fn has(&self, field: &Field) -> bool {
         self.fields.contains(field)
     }
+
+    /// What a reader should be told about this format. `interface_known`:
+    /// the source names the interface of each record (a log stream), so a
+    /// format without `interface-id` lacks nothing.
+    pub fn warnings(&self, interface_known: bool) -> Vec<FormatWarning> {
+        let mut warnings: Vec<FormatWarning> = self
+            .fields
+            .iter()
+            .filter_map(|field| match field {
+                Field::Other(name) => Some(match nearest_known(name) {
+                    Some(nearest) => FormatWarning::Misspelled {
+                        name: name.to_string(),
+                        nearest,
+                    },
+                    None => FormatWarning::Unknown {
+                        name: name.to_string(),
+                    },
+                }),
+                _ => None,
+            })
+            .collect();
+        let missing: Vec<&'static str> = SESSION_FIELDS
+            .iter()
+            .filter(|field| !self.has(field))
+            .filter(|field| !(interface_known && **field == Field::InterfaceId))
+            .map(|field| {
+                KNOWN_FIELDS
+                    .iter()
+                    .find(|(_, known)| known == field)
+                    .map_or("?", |(name, _)| *name)
+            })
+            .collect();
+        if !missing.is_empty() {
+            warnings.push(FormatWarning::LacksSessionFields { missing });
+        }
+        warnings
+    }
+}
+
+/// The fields a session needs, by name, for [`FormatWarning::LacksSessionFields`].
+const SESSION_FIELDS: &[Field] = &[
+    Field::InterfaceId,
+    Field::SrcAddr,
+    Field::DstAddr,
+    Field::SrcPort,
+    Field::DstPort,
+    Field::Protocol,
+    Field::Action,
+];
+
+/// Something about a format that a reader should be told, once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FormatWarning {
+    /// An unknown name close to a known one: most likely a typo.
+    Misspelled { name: String, nearest: &'static str },
+    /// An unknown name far from every known one: perhaps a field AWS added
+    /// after this version; kept as an opaque column.
+    Unknown { name: String },
+    /// Fields sessions need that the format does not have.
+    LacksSessionFields { missing: Vec<&'static str> },
+}
+
+impl fmt::Display for FormatWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FormatWarning::Misspelled { name, nearest } => write!(
+                f,
+                "`{name}`: did you mean `{nearest}`? (not a flow log field; kept as an unused column)"
+            ),
+            FormatWarning::Unknown { name } => write!(
+                f,
+                "`{name}`: not a flow log field this version knows (a newer AWS field?); kept as an unused column"
+            ),
+            FormatWarning::LacksSessionFields { missing } => write!(
+                f,
+                "the log format lacks {}, which sessions need: records are counted, but sessions are missing or incomplete",
+                missing.join(", ")
+            ),
+        }
+    }
+}
+
+/// The known field nearest to an unknown name, when it is near enough to
+/// be a typo rather than a new field.
+fn nearest_known(name: &str) -> Option<&'static str> {
+    let dashed = name.replace('_', "-");
+    let (distance, nearest) = KNOWN_FIELDS
+        .iter()
+        .map(|(known, _)| (strsim::levenshtein(&dashed, known), *known))
+        .min()?;
+    let close = distance <= 2.max(dashed.len() / 4);
+    close.then_some(nearest)
 }
 
 /// Lower-case letters first, then letters, digits, `-` and `_`: the shape
@@ -317,6 +422,62 @@ mod tests {
         assert_eq!(format.fields()[6], Field::Other("some-new-field".into()));
         assert_eq!(LogFormat::from_header_line("ingress egress"), None);
         assert_eq!(LogFormat::from_header_line("2 eni-1 - NODATA"), None);
+    }
+
+    #[test]
+    fn names_with_underscores_are_the_same_fields() {
+        let dashed = LogFormat::parse("interface-id tcp-flags log-status").unwrap();
+        let underscored = LogFormat::parse("${interface_id} ${tcp_flags} ${log_status}").unwrap();
+        assert_eq!(dashed, underscored);
+        assert_eq!(
+            LogFormat::from_header_line("version interface_id srcaddr pkt_srcaddr"),
+            LogFormat::parse("version interface-id srcaddr pkt-srcaddr").ok()
+        );
+    }
+
+    #[test]
+    fn a_typo_names_the_nearest_known_field() {
+        let format = LogFormat::parse(
+            "interface-id srcaddr dstaddr srcport dstport protocol action tcp_flag lorem-ipsum-field",
+        )
+        .unwrap();
+        let warnings = format.warnings(false);
+        assert_eq!(
+            warnings,
+            [
+                FormatWarning::Misspelled {
+                    name: "tcp_flag".into(),
+                    nearest: "tcp-flags"
+                },
+                FormatWarning::Unknown {
+                    name: "lorem-ipsum-field".into()
+                },
+            ]
+        );
+        assert!(
+            warnings[0]
+                .to_string()
+                .starts_with("`tcp_flag`: did you mean `tcp-flags`?")
+        );
+    }
+
+    #[test]
+    fn a_format_lacking_session_fields_says_which() {
+        let format = LogFormat::parse("version srcaddr dstaddr bytes").unwrap();
+        assert_eq!(
+            format.warnings(false),
+            [FormatWarning::LacksSessionFields {
+                missing: vec!["interface-id", "srcport", "dstport", "protocol", "action"]
+            }]
+        );
+        // A log stream names the interface: then only the rest is missing.
+        assert_eq!(
+            format.warnings(true),
+            [FormatWarning::LacksSessionFields {
+                missing: vec!["srcport", "dstport", "protocol", "action"]
+            }]
+        );
+        assert_eq!(LogFormat::default_v2().warnings(false), []);
     }
 
     #[test]

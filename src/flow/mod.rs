@@ -18,7 +18,7 @@ mod testkit;
 pub mod verdict;
 
 pub use correlate::{Correlator, InterfaceFacts, ServicePorts, SessionObserver, Settings};
-pub use format::{Field, FormatChoice, FormatError, LogFormat};
+pub use format::{Field, FormatChoice, FormatError, FormatWarning, LogFormat};
 pub use pipeline::{LineSplitter, Observer, Pipeline, RecordFilter};
 pub use record::{Action, FlowDirection, LogStatus, Malformed, Record, RecordParser};
 pub use summary::{SessionDetail, Summary, VerdictCounts};

@@ -1,11 +1,14 @@
 //! Lines in, observations out: header detection, parsing, filtering,
 //! counting and correlation, in the order every source needs them.
+//!
+//! A header line may come anywhere: S3 objects concatenated (`zcat *.gz`)
+//! bring one per object, and each switches the format from there on.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::correlate::{Correlator, InterfaceFacts, SessionObserver, Settings};
-use super::format::{FormatChoice, LogFormat};
+use super::format::{FormatChoice, FormatWarning, LogFormat};
 use super::plausible::{Plausibility, TimeCheck};
 use super::record::{Action, LogStatus, Malformed, Record, RecordParser};
 
@@ -15,7 +18,14 @@ pub trait Observer: SessionObserver {
     fn record(&mut self, interface_id: &str, action: Option<Action>, log_status: LogStatus);
     /// A line that is not a usable record.
     fn malformed(&mut self, reason: Malformed);
+    /// Something about the format the records are read with (a typo in a
+    /// field name, fields sessions need): told once per format.
+    fn format_warning(&mut self, _warning: &FormatWarning) {}
 }
+
+/// How many distinct formats' warnings are remembered as told: a bound,
+/// not a limit anyone meets (each S3 flow log has one format).
+const TOLD_FORMATS: usize = 64;
 
 /// Narrows records before correlation, as an engineer does in the console.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -65,6 +75,9 @@ pub struct Pipeline {
     choice: FormatChoice,
     parser: RecordParser,
     at_input_start: bool,
+    /// The parser's format has had its warnings told.
+    format_told: bool,
+    told_formats: Vec<LogFormat>,
     filter: RecordFilter,
     /// Added to record times: replaying old records as if they were recent.
     time_offset: i64,
@@ -100,6 +113,8 @@ impl Pipeline {
             choice,
             parser: RecordParser::new(format),
             at_input_start: true,
+            format_told: false,
+            told_formats: Vec::new(),
             filter,
             time_offset: 0,
             times: TimeCheck::default(),
@@ -155,8 +170,16 @@ impl Pipeline {
         if line.is_empty() {
             return None;
         }
-        if std::mem::take(&mut self.at_input_start) && self.take_header(line) {
+        let starts_input = std::mem::take(&mut self.at_input_start);
+        if line[0].is_ascii_lowercase() && self.take_header(line) {
             return None;
+        }
+        if starts_input && self.choice == FormatChoice::Auto {
+            // An input without a header line of its own: the default format.
+            self.switch_format(LogFormat::default_v2());
+        }
+        if !self.format_told {
+            self.tell_format(fallback_interface != "-", observer);
         }
         let record = match self.parser.parse_bytes(line) {
             Ok(record) => record,
@@ -260,18 +283,41 @@ impl Pipeline {
         self.take(record, suspect.fallback_time, observer);
     }
 
-    /// At the start of an input: true when `line` is a header, not a record.
+    /// True when `line` is a header, not a record; in `auto`, it switches
+    /// the format for the lines after it.
     fn take_header(&mut self, line: &[u8]) -> bool {
-        let header = std::str::from_utf8(line)
+        let Some(header) = std::str::from_utf8(line)
             .ok()
-            .and_then(LogFormat::from_header_line);
-        if let FormatChoice::Auto = self.choice {
-            let format = header.clone().unwrap_or_else(LogFormat::default_v2);
-            if format != *self.parser.format() {
-                self.parser = RecordParser::new(format);
-            }
+            .and_then(LogFormat::from_header_line)
+        else {
+            return false;
+        };
+        if self.choice == FormatChoice::Auto {
+            self.switch_format(header);
         }
-        header.is_some()
+        true
+    }
+
+    fn switch_format(&mut self, format: LogFormat) {
+        if format != *self.parser.format() {
+            self.parser = RecordParser::new(format);
+            self.format_told = false;
+        }
+    }
+
+    /// Tells the observer what is wrong with the format, once per format.
+    fn tell_format(&mut self, interface_known: bool, observer: &mut impl Observer) {
+        self.format_told = true;
+        let format = self.parser.format();
+        if self.told_formats.contains(format) {
+            return;
+        }
+        for warning in format.warnings(interface_known) {
+            observer.format_warning(&warning);
+        }
+        if self.told_formats.len() < TOLD_FORMATS {
+            self.told_formats.push(format.clone());
+        }
     }
 }
 
@@ -348,11 +394,24 @@ mod tests {
     }
 
     #[test]
-    fn a_header_line_is_taken_only_at_the_start_of_an_input() {
+    fn a_header_line_anywhere_switches_the_format() {
+        // Two S3 objects concatenated: the second header is not a record.
         let summary = auto(&[&[V2_HEADER, REQUEST, V2_HEADER, REPLY]]);
-        assert_eq!(summary.records.total, 3);
-        assert_eq!(summary.records.malformed, 1);
+        assert_eq!(summary.records.total, 2);
+        assert_eq!(summary.records.malformed, 0);
         assert_eq!(summary.sessions.accepted, 1);
+        let short = "interface-id srcaddr dstaddr srcport dstport protocol start end action";
+        let summary = auto(&[&[
+            V2_HEADER,
+            REQUEST,
+            short,
+            "eni-a 10.0.0.10 198.51.100.7 22 40000 6 1000 1050 ACCEPT",
+            V2_HEADER,
+            REJECTED,
+        ]]);
+        assert_eq!((summary.records.ok, summary.records.malformed), (3, 0));
+        assert_eq!(summary.sessions.accepted, 1);
+        assert_eq!(summary.sessions.rejected_inbound, 1);
         // Blank lines before the header do not hide it.
         let summary = auto(&[&["", "  \r", V2_HEADER, REQUEST]]);
         assert_eq!(summary.records.total, 1);
@@ -386,6 +445,64 @@ mod tests {
         assert_eq!(summary.records.total, 2);
         assert_eq!(summary.records.malformed, 0);
         assert_eq!(summary.sessions.accepted, 1);
+    }
+
+    #[derive(Default)]
+    struct Warnings(Vec<String>);
+
+    impl SessionObserver for Warnings {
+        fn decided(&mut self, _: &crate::flow::SessionReport<'_>) {}
+        fn traffic(&mut self, _: &str, _: Verdict, _: crate::flow::Direction, _: u64, _: u64) {}
+        fn closed(&mut self, _: &crate::flow::SessionReport<'_>) {}
+    }
+
+    impl Observer for Warnings {
+        fn record(&mut self, _: &str, _: Option<Action>, _: LogStatus) {}
+        fn malformed(&mut self, _: Malformed) {}
+        fn format_warning(&mut self, warning: &FormatWarning) {
+            self.0.push(warning.to_string());
+        }
+    }
+
+    #[test]
+    fn format_warnings_are_told_once_per_format() {
+        let mut pipeline = Pipeline::new(
+            FormatChoice::Auto,
+            Settings::default(),
+            HashMap::new(),
+            RecordFilter::default(),
+        );
+        let mut warnings = Warnings::default();
+        let typo = "version interface-id srcaddr dstaddr srcport dstport protocol tcp_flag action";
+        for input in [
+            &[typo, "2 eni-a 10.0.0.1 10.0.0.2 1 2 6 2 ACCEPT"][..],
+            &[REQUEST],
+        ] {
+            pipeline.begin_input();
+            for _ in 0..2 {
+                for line in input {
+                    pipeline.push_line(line.as_bytes(), None, &mut warnings);
+                }
+            }
+        }
+        assert_eq!(warnings.0.len(), 1, "{:?}", warnings.0);
+        assert!(warnings.0[0].starts_with("`tcp_flag`: did you mean `tcp-flags`?"));
+        // A log stream names the interface: a format without it lacks nothing.
+        let format = LogFormat::parse("srcaddr dstaddr srcport dstport protocol action").unwrap();
+        let mut pipeline = Pipeline::new(
+            FormatChoice::Fixed(format),
+            Settings::default(),
+            HashMap::new(),
+            RecordFilter::default(),
+        );
+        let mut warnings = Warnings::default();
+        pipeline.push_event(
+            b"10.0.0.1 10.0.0.2 1 2 6 ACCEPT",
+            None,
+            "eni-a",
+            &mut warnings,
+        );
+        assert_eq!(warnings.0, Vec::<String>::new());
     }
 
     #[test]

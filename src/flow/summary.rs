@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::correlate::{ServicePorts, SessionObserver};
+use super::format::FormatWarning;
 use super::pipeline::Observer;
 use super::record::{Action, LogStatus, Malformed};
 use super::verdict::{Direction, SessionReport, Verdict, protocol_name};
@@ -90,6 +91,8 @@ pub struct Summary {
     /// Decided sessions per verdict and responder service port.
     pub by_service: BTreeMap<(Verdict, ServiceKey), u64>,
     pub details: Option<Vec<SessionDetail>>,
+    /// What the formats read had wrong with them, each told once.
+    pub warnings: Vec<String>,
     service_ports: ServicePorts,
 }
 
@@ -102,6 +105,7 @@ impl Summary {
             by_interface: BTreeMap::new(),
             by_service: BTreeMap::new(),
             details: keep_details.then(Vec::new),
+            warnings: Vec::new(),
             service_ports,
         }
     }
@@ -191,5 +195,9 @@ impl Observer for Summary {
         self.records.total += 1;
         self.records.malformed += 1;
         *self.malformed_by_reason.entry(reason).or_default() += 1;
+    }
+
+    fn format_warning(&mut self, warning: &FormatWarning) {
+        self.warnings.push(warning.to_string());
     }
 }

@@ -64,6 +64,10 @@ impl<O: Observer> Observer for SpanObserver<'_, O> {
     fn malformed(&mut self, reason: crate::flow::Malformed) {
         self.inner.malformed(reason);
     }
+
+    fn format_warning(&mut self, warning: &crate::flow::FormatWarning) {
+        self.inner.format_warning(warning);
+    }
 }
 
 /// Reads the files through the pipeline, shifted by `time_offset` seconds,
@@ -80,7 +84,13 @@ pub fn pass(
         inner: observer,
         span: TimeSpan::default(),
     };
-    input::feed_files(paths, pipeline, &mut spanning)?;
+    input::feed_files(
+        paths,
+        input::InputFormat::Auto,
+        pipeline,
+        &mut spanning,
+        &|_| {},
+    )?;
     pipeline.finish(&mut spanning);
     let unshift = |time: u64| time.saturating_add_signed(-time_offset);
     Ok(TimeSpan {
