@@ -101,6 +101,7 @@ fn process_one_page(c: &mut Criterion) {
                         events: api.events.clone(),
                     },
                     PollerConfig::new("/vpc/flow-logs"),
+                    now,
                 );
                 let pipeline = Pipeline::new(
                     FormatChoice::Auto,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::flow::{RecordFilter, Summary};
 use crate::report::{self, ReportRequest};
-use crate::source::cloudwatch::poller::interface_of_stream;
+use crate::source::cloudwatch::interface_of_stream;
 use crate::source::cloudwatch::{ApiError, AwsLogsApi, NoopObserver, read_window};
 
 /// What `inspect` was asked.

@@ -173,7 +173,7 @@ async fn overlapping_polls_return_every_event_once() {
         put(&api, &group, stream, &minutes).await;
     }
 
-    let mut poller = Poller::new(api.clone(), PollerConfig::new(&group));
+    let mut poller = Poller::new(api.clone(), PollerConfig::new(&group), now_ms());
     let first = poller.poll(now_ms()).await.expect("first poll");
     assert_eq!(first.streams, 3);
     assert_eq!(first.new, 30);
@@ -223,7 +223,7 @@ async fn two_hundred_fifty_streams_take_three_calls_per_poll() {
     for i in 0..250 {
         put(&api, &group, &format!("eni-{i:08x}-all"), &[t0 - 60_000]).await;
     }
-    let mut poller = Poller::new(api.clone(), PollerConfig::new(&group));
+    let mut poller = Poller::new(api.clone(), PollerConfig::new(&group), now_ms());
     calls.clear();
     let outcome = poller.poll(now_ms()).await.expect("poll");
     assert_eq!(outcome.streams, 250);
@@ -253,7 +253,7 @@ async fn a_poll_follows_pages_of_ten_thousand_events() {
             .collect();
         put(&api, &group, "eni-0ccc-all", &timestamps).await;
     }
-    let mut poller = Poller::new(api.clone(), PollerConfig::new(&group));
+    let mut poller = Poller::new(api.clone(), PollerConfig::new(&group), now_ms());
     calls.clear();
     let started = std::time::Instant::now();
     let outcome = poller.poll(now_ms()).await.expect("poll");
@@ -277,7 +277,7 @@ async fn configured_interfaces_and_read_window() {
 
     let mut config = PollerConfig::new(&group);
     config.interfaces = vec!["eni-0aaa".into()];
-    let mut poller = Poller::new(api.clone(), config);
+    let mut poller = Poller::new(api.clone(), config, now_ms());
     let outcome = poller.poll(now_ms()).await.expect("poll");
     assert_eq!(poller.streams(), ["eni-0aaa-accept", "eni-0aaa-reject"]);
     assert_eq!(outcome.new, 2);
@@ -387,7 +387,7 @@ async fn throttling_is_retried_by_the_sdk_then_counted_as_throttled() {
     );
     let calls = Arc::new(Calls::default());
     let api = AwsLogsApi::new(Some(REGION.into()), Some(endpoint), calls.clone()).await;
-    let mut poller = Poller::new(api, PollerConfig::new("/vpc/flow-logs"));
+    let mut poller = Poller::new(api, PollerConfig::new("/vpc/flow-logs"), now_ms());
     let err = poller.poll(now_ms()).await.unwrap_err();
     assert!(matches!(err, ApiError::Throttled { .. }), "{err:?}");
     assert_eq!(err.metric_label(), "throttled");

@@ -12,16 +12,13 @@ use tokio::sync::watch;
 use super::{Health, SourceHealth, now_seconds, sleep_or_stop, update_load_gauges};
 use crate::api::{ProofSource, Recorded};
 use crate::config::{CloudWatchConfig, LogGroupConfig};
+use crate::flow::clock::wall_clock_watermark;
 use crate::flow::{Observer, Pipeline};
 use crate::metrics::{FlowMetrics, Metrics};
-use crate::source::cloudwatch::poller::interface_of_stream;
-use crate::source::cloudwatch::recent::RecentMax;
 use crate::source::cloudwatch::{
     ApiError, ApiObserver, AwsLogsApi, LogEvent, PollOutcome, Poller, PollerConfig,
+    interface_of_stream,
 };
-
-/// How long a measured delivery delay holds the wall-clock watermark back.
-const DELAY_MEMORY_SECONDS: i64 = 3600;
 
 /// Counts AWS API calls (one per operation call, its final outcome) and
 /// throttled attempts in the metrics.
@@ -76,8 +73,6 @@ pub struct GroupLoop {
     known_interfaces: HashSet<String>,
     poll_interval: Duration,
     lookback: Duration,
-    /// Largest delivery delay (record end to ingestion) of the last hour, seconds.
-    delays: RecentMax,
     /// How the sessions' records are read again (`inspect`).
     proof: ProofSource,
 }
@@ -99,13 +94,12 @@ impl GroupLoop {
             ..PollerConfig::new(group.name.clone())
         };
         GroupLoop {
-            poller: Poller::new(api, poller_config),
+            poller: Poller::new(api, poller_config, now_millis()),
             pipeline,
             shared,
             known_interfaces: HashSet::new(),
             poll_interval: config.poll_interval,
             lookback: config.lookback,
-            delays: RecentMax::new(DELAY_MEMORY_SECONDS),
             proof: ProofSource::LogGroup {
                 name: group.name.clone(),
                 region: config.region.clone(),
@@ -192,13 +186,21 @@ impl GroupLoop {
             now,
         );
         let delay = feed_events_to(&mut self.pipeline, &outcome.events, metrics, &mut observer);
-        // A record with a bogus old end must not hold every verdict back.
-        let delay = delay.map(|delay| delay.min(self.lookback.as_secs()));
-        self.delays.record(seconds(now), delay.map(seconds));
+        let delay_ms =
+            delay.map(|seconds| i64::try_from(seconds.saturating_mul(1000)).unwrap_or(i64::MAX));
+        self.poller.note_delay_since_end(now_millis(), delay_ms);
         // Sessions of a silent interface are decided on the wall clock, less
         // the delivery delay: a record not yet read will end after that.
-        let delay = self.delays.max().map_or(0, |delay| delay.unsigned_abs());
-        let watermark = now.saturating_sub(delay + self.poll_interval.as_secs());
+        let measured = self
+            .poller
+            .delay_since_end_ms()
+            .map(|ms| ms.unsigned_abs().div_ceil(1000));
+        let watermark = wall_clock_watermark(
+            now,
+            measured,
+            self.poll_interval.as_secs(),
+            self.lookback.as_secs(),
+        );
         self.pipeline.advance_to(watermark, &mut observer);
         drop(observer);
         update_load_gauges(metrics, &self.pipeline);
@@ -225,10 +227,6 @@ impl GroupLoop {
                 .set(i64::try_from(total).unwrap_or(i64::MAX));
         }
     }
-}
-
-fn seconds(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 fn now_millis() -> i64 {

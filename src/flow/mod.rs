@@ -4,6 +4,7 @@
 //! lines and times, exporters read what it decides.
 
 mod address;
+pub mod clock;
 pub mod correlate;
 pub mod format;
 pub mod pipeline;

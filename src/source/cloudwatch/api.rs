@@ -68,6 +68,13 @@ pub enum ApiError {
         operation: &'static str,
         message: String,
     },
+    /// The `nextToken` of a paging run is no longer valid (CloudWatch Logs
+    /// answers `InvalidParameterException`): the run starts over.
+    #[error("{operation}: nextToken expired: {message}")]
+    ExpiredToken {
+        operation: &'static str,
+        message: String,
+    },
     /// Retrying will not help until something changes: credentials,
     /// permissions, a missing log group, an invalid request.
     #[error("{operation} failed: {message}")]
@@ -82,7 +89,9 @@ impl ApiError {
     pub fn metric_label(&self) -> &'static str {
         match self {
             ApiError::Throttled { .. } => "throttled",
-            ApiError::Retriable { .. } | ApiError::Fatal { .. } => "error",
+            ApiError::Retriable { .. } | ApiError::ExpiredToken { .. } | ApiError::Fatal { .. } => {
+                "error"
+            }
         }
     }
 
@@ -91,6 +100,7 @@ impl ApiError {
         match self {
             ApiError::Throttled { operation, .. }
             | ApiError::Retriable { operation, .. }
+            | ApiError::ExpiredToken { operation, .. }
             | ApiError::Fatal { operation, .. } => operation,
         }
     }

@@ -18,7 +18,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_sdk_cloudwatchlogs::Client;
 use aws_sdk_cloudwatchlogs::config::interceptors::FinalizerInterceptorContextRef;
 use aws_sdk_cloudwatchlogs::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_sdk_cloudwatchlogs::error::{BoxError, ProvideErrorMetadata};
+use aws_sdk_cloudwatchlogs::error::{BoxError, DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_cloudwatchlogs::operation::describe_log_streams::DescribeLogStreamsError;
 use aws_sdk_cloudwatchlogs::operation::filter_log_events::FilterLogEventsError;
 
@@ -27,6 +27,7 @@ use super::api::{
     LogEvent, LogsApi,
 };
 use super::retry::{FailureKind, classify, from_sdk_error};
+use super::streams::INTERFACE_STREAM_PREFIX;
 
 /// Attempts per call, first one included (SDK standard retry mode:
 /// exponential backoff with full jitter, throttling and transient errors).
@@ -38,9 +39,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// One call, all attempts and backoffs included.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// The prefix of the streams a VPC flow log writes (`eni-<id>-all`, ...).
-pub const INTERFACE_STREAM_PREFIX: &str = "eni-";
 
 /// CloudWatch Logs through the AWS SDK. Cheap to clone (the client is
 /// shared), so several pollers can use one.
@@ -222,7 +220,19 @@ impl LogsApi for AwsLogsApi {
             .interceptor(self.attempts::<FilterLogEventsError>(FILTER_LOG_EVENTS))
             .send()
             .await
-            .map_err(|e| from_sdk_error(FILTER_LOG_EVENTS, &e));
+            .map_err(|e| {
+                let code = e.as_service_error().and_then(|s| s.code());
+                // A token that was valid a page ago: AWS lets them expire
+                // (and says so with this code); the paging run starts over.
+                if req.next_token.is_some() && code == Some("InvalidParameterException") {
+                    ApiError::ExpiredToken {
+                        operation: FILTER_LOG_EVENTS,
+                        message: DisplayErrorContext(&e).to_string(),
+                    }
+                } else {
+                    from_sdk_error(FILTER_LOG_EVENTS, &e)
+                }
+            });
         self.observe(FILTER_LOG_EVENTS, started, &result);
         let out = result?;
         let next_token = out

@@ -30,6 +30,9 @@ struct State {
     fail_after: Option<(usize, ApiError)>,
     calls: Vec<Call>,
     next_id: u64,
+    /// Empty pages (with a `nextToken`) served before each real page, as
+    /// AWS does while it searches.
+    empty_pages: usize,
 }
 
 /// Clones share one log group, so a test keeps a handle while the poller
@@ -83,6 +86,12 @@ impl FakeLogs {
     /// Lets `ok_calls` more `FilterLogEvents` calls succeed, then fails one.
     pub fn fail_filter_after(&self, ok_calls: usize, err: ApiError) {
         self.state.lock().unwrap().fail_after = Some((ok_calls, err));
+    }
+
+    /// Serves `n` empty pages that still carry a `nextToken` before each
+    /// page with events.
+    pub fn set_empty_pages(&self, n: usize) {
+        self.state.lock().unwrap().empty_pages = n;
     }
 
     /// Calls made so far, and forgets them.
@@ -148,11 +157,21 @@ impl FakeLogs {
             })
             .collect();
         matching.sort_by(|a, b| (a.timestamp_ms, &a.event_id).cmp(&(b.timestamp_ms, &b.event_id)));
-        // The token is the offset of the next page.
-        let offset: usize = req.next_token.as_deref().map_or(0, |t| t.parse().unwrap());
+        // The token is `<empty pages served>:<offset of the next page>`.
+        let (served, offset): (usize, usize) = req.next_token.as_deref().map_or((0, 0), |t| {
+            let (served, offset) = t.split_once(':').unwrap();
+            (served.parse().unwrap(), offset.parse().unwrap())
+        });
+        if served < s.empty_pages {
+            let next_token = Some(format!("{}:{offset}", served + 1));
+            return Ok(EventsPage {
+                events: Vec::new(),
+                next_token,
+            });
+        }
         let end = (offset + s.page_size).min(matching.len());
         let events = matching[offset..end].iter().map(|e| (*e).clone()).collect();
-        let next_token = (end < matching.len()).then(|| end.to_string());
+        let next_token = (end < matching.len()).then(|| format!("0:{end}"));
         Ok(EventsPage { events, next_token })
     }
 }
@@ -171,6 +190,13 @@ pub fn throttled() -> ApiError {
     ApiError::Throttled {
         operation: FILTER_LOG_EVENTS,
         message: "Rate exceeded".into(),
+    }
+}
+
+pub fn expired_token() -> ApiError {
+    ApiError::ExpiredToken {
+        operation: FILTER_LOG_EVENTS,
+        message: "The given nextToken has expired".into(),
     }
 }
 

@@ -4,14 +4,19 @@
 //! * [`api`]: the narrow [`LogsApi`] trait and its own types;
 //! * [`aws`]: [`AwsLogsApi`], the trait over the AWS SDK;
 //! * [`retry`]: the one rule that classifies failed calls;
-//! * [`poller`]: [`Poller`], windowing, overlap, dedup and backoff for one
-//!   log group, and [`read_window`] for one fixed window.
+//! * [`streams`]: how flow logs name their streams (`eni-…`);
+//! * [`window`]: the window arithmetic, pure: which log time each poll
+//!   reads, what a success or failure changes;
+//! * [`poller`]: [`Poller`], the async driver around it for one log group
+//!   (discovery, paging, dedup), and [`read_window`] for one fixed window.
 
 pub mod api;
 pub mod aws;
 pub mod poller;
 pub mod recent;
 pub mod retry;
+pub mod streams;
+pub mod window;
 
 #[cfg(test)]
 mod fake;
@@ -21,4 +26,5 @@ pub use api::{
     LogEvent, LogsApi, MAX_STREAMS_PER_CALL, NoopObserver,
 };
 pub use aws::AwsLogsApi;
-pub use poller::{PollOutcome, Poller, PollerConfig, read_window};
+pub use poller::{PollOutcome, Poller, PollerConfig, PollerState, SeenEvents, read_window};
+pub use streams::interface_of_stream;

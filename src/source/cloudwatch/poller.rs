@@ -28,7 +28,8 @@
 //! where `max_delay` is the largest delay among the new events of the polls
 //! of the last hour (no event yet: `lookback`); ×1.5 and one poll interval
 //! are the margin for skew and for delays that grow between polls. The first
-//! poll reads `[now - lookback, now]`.
+//! window reads from the process start less `lookback` — however long the
+//! API took to answer the first poll.
 //!
 //! A poll only sees delays up to the overlap it reads, so a delay that jumps
 //! beyond it would go unseen for ever. Hence the **probe**: every
@@ -62,18 +63,31 @@
 //!
 //! A stream that appears at a later discovery is read back to the previous
 //! discovery less `lookback`, since its first events may be that old.
+//!
+//! # Where the rules live
+//!
+//! The window arithmetic above is [`super::window`], pure and tested
+//! without async; this module is the thin async driver around it: list the
+//! streams when due, read every page of every planned request, dedup,
+//! commit. An expired `nextToken` in the middle of a paging run restarts
+//! that request's paging from its first page (dedup drops what is read
+//! twice).
 
 use std::collections::BTreeMap;
-use std::hash::{BuildHasher, DefaultHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashSet;
+use serde::{Deserialize, Serialize};
+use siphasher::sip128::{Hasher128, SipHasher13};
 
-use super::api::{ApiError, FilterRequest, LogEvent, LogsApi, MAX_STREAMS_PER_CALL};
-use super::recent::RecentMax;
+use super::api::{ApiError, FilterRequest, LogEvent, LogsApi};
+use super::streams::{is_stream_of, select_streams};
+use super::window::{Plan, Request, WindowPlanner, WindowSettings, WindowState};
 
-/// How long a measured delivery delay counts toward the overlap.
-const DELAY_MEMORY_MS: i64 = 60 * 60 * 1000;
+/// How often one request's paging is restarted after an expired
+/// `nextToken` before the poll fails (and is retried as any failure).
+const MAX_PAGING_RESTARTS: u32 = 3;
 
 /// Settings of one [`Poller`]. [`PollerConfig::new`] gives the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +129,19 @@ impl PollerConfig {
             max_backoff: Duration::from_secs(5 * 60),
         }
     }
+
+    fn window_settings(&self) -> WindowSettings {
+        WindowSettings::new(
+            self.poll_interval,
+            self.lookback,
+            self.min_overlap,
+            self.max_catchup,
+            self.max_window,
+            self.discovery_interval,
+            self.probe_interval,
+            self.max_backoff,
+        )
+    }
 }
 
 /// What one successful poll read.
@@ -142,6 +169,79 @@ pub struct PollOutcome {
     pub streams: usize,
     /// False while catching up: the window ended before `now`.
     pub caught_up: bool,
+    /// Times paging was restarted after an expired `nextToken`.
+    pub paging_restarts: u32,
+}
+
+/// Fingerprints of the events seen, by event timestamp (pruned by range):
+/// what makes the overlap's re-reads count once.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "Vec<(i64, Vec<u128>)>", into = "Vec<(i64, Vec<u128>)>")]
+pub struct SeenEvents {
+    by_time: BTreeMap<i64, FxHashSet<u128>>,
+    len: usize,
+}
+
+impl SeenEvents {
+    /// True when the event was not seen before (and now is).
+    fn insert(&mut self, event: &LogEvent) -> bool {
+        let fresh = self
+            .by_time
+            .entry(event.timestamp_ms)
+            .or_default()
+            .insert(fingerprint(&event.stream, &event.event_id));
+        self.len += usize::from(fresh);
+        fresh
+    }
+
+    /// Forgets events with a timestamp before `cutoff_ms`.
+    fn prune(&mut self, cutoff_ms: i64) {
+        let kept = self.by_time.split_off(&cutoff_ms);
+        let dropped = std::mem::replace(&mut self.by_time, kept);
+        self.len -= dropped.values().map(FxHashSet::len).sum::<usize>();
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl From<Vec<(i64, Vec<u128>)>> for SeenEvents {
+    fn from(entries: Vec<(i64, Vec<u128>)>) -> SeenEvents {
+        let mut seen = SeenEvents::default();
+        for (time, fingerprints) in entries {
+            let set = seen.by_time.entry(time).or_default();
+            for fingerprint in fingerprints {
+                seen.len += usize::from(set.insert(fingerprint));
+            }
+        }
+        seen
+    }
+}
+
+impl From<SeenEvents> for Vec<(i64, Vec<u128>)> {
+    fn from(seen: SeenEvents) -> Self {
+        seen.by_time
+            .into_iter()
+            .map(|(time, set)| {
+                let mut fingerprints: Vec<u128> = set.into_iter().collect();
+                fingerprints.sort_unstable();
+                (time, fingerprints)
+            })
+            .collect()
+    }
+}
+
+/// What a successor needs to continue one log group's polling: the window
+/// state and the events still inside the overlap.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PollerState {
+    pub window: WindowState,
+    pub seen: SeenEvents,
 }
 
 /// Reads one log group poll after poll. See the module documentation.
@@ -149,69 +249,42 @@ pub struct Poller<A> {
     api: A,
     log_group: String,
     interfaces: Vec<String>,
-    poll_interval_ms: i64,
-    lookback_ms: i64,
-    min_overlap_ms: i64,
-    max_catchup_ms: i64,
-    max_window_ms: i64,
-    discovery_interval_ms: i64,
-    probe_interval_ms: i64,
-    poll_interval: Duration,
-    max_backoff: Duration,
-
-    streams: Vec<String>,
-    discovered_at_ms: Option<i64>,
-    /// Streams found by a later discovery and not read yet, with the start
-    /// of their first window.
-    new_streams: FxHashMap<String, i64>,
-    /// End of the last successful window.
-    last_end_ms: Option<i64>,
-    /// End of the window of the last probe (or of the first poll).
-    last_probe_end_ms: Option<i64>,
-    /// Largest delay (ingestion time less event timestamp) of recent polls.
-    delays: RecentMax,
-    /// Fingerprints of events seen, by event timestamp (pruned by range).
-    seen: BTreeMap<i64, FxHashSet<u128>>,
-    seen_len: usize,
-    failures: u32,
-    caught_up: bool,
-    rng: u64,
+    window: WindowPlanner,
+    seen: SeenEvents,
 }
 
 impl<A: LogsApi> Poller<A> {
-    /// Settings out of range are brought into it: `min_overlap <=
-    /// lookback <= max_catchup`, `max_window > lookback`.
-    pub fn new(api: A, config: PollerConfig) -> Self {
-        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-        let poll_interval_ms = ms(config.poll_interval).max(1);
-        let lookback_ms = ms(config.lookback).max(1);
-        let max_window_ms = ms(config.max_window).max(lookback_ms + poll_interval_ms);
-        // Seeded per process and group, so pollers do not retry in step.
-        let rng = std::collections::hash_map::RandomState::new().hash_one(&config.log_group) | 1;
+    /// A poller for a process started at `started_ms` (Unix ms): its first
+    /// window reads from there less `lookback`. Settings out of range are
+    /// brought into it ([`WindowSettings::new`]).
+    pub fn new(api: A, config: PollerConfig, started_ms: i64) -> Self {
+        let seed = std::collections::hash_map::RandomState::new().hash_one(&config.log_group);
+        let window = WindowPlanner::new(config.window_settings(), started_ms, seed);
+        Self::with_window(api, config, window, SeenEvents::default())
+    }
+
+    /// A poller that continues from a checkpointed state.
+    pub fn restore(api: A, config: PollerConfig, state: PollerState) -> Self {
+        let seed = std::collections::hash_map::RandomState::new().hash_one(&config.log_group);
+        let window = WindowPlanner::restore(config.window_settings(), state.window, seed);
+        Self::with_window(api, config, window, state.seen)
+    }
+
+    fn with_window(api: A, config: PollerConfig, window: WindowPlanner, seen: SeenEvents) -> Self {
         Self {
             api,
-            interfaces: config.interfaces,
-            poll_interval_ms,
-            lookback_ms,
-            min_overlap_ms: ms(config.min_overlap).min(lookback_ms),
-            max_catchup_ms: ms(config.max_catchup).max(lookback_ms),
-            max_window_ms,
-            discovery_interval_ms: ms(config.discovery_interval),
-            probe_interval_ms: ms(config.probe_interval),
-            poll_interval: config.poll_interval,
-            max_backoff: config.max_backoff.max(config.poll_interval),
             log_group: config.log_group,
-            streams: Vec::new(),
-            discovered_at_ms: None,
-            new_streams: FxHashMap::default(),
-            last_end_ms: None,
-            last_probe_end_ms: None,
-            delays: RecentMax::new(DELAY_MEMORY_MS),
-            seen: BTreeMap::new(),
-            seen_len: 0,
-            failures: 0,
-            caught_up: true,
-            rng,
+            interfaces: config.interfaces,
+            window,
+            seen,
+        }
+    }
+
+    /// The state to checkpoint (consistent after each completed poll).
+    pub fn state(&self) -> PollerState {
+        PollerState {
+            window: self.window.state().clone(),
+            seen: self.seen.clone(),
         }
     }
 
@@ -225,155 +298,105 @@ impl<A: LogsApi> Poller<A> {
 
     /// The interface streams being polled.
     pub fn streams(&self) -> &[String] {
-        &self.streams
+        self.window.streams()
     }
 
     /// Event ids remembered for dedup.
     pub fn seen_len(&self) -> usize {
-        self.seen_len
+        self.seen.len()
     }
 
     /// Polls failed since the last success.
     pub fn consecutive_failures(&self) -> u32 {
-        self.failures
+        self.window.consecutive_failures()
     }
 
-    /// Largest delivery delay (`ingestion_time - timestamp`) measured over
-    /// the last hour of polls, if any event was new in that time.
+    /// Largest delay from an event's timestamp to its ingestion measured
+    /// over the last hour of polls, if any event was new in that time.
     pub fn delay_estimate_ms(&self) -> Option<i64> {
-        self.delays.max()
+        self.window.delays().since_start_ms()
     }
 
-    /// The overlap the next poll re-reads before the last window's end
-    /// (see module docs).
+    /// Largest delay from a record's end to its ingestion over the last
+    /// hour, as reported by [`Poller::note_delay_since_end`].
+    pub fn delay_since_end_ms(&self) -> Option<i64> {
+        self.window.delays().since_end_ms()
+    }
+
+    /// Notes the largest end-to-ingestion delay of the records of a poll
+    /// (the parser knows a record's end, the poller does not).
+    pub fn note_delay_since_end(&mut self, now_ms: i64, delay_ms: Option<i64>) {
+        self.window.note_delay_since_end(now_ms, delay_ms);
+    }
+
+    /// The overlap the next poll re-reads before the last window's end.
     pub fn overlap_ms(&self) -> i64 {
-        match self.delay_estimate_ms() {
-            Some(delay) => {
-                (delay * 3 / 2 + self.poll_interval_ms).clamp(self.min_overlap_ms, self.lookback_ms)
-            }
-            None => self.lookback_ms,
-        }
+        self.window.overlap_ms()
     }
 
-    /// Whether a poll at `now_ms` is a probe (see module docs).
-    pub fn probe_due(&self, now_ms: i64) -> bool {
-        self.last_probe_end_ms
-            .is_some_and(|end| now_ms - end >= self.probe_interval_ms)
-    }
-
-    /// How long to wait before the next poll: zero while catching up, the
-    /// poll interval after a success, and after `n` consecutive failures
-    /// `poll_interval × 2^(n-1)` (at most `max_backoff`), half of it jittered.
+    /// How long to wait before the next poll (see [`WindowPlanner::next_delay`]).
     pub fn next_delay(&mut self) -> Duration {
-        if self.failures == 0 {
-            return if self.caught_up {
-                self.poll_interval
-            } else {
-                Duration::ZERO
-            };
-        }
-        let base = self
-            .poll_interval
-            .saturating_mul(1 << (self.failures - 1).min(16))
-            .min(self.max_backoff);
-        // xorshift64: enough to spread retries, no dependency needed.
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        let jitter = (self.rng >> 11) as f64 / (1u64 << 53) as f64;
-        base / 2 + base.mul_f64(jitter / 2.0)
+        self.window.next_delay()
     }
 
     /// One poll at wall-clock time `now_ms` (Unix ms). On error nothing is
     /// consumed: the next poll reads the same window again.
     pub async fn poll(&mut self, now_ms: i64) -> Result<PollOutcome, ApiError> {
         let result = self.try_poll(now_ms).await;
-        match &result {
-            Ok(_) => self.failures = 0,
-            Err(err) => {
-                self.failures += 1;
-                tracing::debug!(log_group = %self.log_group, failures = self.failures, error = %err, "Poll failed");
-            }
+        if let Err(err) = &result {
+            self.window.failed();
+            tracing::debug!(log_group = %self.log_group, failures = self.window.consecutive_failures(), error = %err, "Poll failed");
         }
         result
     }
 
     async fn try_poll(&mut self, now_ms: i64) -> Result<PollOutcome, ApiError> {
         self.discover_if_due(now_ms).await?;
-
-        let floor = now_ms - self.max_catchup_ms;
-        let overlap_ms = self.overlap_ms();
-        let probe = self.probe_due(now_ms);
-        let (start, skipped_ms) = match (self.last_end_ms, self.last_probe_end_ms) {
-            (Some(last_end), Some(probe_end)) => {
-                let from = if probe {
-                    (last_end - overlap_ms).min(probe_end - self.lookback_ms)
-                } else {
-                    last_end - overlap_ms
-                };
-                (from.max(floor), (floor - last_end).max(0))
-            }
-            _ => (now_ms - self.lookback_ms, 0),
-        };
-        // Known streams read from `start`; a newly discovered one from
-        // further back. Streams sharing a start share calls.
-        let mut groups: BTreeMap<i64, Vec<String>> = BTreeMap::new();
-        for stream in &self.streams {
-            let from = self
-                .new_streams
-                .get(stream)
-                .map_or(start, |&from| from.clamp(floor, start));
-            groups.entry(from).or_default().push(stream.clone());
-        }
-        let earliest = groups.keys().next().copied().unwrap_or(start);
-        let end = now_ms.min(earliest + self.max_window_ms);
-
+        let plan = self.window.plan(now_ms);
         let mut events = Vec::new();
         let mut api_calls = 0;
-        for (from, streams) in groups.range(..=end) {
-            api_calls +=
-                fetch(&self.api, &self.log_group, streams, *from, end, &mut events).await?;
+        let mut paging_restarts = 0;
+        for request in &plan.requests {
+            let read = read_request(&self.api, &self.log_group, request, &mut events).await?;
+            api_calls += read.calls;
+            paging_restarts += read.restarts;
         }
+        Ok(self.commit(&plan, events, api_calls, paging_restarts))
+    }
 
-        // Everything was read: from here on the poll commits.
+    /// Everything was read: dedup, and move the window.
+    fn commit(
+        &mut self,
+        plan: &Plan,
+        mut events: Vec<LogEvent>,
+        api_calls: u32,
+        paging_restarts: u32,
+    ) -> PollOutcome {
         let fetched = events.len() as u64;
         let mut max_delay = None;
         events.retain(|e| {
-            let fresh = self
-                .seen
-                .entry(e.timestamp_ms)
-                .or_default()
-                .insert(fingerprint(&e.stream, &e.event_id));
+            let fresh = self.seen.insert(e);
             if fresh {
-                let delay = (e.ingestion_time_ms - e.timestamp_ms).max(0);
-                max_delay = max_delay.max(Some(delay));
+                max_delay = max_delay.max(Some(e.ingestion_time_ms - e.timestamp_ms));
             }
             fresh
         });
         events.sort_by_key(|e| e.timestamp_ms);
-        self.seen_len += events.len();
-        self.delays.record(now_ms, max_delay);
-        if probe || self.last_probe_end_ms.is_none() {
-            self.last_probe_end_ms = Some(end);
-        }
-        self.last_end_ms = Some(end);
-        // No later window starts before this (module docs, "Dedup").
-        self.prune_seen(self.last_probe_end_ms.unwrap_or(end) - self.lookback_ms);
-        self.new_streams.clear();
-        self.caught_up = end >= now_ms;
-
+        let cutoff = self.window.commit(plan, max_delay);
+        self.seen.prune(cutoff);
         let outcome = PollOutcome {
             new: events.len() as u64,
             events,
             fetched,
             api_calls,
-            window_start_ms: earliest,
-            window_end_ms: end,
-            overlap_ms,
-            probe,
-            skipped_ms,
-            streams: self.streams.len(),
-            caught_up: self.caught_up,
+            window_start_ms: plan.window_start_ms,
+            window_end_ms: plan.window_end_ms,
+            overlap_ms: plan.overlap_ms,
+            probe: plan.probe,
+            skipped_ms: plan.skipped_ms,
+            streams: self.window.streams().len(),
+            caught_up: self.window.caught_up(),
+            paging_restarts,
         };
         tracing::debug!(
             log_group = %self.log_group,
@@ -382,40 +405,28 @@ impl<A: LogsApi> Poller<A> {
             api_calls = outcome.api_calls,
             window_start_ms = outcome.window_start_ms,
             window_end_ms = outcome.window_end_ms,
-            overlap_ms,
-            probe,
+            overlap_ms = outcome.overlap_ms,
+            probe = outcome.probe,
             "Polled"
         );
-        Ok(outcome)
+        outcome
     }
 
     /// Lists the streams when due. A failed refresh keeps the previous list
     /// (and is retried next poll); a failed first listing fails the poll.
     async fn discover_if_due(&mut self, now_ms: i64) -> Result<(), ApiError> {
-        if self
-            .discovered_at_ms
-            .is_some_and(|t| now_ms - t < self.discovery_interval_ms)
-        {
+        if !self.window.discovery_due(now_ms) {
             return Ok(());
         }
         let all = match self.api.list_interface_streams(&self.log_group).await {
             Ok(all) => all,
-            Err(err) if self.discovered_at_ms.is_some() => {
+            Err(err) if self.window.can_poll_without_discovery() => {
                 tracing::warn!(log_group = %self.log_group, error = %err, "Stream discovery failed, keeping the previous streams");
                 return Ok(());
             }
             Err(err) => return Err(err),
         };
         let streams = select_streams(all, &self.interfaces);
-        if let Some(previous) = self.discovered_at_ms {
-            for stream in &streams {
-                if self.streams.binary_search(stream).is_err() {
-                    self.new_streams
-                        .entry(stream.clone())
-                        .or_insert(previous - self.lookback_ms);
-                }
-            }
-        }
         let missing: Vec<&str> = self
             .interfaces
             .iter()
@@ -425,18 +436,11 @@ impl<A: LogsApi> Poller<A> {
         if !missing.is_empty() {
             tracing::debug!(log_group = %self.log_group, interfaces = ?missing, "No stream yet for configured interfaces");
         }
-        if streams != self.streams {
-            tracing::info!(log_group = %self.log_group, before = self.streams.len(), after = streams.len(), "Interface streams changed");
+        if streams != self.window.streams() {
+            tracing::info!(log_group = %self.log_group, before = self.window.streams().len(), after = streams.len(), "Interface streams changed");
         }
-        self.streams = streams;
-        self.discovered_at_ms = Some(now_ms);
+        self.window.discovered(now_ms, streams);
         Ok(())
-    }
-
-    fn prune_seen(&mut self, cutoff_ms: i64) {
-        let kept = self.seen.split_off(&cutoff_ms);
-        let dropped = std::mem::replace(&mut self.seen, kept);
-        self.seen_len -= dropped.values().map(FxHashSet::len).sum::<usize>();
     }
 }
 
@@ -453,80 +457,80 @@ pub async fn read_window<A: LogsApi>(
     let interfaces: Vec<String> = interface.into_iter().map(str::to_owned).collect();
     let streams = select_streams(api.list_interface_streams(log_group).await?, &interfaces);
     let mut events = Vec::new();
-    fetch(api, log_group, &streams, since_ms, until_ms, &mut events).await?;
+    for batch in streams.chunks(super::api::MAX_STREAMS_PER_CALL) {
+        let request = Request {
+            stream_names: batch.to_vec(),
+            start_ms: since_ms,
+            end_ms: until_ms,
+        };
+        read_request(api, log_group, &request, &mut events).await?;
+    }
+    let mut seen = SeenEvents::default();
+    events.retain(|e| seen.insert(e));
     events.sort_by_key(|e| e.timestamp_ms);
     Ok(events)
 }
 
-/// The interface id of a flow-log stream: `eni-0a1b-all` → `eni-0a1b`.
-pub fn interface_of_stream(stream: &str) -> &str {
-    ["-all", "-accept", "-reject"]
-        .iter()
-        .find_map(|suffix| stream.strip_suffix(suffix))
-        .unwrap_or(stream)
+/// Calls made reading one request.
+struct Read {
+    calls: u32,
+    restarts: u32,
 }
 
-/// Reads `[start_ms, end_ms]` of `streams`, 100 stream names per call, every
-/// page; returns the number of calls.
-async fn fetch<A: LogsApi>(
+/// Reads every page of one request, following `nextToken` to the end
+/// (through empty pages that still carry one). An expired token restarts
+/// the paging from the first page: what was read twice is dropped by dedup.
+async fn read_request<A: LogsApi>(
     api: &A,
     log_group: &str,
-    streams: &[String],
-    start_ms: i64,
-    end_ms: i64,
+    request: &Request,
     out: &mut Vec<LogEvent>,
-) -> Result<u32, ApiError> {
-    let mut calls = 0;
-    for batch in streams.chunks(MAX_STREAMS_PER_CALL) {
-        let mut req = FilterRequest {
-            log_group: log_group.to_owned(),
-            stream_names: batch.to_vec(),
-            start_ms,
-            end_ms,
-            next_token: None,
-        };
-        loop {
-            let page = api.filter_log_events(&req).await?;
-            calls += 1;
-            out.extend(page.events);
-            match page.next_token {
-                Some(token) => req.next_token = Some(token),
-                None => break,
+) -> Result<Read, ApiError> {
+    let mut req = FilterRequest {
+        log_group: log_group.to_owned(),
+        stream_names: request.stream_names.clone(),
+        start_ms: request.start_ms,
+        end_ms: request.end_ms,
+        next_token: None,
+    };
+    let mut read = Read {
+        calls: 0,
+        restarts: 0,
+    };
+    loop {
+        let page = match api.filter_log_events(&req).await {
+            Ok(page) => page,
+            Err(ApiError::ExpiredToken { .. }) if read.restarts < MAX_PAGING_RESTARTS => {
+                read.restarts += 1;
+                tracing::info!(
+                    log_group,
+                    restarts = read.restarts,
+                    "nextToken expired; reading the window from its first page again"
+                );
+                req.next_token = None;
+                continue;
             }
+            Err(err) => return Err(err),
+        };
+        read.calls += 1;
+        out.extend(page.events);
+        match page.next_token {
+            Some(token) => req.next_token = Some(token),
+            None => return Ok(read),
         }
     }
-    Ok(calls)
 }
 
-/// Interface streams, those of `interfaces` when any is given, sorted.
-fn select_streams(all: Vec<String>, interfaces: &[String]) -> Vec<String> {
-    let mut streams: Vec<String> = all
-        .into_iter()
-        .filter(|s| s.starts_with("eni-"))
-        .filter(|s| interfaces.is_empty() || interfaces.iter().any(|id| is_stream_of(s, id)))
-        .collect();
-    streams.sort();
-    streams.dedup();
-    streams
-}
-
-/// `eni-0a1b-all`, `eni-0a1b-accept`, `eni-0a1b-reject` (and `eni-0a1b`
-/// itself) belong to `eni-0a1b`; `eni-0a1b2-all` does not.
-fn is_stream_of(stream: &str, interface_id: &str) -> bool {
-    stream
-        .strip_prefix(interface_id)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
-}
-
-/// 128 bits of SipHash over stream and event id: collisions are out of
-/// reach (~1e-26 for a million ids) at a fraction of the strings' memory.
+/// 128 bits of SipHash-1-3 (fixed keys) over stream and event id:
+/// collisions are out of reach (~1e-26 for a million ids) at a fraction of
+/// the strings' memory. From the `siphasher` crate, not std's hasher, whose
+/// algorithm is unspecified: fingerprints outlive the process in checkpoints.
 fn fingerprint(stream: &str, event_id: &str) -> u128 {
-    let half = |salt: u8| {
-        let mut h = DefaultHasher::new();
-        (salt, stream, event_id).hash(&mut h);
-        h.finish()
-    };
-    (u128::from(half(0)) << 64) | u128::from(half(1))
+    let mut hasher = SipHasher13::new();
+    hasher.write(&(stream.len() as u64).to_le_bytes());
+    hasher.write(stream.as_bytes());
+    hasher.write(event_id.as_bytes());
+    hasher.finish128().as_u128()
 }
 
 #[cfg(test)]
@@ -563,7 +567,7 @@ mod tests {
         let ts = T0 - 150 * SEC;
         want.push((ts, api.put("eni-b-all", ts, ts + 2 * MIN)));
         want.sort();
-        let mut poller = Poller::new(api.clone(), config());
+        let mut poller = Poller::new(api.clone(), config(), T0);
 
         let first = poll_at(&mut poller, T0).await.unwrap();
         assert_eq!(first.window_start_ms, T0 - 20 * MIN);
@@ -593,7 +597,7 @@ mod tests {
             let ts = T0 - 18 * MIN + i * MIN;
             api.put("eni-a-all", ts, ts + 14 * MIN);
         }
-        let mut poller = Poller::new(api.clone(), config());
+        let mut poller = Poller::new(api.clone(), config(), T0);
         poll_at(&mut poller, T0).await.unwrap();
         assert_eq!(poller.delay_estimate_ms(), Some(14 * MIN));
 
@@ -611,7 +615,7 @@ mod tests {
     #[tokio::test]
     async fn probe_finds_delays_beyond_the_overlap() {
         let api = FakeLogs::new(1000);
-        let mut poller = Poller::new(api.clone(), config());
+        let mut poller = Poller::new(api.clone(), config(), T0);
         api.put("eni-a-all", T0 - MIN, T0 - 30 * SEC);
         poll_at(&mut poller, T0).await.unwrap();
         let normal = poll_at(&mut poller, T0 + 30 * SEC).await.unwrap();
@@ -639,7 +643,7 @@ mod tests {
     #[tokio::test]
     async fn failed_poll_does_not_advance_the_window() {
         let api = FakeLogs::new(1000);
-        let mut poller = Poller::new(api.clone(), config());
+        let mut poller = Poller::new(api.clone(), config(), T0);
         api.put("eni-a-all", T0 - MIN, T0 - 30 * SEC);
         let first = poll_at(&mut poller, T0).await.unwrap();
         assert_eq!(first.new, 1);
@@ -673,7 +677,7 @@ mod tests {
     async fn failure_on_a_later_page_commits_nothing() {
         let api = FakeLogs::new(2);
         api.create_stream("eni-a-all");
-        let mut poller = Poller::new(api.clone(), config());
+        let mut poller = Poller::new(api.clone(), config(), T0);
         poll_at(&mut poller, T0).await.unwrap();
         let put: Vec<String> = (0..5)
             .map(|i| api.put("eni-a-all", T0 + i * SEC, T0 + 10 * SEC))
@@ -690,7 +694,7 @@ mod tests {
     async fn outage_beyond_lookback_resumes_from_the_last_window() {
         let api = FakeLogs::new(10_000);
         api.create_stream("eni-a-all");
-        let mut poller = Poller::new(api.clone(), config());
+        let mut poller = Poller::new(api.clone(), config(), T0);
         poll_at(&mut poller, T0).await.unwrap();
         // One record a minute through a 3-hour outage.
         let put: Vec<String> = (0..180)
@@ -722,7 +726,7 @@ mod tests {
     async fn outage_beyond_max_catchup_reports_what_is_skipped() {
         let api = FakeLogs::new(10_000);
         api.create_stream("eni-a-all");
-        let mut poller = Poller::new(api.clone(), config());
+        let mut poller = Poller::new(api.clone(), config(), T0);
         poll_at(&mut poller, T0).await.unwrap();
         for i in 0..(8 * 60) {
             api.put("eni-a-all", T0 + i * MIN, T0 + i * MIN + MIN);
@@ -751,7 +755,7 @@ mod tests {
         for i in 0..250 {
             api.put(&format!("eni-{i:04}-all"), T0 - MIN, T0 - 30 * SEC);
         }
-        let mut poller = Poller::new(api.clone(), config());
+        let mut poller = Poller::new(api.clone(), config(), T0);
         let outcome = poll_at(&mut poller, T0).await.unwrap();
         assert_eq!(
             (outcome.streams, outcome.new, outcome.api_calls),
@@ -772,7 +776,7 @@ mod tests {
         for i in 0..250 {
             api.put(&format!("eni-{i:04}-all"), T0 - MIN, T0 - 30 * SEC);
         }
-        let mut poller = Poller::new(api.clone(), config());
+        let mut poller = Poller::new(api.clone(), config(), T0);
         let outcome = poll_at(&mut poller, T0).await.unwrap();
         // 100 events: 3 pages, 100: 3, 50: 2.
         assert_eq!((outcome.new, outcome.api_calls), (250, 8));
@@ -781,7 +785,7 @@ mod tests {
     #[tokio::test]
     async fn dedup_memory_stays_bounded() {
         let api = FakeLogs::new(10_000);
-        let mut poller = Poller::new(api.clone(), config());
+        let mut poller = Poller::new(api.clone(), config(), T0);
         // Four streams, one record each every 10 s, delivered 2-3 min later,
         // polled every 30 s for two hours.
         let mut next_ts = T0 - 30 * MIN;
@@ -818,7 +822,7 @@ mod tests {
     async fn discovery_refresh_adds_streams_and_reads_their_past() {
         let api = FakeLogs::new(1000);
         api.put("eni-a-all", T0 - MIN, T0 - 30 * SEC);
-        let mut poller = Poller::new(api.clone(), config());
+        let mut poller = Poller::new(api.clone(), config(), T0);
         poll_at(&mut poller, T0).await.unwrap();
         assert_eq!(poller.streams(), ["eni-a-all"]);
         assert_eq!(api.take_calls()[0], fake::Call::Describe);
@@ -864,10 +868,62 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_start_while_the_api_is_down_still_reads_its_first_window() {
+        let api = FakeLogs::new(1000);
+        let before = api.put("eni-a-all", T0 - 15 * MIN, T0 - 10 * MIN);
+        let mut poller = Poller::new(api.clone(), config(), T0);
+        // Discovery, then the first page, then discovery again fail: 25
+        // minutes pass, more than lookback.
+        api.fail_next(fake::describe_unavailable());
+        assert!(poll_at(&mut poller, T0).await.is_err());
+        api.fail_filter_after(0, fake::throttled());
+        assert!(poll_at(&mut poller, T0 + 10 * MIN).await.is_err());
+        api.fail_next(fake::describe_unavailable());
+        let late = T0 + 25 * MIN;
+        let outcome = poll_at(&mut poller, late).await.unwrap();
+        assert_eq!(
+            outcome.window_start_ms,
+            T0 - 20 * MIN,
+            "start - lookback, not now - lookback"
+        );
+        assert_eq!(ids(&outcome), vec![before]);
+    }
+
+    #[tokio::test]
+    async fn empty_pages_with_a_token_are_followed_to_the_end() {
+        let api = FakeLogs::new(2);
+        let put: Vec<String> = (0..5)
+            .map(|i| api.put("eni-a-all", T0 - MIN + i * SEC, T0 - 10 * SEC))
+            .collect();
+        api.set_empty_pages(2);
+        let mut poller = Poller::new(api.clone(), config(), T0);
+        let outcome = poll_at(&mut poller, T0).await.unwrap();
+        assert_eq!(ids(&outcome), put);
+        assert_eq!(outcome.api_calls, 3 * 3, "two empty pages before each of 3");
+    }
+
+    #[tokio::test]
+    async fn an_expired_token_restarts_the_paging_and_counts_once() {
+        let api = FakeLogs::new(2);
+        let put: Vec<String> = (0..5)
+            .map(|i| api.put("eni-a-all", T0 - MIN + i * SEC, T0 - 10 * SEC))
+            .collect();
+        let mut poller = Poller::new(api.clone(), config(), T0);
+        api.create_stream("eni-a-all");
+        // Pages 1 and 2 read, the token for page 3 has expired.
+        api.fail_filter_after(2, fake::expired_token());
+        let outcome = poll_at(&mut poller, T0).await.unwrap();
+        assert_eq!(ids(&outcome), put, "each once");
+        assert_eq!(outcome.paging_restarts, 1);
+        assert_eq!(outcome.fetched, 4 + 5);
+        assert_eq!(outcome.api_calls, 2 + 3);
+    }
+
+    #[tokio::test]
     async fn first_discovery_failure_fails_the_poll() {
         let api = FakeLogs::new(1000);
         api.fail_next(fake::describe_unavailable());
-        let mut poller = Poller::new(api.clone(), config());
+        let mut poller = Poller::new(api.clone(), config(), T0);
         let err = poll_at(&mut poller, T0).await.unwrap_err();
         assert_eq!(err.operation(), "DescribeLogStreams");
         assert_eq!(poller.consecutive_failures(), 1);
@@ -887,39 +943,17 @@ mod tests {
         }
         let mut cfg = config();
         cfg.interfaces = vec!["eni-a".into(), "eni-c".into()];
-        let mut poller = Poller::new(api.clone(), cfg);
+        let mut poller = Poller::new(api.clone(), cfg, T0);
         poll_at(&mut poller, T0).await.unwrap();
         assert_eq!(poller.streams(), ["eni-a-accept", "eni-a-reject"]);
-        assert_eq!(interface_of_stream("eni-a-accept"), "eni-a");
-        assert_eq!(interface_of_stream("eni-0a1b-all"), "eni-0a1b");
     }
 
     #[tokio::test]
     async fn no_streams_polls_nothing() {
         let api = FakeLogs::new(1000);
-        let mut poller = Poller::new(api.clone(), config());
+        let mut poller = Poller::new(api.clone(), config(), T0);
         let outcome = poll_at(&mut poller, T0).await.unwrap();
         assert_eq!((outcome.streams, outcome.api_calls), (0, 0));
-    }
-
-    #[test]
-    fn next_delay_backs_off_with_jitter_and_resets() {
-        let mut poller = Poller::new(FakeLogs::new(10), config());
-        assert_eq!(poller.next_delay(), Duration::from_secs(30));
-        let mut previous_max = Duration::ZERO;
-        for failures in 1..=8u32 {
-            poller.failures = failures;
-            let base =
-                Duration::from_secs(30 * (1 << (failures - 1))).min(Duration::from_secs(300));
-            for _ in 0..50 {
-                let d = poller.next_delay();
-                assert!(d >= base / 2 && d <= base, "{failures}: {d:?}");
-                previous_max = previous_max.max(d);
-            }
-        }
-        assert!(previous_max > Duration::from_secs(240));
-        poller.failures = 0;
-        assert_eq!(poller.next_delay(), Duration::from_secs(30));
     }
 
     #[tokio::test]
@@ -946,14 +980,4 @@ mod tests {
         assert_eq!(one[0].stream, "eni-0007-all");
     }
     const HOUR: i64 = 60 * MIN;
-
-    #[test]
-    fn settings_out_of_range_are_clamped() {
-        let mut cfg = config();
-        cfg.min_overlap = Duration::from_secs(3600);
-        cfg.max_window = Duration::from_secs(60);
-        let poller = Poller::new(FakeLogs::new(10), cfg);
-        assert_eq!(poller.min_overlap_ms, poller.lookback_ms);
-        assert!(poller.max_window_ms > poller.lookback_ms);
-    }
 }

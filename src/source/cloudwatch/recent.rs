@@ -3,7 +3,9 @@
 
 use std::collections::VecDeque;
 
-#[derive(Debug, Clone)]
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RecentMax {
     window: i64,
     /// (time seen, value), oldest first.

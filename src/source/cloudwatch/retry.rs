@@ -105,7 +105,7 @@ mod tests {
         match classify("FilterLogEvents", kind, status, code, String::new()) {
             ApiError::Throttled { .. } => "throttled",
             ApiError::Retriable { .. } => "retriable",
-            ApiError::Fatal { .. } => "fatal",
+            ApiError::Fatal { .. } | ApiError::ExpiredToken { .. } => "fatal",
         }
     }
 
