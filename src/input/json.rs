@@ -23,7 +23,7 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
 
 use super::Origin;
 use crate::flow::{Observer, Pipeline};
-use crate::source::cloudwatch::poller::interface_of_stream;
+use crate::source::cloudwatch::interface_of_stream;
 
 /// Feeds every event of every document in `reader` to the pipeline.
 pub fn feed(

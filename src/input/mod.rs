@@ -115,7 +115,7 @@ impl Origin {
     pub fn interface(&self) -> &str {
         self.stream
             .as_deref()
-            .map_or("-", crate::source::cloudwatch::poller::interface_of_stream)
+            .map_or("-", crate::source::cloudwatch::interface_of_stream)
     }
 }
 
