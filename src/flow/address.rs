@@ -78,6 +78,15 @@ impl LocalAddresses {
         }
     }
 
+    /// What the records said, IPv4 then IPv6.
+    pub(crate) fn learned(&self) -> [LearnedAddress; 2] {
+        self.learned
+    }
+
+    pub(crate) fn set_learned(&mut self, learned: [LearnedAddress; 2]) {
+        self.learned = learned;
+    }
+
     /// Whether `addr` is the interface's own, when that can be told.
     pub(crate) fn is_local(&self, addr: Addr) -> Option<bool> {
         let family = family(addr);

@@ -22,6 +22,8 @@ use super::rules::{self, Context};
 use super::session::{Decision, Session, SessionKey};
 use super::verdict::{Direction, SessionReport, Verdict};
 
+mod checkpoint;
+
 pub use super::settings::{
     DEFAULT_REPLY_GRACE_SECONDS, DEFAULT_SERVICE_PORTS, DEFAULT_SESSION_IDLE_TIMEOUT_SECONDS,
     InterfaceFacts, ServicePorts, Settings,

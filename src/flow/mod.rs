@@ -4,6 +4,7 @@
 //! lines and times, exporters read what it decides.
 
 mod address;
+pub mod checkpoint;
 pub mod clock;
 pub mod correlate;
 pub mod format;
@@ -18,6 +19,7 @@ pub mod summary;
 mod testkit;
 pub mod verdict;
 
+pub use checkpoint::{PipelineCheckpoint, RestoreError};
 pub use correlate::{Correlator, InterfaceFacts, ServicePorts, SessionObserver, Settings};
 pub use format::{Field, FormatChoice, FormatError, FormatWarning, LogFormat};
 pub use pipeline::{LineSplitter, Observer, Pipeline, RecordFilter};

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use super::checkpoint::{PipelineCheckpoint, RestoreError, SuspectCheckpoint};
 use super::correlate::{Correlator, InterfaceFacts, SessionObserver, Settings};
 use super::format::{FormatChoice, FormatWarning, LogFormat};
 use super::plausible::{Plausibility, TimeCheck};
@@ -125,6 +126,58 @@ impl Pipeline {
 
     pub fn correlator(&self) -> &Correlator {
         &self.correlator
+    }
+
+    /// What a successor needs to go on exactly where this pipeline is.
+    pub fn checkpoint(&self) -> PipelineCheckpoint {
+        PipelineCheckpoint {
+            version: PipelineCheckpoint::VERSION,
+            format: format_names(self.parser.format()),
+            at_input_start: self.at_input_start,
+            times: self.times,
+            suspect: self.suspect.as_ref().map(|suspect| SuspectCheckpoint {
+                // Parsed once: it is UTF-8.
+                line: String::from_utf8_lossy(&suspect.line).into_owned(),
+                format: format_names(suspect.parser.format()),
+                fallback_time: suspect.fallback_time,
+                fallback_interface: suspect.fallback_interface.clone(),
+                time: suspect.time,
+            }),
+            correlator: self.correlator.checkpoint(),
+        }
+    }
+
+    /// Goes on from a checkpoint of a pipeline built from the same
+    /// configuration. On error nothing is changed.
+    pub fn restore(&mut self, checkpoint: PipelineCheckpoint) -> Result<(), RestoreError> {
+        if checkpoint.version != PipelineCheckpoint::VERSION {
+            return Err(RestoreError::Version {
+                found: checkpoint.version,
+                expected: PipelineCheckpoint::VERSION,
+            });
+        }
+        let parse = |names: &str| {
+            LogFormat::parse(names).map_err(|_| RestoreError::Format(names.to_string()))
+        };
+        let format = parse(&checkpoint.format)?;
+        let suspect = match checkpoint.suspect {
+            Some(saved) => Some(Suspect {
+                parser: RecordParser::new(parse(&saved.format)?),
+                line: saved.line.into_bytes(),
+                fallback_time: saved.fallback_time,
+                fallback_interface: saved.fallback_interface,
+                time: saved.time,
+            }),
+            None => None,
+        };
+        self.correlator.restore(checkpoint.correlator)?;
+        if format != *self.parser.format() {
+            self.parser = RecordParser::new(format);
+        }
+        self.at_input_start = checkpoint.at_input_start;
+        self.times = checkpoint.times;
+        self.suspect = suspect;
+        Ok(())
     }
 
     /// The next line starts a new input (a file): it may be a header line.
@@ -319,6 +372,11 @@ impl Pipeline {
             self.told_formats.push(format.clone());
         }
     }
+}
+
+fn format_names(format: &LogFormat) -> String {
+    let names: Vec<&str> = format.fields().iter().map(|field| field.name()).collect();
+    names.join(" ")
 }
 
 /// Splits a byte stream into lines across chunk boundaries, copying only

@@ -34,7 +34,7 @@ pub enum Plausibility {
 }
 
 /// The references a record's times are judged against.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TimeCheck {
     wall_clock: Option<u64>,
     latest_good: Option<u64>,

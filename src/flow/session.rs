@@ -146,6 +146,10 @@ impl Session {
         &self.legs[side.index()]
     }
 
+    pub(crate) fn set_leg(&mut self, side: Side, leg: Leg) {
+        self.legs[side.index()] = leg;
+    }
+
     pub(crate) fn both_seen(&self) -> bool {
         self.legs.iter().all(Leg::seen)
     }

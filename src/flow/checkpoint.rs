@@ -1,0 +1,148 @@
+//! The core's state as data: what a successor process needs so that,
+//! restored and fed the remaining records, it counts exactly what an
+//! uninterrupted process would have counted (issue 7, restarts).
+//!
+//! The types are plain serde data, apart from the in-memory layout, so the
+//! session table can change shape without changing the file; `version`
+//! changes when the meaning of a field does. Configuration (settings,
+//! interface facts, filters) is not in it: a checkpoint is restored into a
+//! pipeline built from the same configuration.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::plausible::TimeCheck;
+
+/// Everything a [`super::Pipeline`] holds that the records built up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineCheckpoint {
+    /// [`PipelineCheckpoint::VERSION`] when it was written.
+    pub version: u32,
+    /// The format records are parsed with now (an S3 header may have set it).
+    pub format: String,
+    pub at_input_start: bool,
+    pub times: TimeCheck,
+    pub suspect: Option<SuspectCheckpoint>,
+    pub correlator: CorrelatorCheckpoint,
+}
+
+impl PipelineCheckpoint {
+    pub const VERSION: u32 = 1;
+}
+
+/// A record held back by the time check (offline only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuspectCheckpoint {
+    pub line: String,
+    pub format: String,
+    pub fallback_time: Option<u64>,
+    pub fallback_interface: String,
+    pub time: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CorrelatorCheckpoint {
+    /// How many session records arrived: rule 5's order of arrival goes on from it.
+    pub arrivals: u64,
+    pub interfaces: Vec<InterfaceCheckpoint>,
+    /// Open sessions: pending, and decided but not yet idle (so a late stray
+    /// record joins its session instead of opening a new one).
+    pub sessions: Vec<SessionCheckpoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceCheckpoint {
+    pub id: String,
+    pub watermark: Option<u64>,
+    /// Learned from records (configuration may say so too).
+    pub intermediate: bool,
+    /// The local address learned from records, IPv4 then IPv6.
+    pub learned: [Learned; 2],
+}
+
+/// What the records of an interface say about its own address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Learned {
+    Unknown,
+    EitherOf(IpAddr, IpAddr),
+    Local(IpAddr),
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionCheckpoint {
+    /// Index into [`CorrelatorCheckpoint::interfaces`].
+    pub interface: usize,
+    pub protocol: u8,
+    /// The lower endpoint, which sends the `low` leg.
+    pub low: (IpAddr, u16),
+    pub high: (IpAddr, u16),
+    pub low_leg: LegCheckpoint,
+    pub high_leg: LegCheckpoint,
+    pub first_time: Option<u64>,
+    pub last_time: Option<u64>,
+    pub start: Option<u64>,
+    pub end: Option<u64>,
+    pub packets: u64,
+    pub bytes: u64,
+    pub decision: Option<DecisionCheckpoint>,
+    /// The watermark at which its interface looks at it next.
+    pub due: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LegCheckpoint {
+    /// `accept` or `reject`; absent while this direction is unseen.
+    pub action: Option<Word>,
+    pub flags: Option<u16>,
+    pub start: Option<u64>,
+    pub arrival: u64,
+    /// `ingress` or `egress`.
+    pub flow_direction: Option<Word>,
+}
+
+/// The closed words a checkpoint uses for the core's enums (actions, flow
+/// directions, sides, verdicts): one place to keep the file stable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Word {
+    Accept,
+    Reject,
+    Ingress,
+    Egress,
+    Low,
+    High,
+    Accepted,
+    RejectedInbound,
+    RejectedOutbound,
+    Unanswered,
+    Refused,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionCheckpoint {
+    /// Absent for a session that gets no verdict (a lone accept on an
+    /// intermediate interface).
+    pub verdict: Option<Word>,
+    pub direction: Option<Word>,
+    pub initiator: Option<Word>,
+}
+
+/// Why a checkpoint cannot be restored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreError {
+    #[error("checkpoint version {found} is not {expected}, the version this build writes")]
+    Version { found: u32, expected: u32 },
+    #[error("checkpoint format \"{0}\" is not a log format")]
+    Format(String),
+    #[error("checkpoint session {session} names interface {interface}, of {count}")]
+    Interface {
+        session: usize,
+        interface: usize,
+        count: usize,
+    },
+    #[error("checkpoint session {0} has a word out of place in its decision or legs")]
+    Word(usize),
+}

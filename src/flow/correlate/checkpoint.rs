@@ -1,0 +1,267 @@
+//! The correlator to and from its checkpoint (see `flow/checkpoint.rs`).
+
+use std::cmp::Reverse;
+
+use super::{Correlator, Interface};
+use crate::flow::address::{LearnedAddress, to_addr, to_ip};
+use crate::flow::checkpoint::{
+    CorrelatorCheckpoint, DecisionCheckpoint, InterfaceCheckpoint, Learned, LegCheckpoint,
+    RestoreError, SessionCheckpoint, Word,
+};
+use crate::flow::record::{Action, FlowDirection};
+use crate::flow::session::{Decision, Leg, Session, SessionKey, Side};
+use crate::flow::verdict::{Direction, Verdict};
+
+impl Correlator {
+    /// The open sessions, watermarks and learned addresses, as data.
+    pub fn checkpoint(&self) -> CorrelatorCheckpoint {
+        // Each scheduled session has exactly one deadline of its generation.
+        let mut due = vec![None; self.sessions.capacity()];
+        for interface in &self.interfaces {
+            for &Reverse((time, slot, generation)) in interface.deadlines.iter() {
+                if self
+                    .sessions
+                    .get(slot as usize)
+                    .is_some_and(|session| session.generation == generation)
+                {
+                    due[slot as usize] = Some(time);
+                }
+            }
+        }
+        let mut slots: Vec<usize> = self.sessions.iter().map(|(slot, _)| slot).collect();
+        // In order of opening, so a restored table looks the same.
+        slots.sort_by_key(|slot| self.sessions[*slot].generation);
+        CorrelatorCheckpoint {
+            arrivals: self.arrivals,
+            interfaces: self.interfaces.iter().map(interface_checkpoint).collect(),
+            sessions: slots
+                .into_iter()
+                .map(|slot| session_checkpoint(&self.sessions[slot], due[slot]))
+                .collect(),
+        }
+    }
+
+    /// Replaces every session and interface with the checkpoint's. The
+    /// configuration (settings, interface facts) stays this correlator's.
+    pub fn restore(&mut self, checkpoint: CorrelatorCheckpoint) -> Result<(), RestoreError> {
+        let count = checkpoint.interfaces.len();
+        let mut sessions = Vec::with_capacity(checkpoint.sessions.len());
+        for (index, saved) in checkpoint.sessions.into_iter().enumerate() {
+            if saved.interface >= count {
+                return Err(RestoreError::Interface {
+                    session: index,
+                    interface: saved.interface,
+                    count,
+                });
+            }
+            sessions.push(restore_session(saved).ok_or(RestoreError::Word(index))?);
+        }
+        self.interfaces.clear();
+        self.interface_index.clear();
+        self.sessions.clear();
+        self.session_index.clear();
+        self.last_interface = 0;
+        self.arrivals = checkpoint.arrivals;
+        let mut indices = Vec::with_capacity(count);
+        for saved in checkpoint.interfaces {
+            let index = self.interface(&saved.id);
+            indices.push(index as u32);
+            let interface = &mut self.interfaces[index];
+            interface.watermark = saved.watermark;
+            interface.intermediate |= saved.intermediate;
+            interface
+                .local
+                .set_learned(saved.learned.map(restore_learned));
+        }
+        for (mut session, due) in sessions {
+            session.key.interface = indices[session.key.interface as usize];
+            self.generations = self.generations.wrapping_add(1);
+            session.generation = self.generations;
+            session.scheduled = due.is_some();
+            let key = session.key;
+            let decided = session.decision.is_some();
+            let slot = self.sessions.insert(session);
+            self.session_index.insert(key, slot);
+            let interface = &mut self.interfaces[key.interface as usize];
+            interface.open += 1;
+            if !decided {
+                interface.pending += 1;
+            }
+            if let Some(due) = due {
+                interface
+                    .deadlines
+                    .push(Reverse((due, slot as u32, self.generations)));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn interface_checkpoint(interface: &Interface) -> InterfaceCheckpoint {
+    InterfaceCheckpoint {
+        id: interface.id.to_string(),
+        watermark: interface.watermark,
+        intermediate: interface.intermediate,
+        learned: interface.local.learned().map(learned_checkpoint),
+    }
+}
+
+fn learned_checkpoint(learned: LearnedAddress) -> Learned {
+    match learned {
+        LearnedAddress::Unknown => Learned::Unknown,
+        LearnedAddress::EitherOf(a, b) => Learned::EitherOf(to_ip(a), to_ip(b)),
+        LearnedAddress::Local(a) => Learned::Local(to_ip(a)),
+        LearnedAddress::None => Learned::None,
+    }
+}
+
+fn restore_learned(learned: Learned) -> LearnedAddress {
+    match learned {
+        Learned::Unknown => LearnedAddress::Unknown,
+        Learned::EitherOf(a, b) => LearnedAddress::EitherOf(to_addr(a), to_addr(b)),
+        Learned::Local(a) => LearnedAddress::Local(to_addr(a)),
+        Learned::None => LearnedAddress::None,
+    }
+}
+
+fn session_checkpoint(session: &Session, due: Option<u64>) -> SessionCheckpoint {
+    let endpoint = |(addr, port): (u128, u16)| (to_ip(addr), port);
+    SessionCheckpoint {
+        interface: session.key.interface as usize,
+        protocol: session.key.protocol,
+        low: endpoint(session.key.low),
+        high: endpoint(session.key.high),
+        low_leg: leg_checkpoint(session.leg(Side::Low)),
+        high_leg: leg_checkpoint(session.leg(Side::High)),
+        first_time: session.first_time,
+        last_time: session.last_time,
+        start: session.start,
+        end: session.end,
+        packets: session.packets,
+        bytes: session.bytes,
+        decision: session.decision.map(decision_checkpoint),
+        due,
+    }
+}
+
+fn restore_session(saved: SessionCheckpoint) -> Option<(Session, Option<u64>)> {
+    let endpoint = |(addr, port): (std::net::IpAddr, u16)| (to_addr(addr), port);
+    let key = SessionKey {
+        interface: u32::try_from(saved.interface).ok()?,
+        protocol: saved.protocol,
+        low: endpoint(saved.low),
+        high: endpoint(saved.high),
+    };
+    let mut session = Session::new(key, 0);
+    session.set_leg(Side::Low, restore_leg(saved.low_leg)?);
+    session.set_leg(Side::High, restore_leg(saved.high_leg)?);
+    session.first_time = saved.first_time;
+    session.last_time = saved.last_time;
+    session.start = saved.start;
+    session.end = saved.end;
+    session.packets = saved.packets;
+    session.bytes = saved.bytes;
+    session.decision = match saved.decision {
+        Some(decision) => Some(restore_decision(decision)?),
+        None => None,
+    };
+    Some((session, saved.due))
+}
+
+fn leg_checkpoint(leg: &Leg) -> LegCheckpoint {
+    LegCheckpoint {
+        action: leg.action.map(|action| match action {
+            Action::Accept => Word::Accept,
+            Action::Reject => Word::Reject,
+        }),
+        flags: leg.flags,
+        start: leg.start,
+        arrival: leg.arrival,
+        flow_direction: leg.flow_direction.map(|direction| match direction {
+            FlowDirection::Ingress => Word::Ingress,
+            FlowDirection::Egress => Word::Egress,
+        }),
+    }
+}
+
+fn restore_leg(saved: LegCheckpoint) -> Option<Leg> {
+    let action = match saved.action {
+        None => None,
+        Some(Word::Accept) => Some(Action::Accept),
+        Some(Word::Reject) => Some(Action::Reject),
+        Some(_) => return None,
+    };
+    let flow_direction = match saved.flow_direction {
+        None => None,
+        Some(Word::Ingress) => Some(FlowDirection::Ingress),
+        Some(Word::Egress) => Some(FlowDirection::Egress),
+        Some(_) => return None,
+    };
+    Some(Leg {
+        action,
+        flags: saved.flags,
+        start: saved.start,
+        arrival: saved.arrival,
+        flow_direction,
+    })
+}
+
+fn decision_checkpoint(decision: Decision) -> DecisionCheckpoint {
+    match decision {
+        Decision::NoVerdict => DecisionCheckpoint {
+            verdict: None,
+            direction: None,
+            initiator: None,
+        },
+        Decision::Verdict {
+            verdict,
+            direction,
+            initiator,
+        } => DecisionCheckpoint {
+            verdict: Some(match verdict {
+                Verdict::Accepted => Word::Accepted,
+                Verdict::RejectedInbound => Word::RejectedInbound,
+                Verdict::RejectedOutbound => Word::RejectedOutbound,
+                Verdict::Unanswered => Word::Unanswered,
+                Verdict::Refused => Word::Refused,
+            }),
+            direction: Some(match direction {
+                Direction::Ingress => Word::Ingress,
+                Direction::Egress => Word::Egress,
+            }),
+            initiator: Some(match initiator {
+                Side::Low => Word::Low,
+                Side::High => Word::High,
+            }),
+        },
+    }
+}
+
+fn restore_decision(saved: DecisionCheckpoint) -> Option<Decision> {
+    let (Some(verdict), Some(direction), Some(initiator)) =
+        (saved.verdict, saved.direction, saved.initiator)
+    else {
+        return (saved.verdict.is_none() && saved.direction.is_none() && saved.initiator.is_none())
+            .then_some(Decision::NoVerdict);
+    };
+    Some(Decision::Verdict {
+        verdict: match verdict {
+            Word::Accepted => Verdict::Accepted,
+            Word::RejectedInbound => Verdict::RejectedInbound,
+            Word::RejectedOutbound => Verdict::RejectedOutbound,
+            Word::Unanswered => Verdict::Unanswered,
+            Word::Refused => Verdict::Refused,
+            _ => return None,
+        },
+        direction: match direction {
+            Word::Ingress => Direction::Ingress,
+            Word::Egress => Direction::Egress,
+            _ => return None,
+        },
+        initiator: match initiator {
+            Word::Low => Side::Low,
+            Word::High => Side::High,
+            _ => return None,
+        },
+    })
+}
