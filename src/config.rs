@@ -38,6 +38,10 @@
 //!
 //! The file is optional when the environment gives everything needed.
 
+mod scale;
+
+pub use scale::{FROM_HOSTNAME, MetricsConfig, ShardConfig};
+
 use crate::flow::correlate;
 use std::collections::BTreeMap;
 use std::fmt::{self, Display};
@@ -56,7 +60,13 @@ const ENV_SEPARATOR: &str = "__";
 /// Separator of list items in an environment variable value.
 const ENV_LIST_SEPARATOR: char = ',';
 /// Keys (last part of the path) whose environment values are lists.
-const ENV_LIST_KEYS: &[&str] = &["paths", "service_ports", "interfaces", "addresses"];
+const ENV_LIST_KEYS: &[&str] = &[
+    "paths",
+    "service_ports",
+    "interfaces",
+    "addresses",
+    "session_labels",
+];
 
 const DURATION_EXAMPLE: &str = r#"a duration like "2m" or "30s""#;
 const ENI_EXAMPLE: &str = r#"an interface id like "eni-0123456789abcdef0""#;
@@ -74,6 +84,10 @@ pub struct Config {
     pub correlation: CorrelationConfig,
     /// `[api]`: the decided sessions kept for `/api/v1/sessions`.
     pub api: ApiConfig,
+    /// `[metrics]`: the series budget.
+    pub metrics: MetricsConfig,
+    /// `[shard]`: this replica's part of the interfaces.
+    pub shard: ShardConfig,
 }
 
 /// `[server]`.
@@ -371,7 +385,11 @@ pub fn load_from(
         file: origin.to_owned(),
         env: BTreeMap::new(),
     };
+    let mut hostname = None;
     for (name, value) in env {
+        if name == "HOSTNAME" {
+            hostname = Some(value.clone());
+        }
         let Some(key) = env_key(&name)? else {
             continue;
         };
@@ -400,7 +418,7 @@ pub fn load_from(
     })?;
     let raw: RawConfig =
         serde_path_to_error::deserialize(merged).map_err(|err| origins.deserialize_error(err))?;
-    raw.validate(&origins)
+    raw.validate(&origins, hostname.as_deref())
 }
 
 /// The file as written, before the rules that span keys.
@@ -419,10 +437,15 @@ struct RawConfig {
     correlation: CorrelationConfig,
     #[serde(default)]
     api: ApiConfig,
+    #[serde(default)]
+    metrics: MetricsConfig,
+    #[serde(default)]
+    shard: scale::RawShardConfig,
 }
 
 impl RawConfig {
-    fn validate(self, origins: &Origins) -> Result<Config, ConfigError> {
+    /// `hostname`: the `HOSTNAME` variable, for `shard.index = "from-hostname"`.
+    fn validate(self, origins: &Origins, hostname: Option<&str>) -> Result<Config, ConfigError> {
         let one_source = |found: &str| {
             // When the environment added a section, it is the one to blame.
             let origin = origins
@@ -463,12 +486,16 @@ impl RawConfig {
         }
         self.correlation.validate(origins)?;
         self.api.validate(origins)?;
+        self.metrics.validate(origins)?;
+        let shard = self.shard.validate(origins, hostname)?;
         Ok(Config {
             server: self.server,
             source,
             interfaces: self.interfaces,
             correlation: self.correlation,
             api: self.api,
+            metrics: self.metrics,
+            shard,
         })
     }
 }

@@ -17,6 +17,7 @@ pub mod inspect;
 pub mod metrics;
 pub mod report;
 pub mod server;
+pub mod shard;
 pub mod source;
 
 /// Every way a command can fail, for `main` to print; `metric_label` is a

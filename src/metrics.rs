@@ -8,7 +8,9 @@ use prometheus::{
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use rustc_hash::FxHashMap;
+use std::sync::Mutex;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::flow::verdict::protocol_name;
 use crate::flow::{
@@ -24,6 +26,12 @@ const STALENESS: &str = "Updated each poll: values lag traffic by the capture in
 pub struct Metrics {
     registry: Registry,
     pub sessions: IntCounterVec,
+    /// Which session labels are kept and how many session series an interface may have.
+    budget: SeriesBudget,
+    /// The `vpcflow_sessions_total` label sets of each interface, to hold the budget.
+    session_series: Mutex<FxHashMap<Box<str>, FxHashSet<Box<str>>>>,
+    pub series_dropped: IntCounter,
+    pub shard_info: IntGaugeVec,
     pub records: IntCounterVec,
     pub bytes: IntCounterVec,
     pub packets: IntCounterVec,
@@ -51,7 +59,12 @@ fn opts(name: &str, help: &str) -> Opts {
 }
 
 impl Metrics {
+    /// Every session label, at most [`DEFAULT_MAX_SERIES_PER_INTERFACE`] session series per interface.
     pub fn new() -> Metrics {
+        Metrics::with_budget(SeriesBudget::default())
+    }
+
+    pub fn with_budget(budget: SeriesBudget) -> Metrics {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let metric = IntCounterVec::new(opts(name, help), labels).expect("valid metric");
@@ -84,7 +97,20 @@ impl Metrics {
             &format!(
                 "Sessions decided, by verdict: accepted (both directions accepted), rejected_inbound (blocked entering the interface), rejected_outbound (blocked leaving it), unanswered (let in, never answered), refused (answered with a reset only). direction is ingress when the remote side started the session; port is the responder's service port or 'other'. A verdict is counted once, when both directions are seen or reply_grace after the first record. {STALENESS}"
             ),
-            &["interface_id", "verdict", "direction", "protocol", "port"],
+            &budget.label_names(),
+        );
+        let series_dropped = IntCounter::with_opts(opts(
+            "series_dropped_total",
+            "Decided sessions whose label set would have added a vpcflow_sessions_total series to an interface past metrics.max_series_per_interface: counted under port=\"other\" when that series of the interface exists, else left out of vpcflow_sessions_total.",
+        ))
+        .expect("valid metric");
+        registry
+            .register(Box::new(series_dropped.clone()))
+            .expect("unique metric");
+        let shard_info = gauge(
+            "shard_info",
+            "This replica's shard: index of count replicas that split the interfaces by rendezvous hashing of the interface id; always 1. Sum the flow metrics across replicas.",
+            &["index", "count"],
         );
         let records = counter(
             "records_total",
@@ -235,6 +261,10 @@ impl Metrics {
         Metrics {
             registry,
             sessions,
+            budget,
+            session_series: Mutex::default(),
+            series_dropped,
+            shard_info,
             records,
             bytes,
             packets,
@@ -291,6 +321,49 @@ impl Metrics {
         }
     }
 
+    /// Counts one decided session of `interface_id` under `labels`, or
+    /// under `port="other"` (or nowhere) when a new series would exceed
+    /// the interface's budget.
+    fn session_decided(&self, interface_id: &str, labels: SessionLabels<'_>) {
+        let values = self.budget.values(interface_id, &labels);
+        let mut series = self
+            .session_series
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let known = match series.get_mut(interface_id) {
+            Some(known) => known,
+            None => series.entry(interface_id.into()).or_default(),
+        };
+        let key = series_key(&values);
+        if known.contains(key.as_str()) {
+            self.sessions.with_label_values(&values).inc();
+        } else if known.len() < self.budget.max_series_per_interface {
+            known.insert(key.into());
+            self.sessions.with_label_values(&values).inc();
+        } else {
+            self.series_dropped.inc();
+            let folded = self.budget.values(
+                interface_id,
+                &SessionLabels {
+                    port: OTHER_PORT,
+                    ..labels
+                },
+            );
+            if folded != values && known.contains(series_key(&folded).as_str()) {
+                self.sessions.with_label_values(&folded).inc();
+            }
+        }
+    }
+
+    /// `vpcflow_sessions_total` series of `interface_id` (for tests and the bench).
+    pub fn session_series_of(&self, interface_id: &str) -> usize {
+        self.session_series
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(interface_id)
+            .map_or(0, FxHashSet::len)
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();
@@ -304,6 +377,109 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+/// One interface's series, from its label values after `interface_id`
+/// (which never contain a control character).
+fn series_key(values: &[&str]) -> String {
+    values[1..].join("\u{1f}")
+}
+
+/// The port label of sessions whose responder port is not a service port,
+/// and of those folded there by the series budget.
+const OTHER_PORT: &str = "other";
+
+/// Default of `metrics.max_series_per_interface`: verdicts × directions ×
+/// a few protocols × a few service ports.
+pub const DEFAULT_MAX_SERIES_PER_INTERFACE: usize = 300;
+
+/// A label of `vpcflow_sessions_total` besides `interface_id`, which is
+/// always kept. Labels not kept are left out of the series (in Prometheus a
+/// missing label and an empty one are the same): the metric keeps its name,
+/// queries that sum over the label keep working.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SessionLabel {
+    Verdict,
+    Direction,
+    Protocol,
+    Port,
+}
+
+impl SessionLabel {
+    pub const ALL: [SessionLabel; 4] = [
+        SessionLabel::Verdict,
+        SessionLabel::Direction,
+        SessionLabel::Protocol,
+        SessionLabel::Port,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionLabel::Verdict => "verdict",
+            SessionLabel::Direction => "direction",
+            SessionLabel::Protocol => "protocol",
+            SessionLabel::Port => "port",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<SessionLabel> {
+        SessionLabel::ALL
+            .into_iter()
+            .find(|label| label.as_str() == text)
+    }
+}
+
+/// `[metrics]`: the labels of `vpcflow_sessions_total` and how many of its
+/// series one interface may have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesBudget {
+    /// Kept labels, in the order of [`SessionLabel::ALL`], each once.
+    pub session_labels: Vec<SessionLabel>,
+    pub max_series_per_interface: usize,
+}
+
+impl Default for SeriesBudget {
+    fn default() -> Self {
+        SeriesBudget {
+            session_labels: SessionLabel::ALL.to_vec(),
+            max_series_per_interface: DEFAULT_MAX_SERIES_PER_INTERFACE,
+        }
+    }
+}
+
+/// The values of one session's labels, before the budget picks the kept ones.
+#[derive(Clone, Copy)]
+struct SessionLabels<'a> {
+    verdict: &'a str,
+    direction: &'a str,
+    protocol: &'a str,
+    port: &'a str,
+}
+
+impl SeriesBudget {
+    fn kept(&self) -> impl Iterator<Item = SessionLabel> + '_ {
+        SessionLabel::ALL
+            .into_iter()
+            .filter(|label| self.session_labels.contains(label))
+    }
+
+    fn label_names(&self) -> Vec<&'static str> {
+        std::iter::once("interface_id")
+            .chain(self.kept().map(SessionLabel::as_str))
+            .collect()
+    }
+
+    /// `interface_id` and the kept labels' values, in the order of [`Self::label_names`].
+    fn values<'a>(&self, interface_id: &'a str, labels: &SessionLabels<'a>) -> Vec<&'a str> {
+        std::iter::once(interface_id)
+            .chain(self.kept().map(|label| match label {
+                SessionLabel::Verdict => labels.verdict,
+                SessionLabel::Direction => labels.direction,
+                SessionLabel::Protocol => labels.protocol,
+                SessionLabel::Port => labels.port,
+            }))
+            .collect()
     }
 }
 
@@ -367,17 +543,17 @@ impl Drop for FlowMetrics<'_> {
 
 impl SessionObserver for FlowMetrics<'_> {
     fn decided(&mut self, session: &SessionReport<'_>) {
-        let port_label = self.service_ports.label(session.responder.port);
-        self.metrics
-            .sessions
-            .with_label_values(&[
-                session.interface_id,
-                session.verdict.as_str(),
-                session.direction.as_str(),
-                &protocol_name(session.protocol),
-                &port_label,
-            ])
-            .inc();
+        let port = self.service_ports.label(session.responder.port);
+        let protocol = protocol_name(session.protocol);
+        self.metrics.session_decided(
+            session.interface_id,
+            SessionLabels {
+                verdict: session.verdict.as_str(),
+                direction: session.direction.as_str(),
+                protocol: &protocol,
+                port: &port,
+            },
+        );
     }
 
     fn traffic(
@@ -421,5 +597,163 @@ impl Observer for FlowMetrics<'_> {
 
     fn format_warning(&mut self, warning: &crate::flow::FormatWarning) {
         tracing::warn!(%warning, "Flow log format");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::Endpoint;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    fn report(interface_id: &str, verdict: Verdict, protocol: u8, port: u16) -> SessionReport<'_> {
+        SessionReport {
+            interface_id,
+            protocol,
+            initiator: Endpoint {
+                addr: "198.51.100.7".parse().unwrap(),
+                port: 50_000,
+            },
+            responder: Endpoint {
+                addr: "10.0.0.5".parse().unwrap(),
+                port,
+            },
+            direction: Direction::Ingress,
+            verdict,
+            packets: 1,
+            bytes: 40,
+            start: Some(1),
+            end: Some(2),
+        }
+    }
+
+    /// Series of `vpcflow_sessions_total` by interface, and the sum of their values.
+    fn session_series(metrics: &Metrics) -> (HashMap<String, usize>, u64) {
+        let mut series = HashMap::new();
+        let mut total = 0;
+        for family in metrics.registry.gather() {
+            if family.name() != "vpcflow_sessions_total" {
+                continue;
+            }
+            for metric in family.get_metric() {
+                let interface = metric
+                    .get_label()
+                    .iter()
+                    .find(|label| label.name() == "interface_id")
+                    .map(|label| label.value().to_owned())
+                    .unwrap();
+                *series.entry(interface).or_default() += 1;
+                total += metric.get_counter().value() as u64;
+            }
+        }
+        (series, total)
+    }
+
+    #[test]
+    fn past_the_budget_sessions_fold_into_port_other_or_are_dropped() {
+        let metrics = Metrics::with_budget(SeriesBudget {
+            max_series_per_interface: 2,
+            ..SeriesBudget::default()
+        });
+        let ports = ServicePorts::new(&[]);
+        let mut observer = FlowMetrics::new(&metrics, &ports);
+        observer.decided(&report("eni-1", Verdict::Accepted, 6, 22));
+        observer.decided(&report("eni-1", Verdict::Accepted, 6, 8080)); // port "other"
+        observer.decided(&report("eni-1", Verdict::Accepted, 6, 443)); // folds into "other"
+        observer.decided(&report("eni-1", Verdict::Unanswered, 6, 22)); // no "other" of its own: dropped
+        observer.decided(&report("eni-2", Verdict::Unanswered, 6, 22)); // another interface's budget
+        let sessions = |labels: &[&str]| metrics.sessions.with_label_values(labels).get();
+        assert_eq!(sessions(&["eni-1", "accepted", "ingress", "tcp", "22"]), 1);
+        assert_eq!(
+            sessions(&["eni-1", "accepted", "ingress", "tcp", "other"]),
+            2
+        );
+        assert_eq!(
+            sessions(&["eni-2", "unanswered", "ingress", "tcp", "22"]),
+            1
+        );
+        assert_eq!(metrics.series_dropped.get(), 2);
+        assert_eq!(metrics.session_series_of("eni-1"), 2);
+        let (series, total) = session_series(&metrics);
+        assert_eq!(series["eni-1"], 2);
+        assert_eq!(total, 4);
+    }
+
+    #[test]
+    fn labels_not_kept_are_left_out_of_the_series() {
+        let metrics = Metrics::with_budget(SeriesBudget {
+            session_labels: vec![SessionLabel::Verdict],
+            ..SeriesBudget::default()
+        });
+        let ports = ServicePorts::new(&[]);
+        let mut observer = FlowMetrics::new(&metrics, &ports);
+        observer.decided(&report("eni-1", Verdict::Accepted, 6, 22));
+        observer.decided(&report("eni-1", Verdict::Accepted, 17, 53));
+        observer.decided(&report("eni-1", Verdict::Refused, 6, 443));
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"vpcflow_sessions_total{interface_id="eni-1",verdict="accepted"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"vpcflow_sessions_total{interface_id="eni-1",verdict="refused"} 1"#),
+            "{text}"
+        );
+        assert_eq!(metrics.series_dropped.get(), 0);
+    }
+
+    proptest! {
+        /// Whatever the traffic, an interface never has more session series
+        /// than the budget, and every session is counted either in
+        /// `vpcflow_sessions_total` or as dropped (folded ones in both).
+        #[test]
+        fn series_never_exceed_the_budget_and_drops_are_counted(
+            budget in 1usize..12,
+            keep in proptest::sample::subsequence(SessionLabel::ALL.to_vec(), 0..=4),
+            sessions in proptest::collection::vec((0usize..3, 0usize..5, prop_oneof![Just(6u8), Just(17), Just(1), Just(47)], 0u16..1100), 0..200),
+        ) {
+            let metrics = Metrics::with_budget(SeriesBudget {
+                session_labels: keep.clone(),
+                max_series_per_interface: budget,
+            });
+            let ports = ServicePorts::new(&[]);
+            let interfaces = ["eni-a", "eni-b", "eni-c"];
+            let mut observer = FlowMetrics::new(&metrics, &ports);
+            for (interface, verdict, protocol, port) in &sessions {
+                observer.decided(&report(interfaces[*interface], Verdict::ALL[*verdict], *protocol, *port));
+            }
+            let (series, total) = session_series(&metrics);
+            for count in series.values() {
+                prop_assert!(*count <= budget);
+            }
+            let dropped = metrics.series_dropped.get();
+            let n = sessions.len() as u64;
+            prop_assert!(total <= n);
+            prop_assert!(total + dropped >= n);
+            if !keep.contains(&SessionLabel::Port) {
+                prop_assert_eq!(total + dropped, n);
+            }
+            // Within the budget nothing is dropped.
+            let mut distinct: HashMap<usize, std::collections::HashSet<Vec<String>>> = HashMap::new();
+            for (interface, verdict, protocol, port) in &sessions {
+                let values = [
+                    Verdict::ALL[*verdict].as_str().to_owned(),
+                    protocol_name(*protocol).into_owned(),
+                    ports.label(*port),
+                ];
+                let kept = [SessionLabel::Verdict, SessionLabel::Protocol, SessionLabel::Port]
+                    .iter()
+                    .zip(values)
+                    .filter(|(label, _)| keep.contains(label))
+                    .map(|(_, value)| value)
+                    .collect();
+                distinct.entry(*interface).or_default().insert(kept);
+            }
+            if distinct.values().all(|sets| sets.len() <= budget) {
+                prop_assert_eq!(dropped, 0);
+                prop_assert_eq!(total, n);
+            }
+        }
     }
 }

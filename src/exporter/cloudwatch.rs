@@ -15,8 +15,9 @@ use crate::config::{CloudWatchConfig, LogGroupConfig};
 use crate::flow::clock::wall_clock_watermark;
 use crate::flow::{Observer, Pipeline};
 use crate::metrics::{FlowMetrics, Metrics};
+use crate::shard::Shard;
 use crate::source::cloudwatch::{
-    ApiError, ApiObserver, AwsLogsApi, LogEvent, PollOutcome, Poller, PollerConfig,
+    ApiError, ApiObserver, AwsLogsApi, LogEvent, PollOutcome, Poller, PollerConfig, ShardedLogs,
     interface_of_stream,
 };
 
@@ -63,11 +64,13 @@ pub struct Shared {
     pub names: HashMap<String, Option<String>>,
     /// Interfaces watched by every group.
     pub watched: Arc<AtomicUsize>,
+    /// This replica's part of the interfaces.
+    pub shard: Shard,
 }
 
 /// One log group: poll, feed the core, count.
 pub struct GroupLoop {
-    poller: Poller<AwsLogsApi>,
+    poller: Poller<ShardedLogs<AwsLogsApi>>,
     pipeline: Pipeline,
     shared: Shared,
     known_interfaces: HashSet<String>,
@@ -94,7 +97,11 @@ impl GroupLoop {
             ..PollerConfig::new(group.name.clone())
         };
         GroupLoop {
-            poller: Poller::new(api, poller_config, now_millis()),
+            poller: Poller::new(
+                ShardedLogs::new(api, shared.shard),
+                poller_config,
+                now_millis(),
+            ),
             pipeline,
             shared,
             known_interfaces: HashSet::new(),

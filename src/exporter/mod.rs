@@ -19,6 +19,7 @@ use crate::config::{Config, SourceConfig};
 use crate::flow::{FormatChoice, FormatError, InterfaceFacts, Pipeline, Settings};
 use crate::metrics::Metrics;
 use crate::server::{self, ServerState};
+use crate::shard::Shard;
 use crate::source::cloudwatch::{DESCRIBE_LOG_STREAMS, FILTER_LOG_EVENTS};
 
 pub use cloudwatch::feed_events;
@@ -157,9 +158,9 @@ async fn sleep_or_stop(delay: Duration, shutdown: &mut watch::Receiver<bool>) ->
     }
 }
 
-/// Interfaces named in the configuration, with their names, for the
-/// landing page and the zero series.
-fn configured_interfaces(config: &Config) -> Vec<(String, Option<String>)> {
+/// Interfaces named in the configuration and read by this replica, with
+/// their names, for the landing page and the zero series.
+fn configured_interfaces(config: &Config, shard: Shard) -> Vec<(String, Option<String>)> {
     let name = |id: &str| {
         config
             .interfaces
@@ -171,6 +172,7 @@ fn configured_interfaces(config: &Config) -> Vec<(String, Option<String>)> {
             .log_groups
             .iter()
             .flat_map(|group| group.interfaces.iter())
+            .filter(|id| shard.owns(id))
             .map(|id| (id.clone(), name(id)))
             .collect(),
         SourceConfig::Files(_) => config
@@ -214,8 +216,13 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     let listener = TcpListener::bind(address)
         .await
         .map_err(|source| StartError::Listen { address, source })?;
-    let metrics = Arc::new(Metrics::new());
-    let interfaces = configured_interfaces(&config);
+    let metrics = Arc::new(Metrics::with_budget(config.metrics.budget()));
+    let shard = config.shard.shard();
+    metrics
+        .shard_info
+        .with_label_values(&[&shard.index().to_string(), &shard.count().to_string()])
+        .set(1);
+    let interfaces = configured_interfaces(&config, shard);
     for (id, name) in &interfaces {
         metrics.expect_interface(id, name.as_deref());
     }
@@ -257,6 +264,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
                 health: health(loops.len()),
                 names,
                 watched: Arc::new(AtomicUsize::new(0)),
+                shard,
             };
             let api = cloudwatch::api(cloudwatch, metrics.clone()).await;
             for (group, pipeline) in loops {

@@ -53,6 +53,8 @@ impl Moto {
             let port = free_port();
             let mut command = Command::new(&binary);
             command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+            // Off until start_recording(); kept out of the working directory.
+            command.env("MOTO_RECORDER_FILEPATH", dir.path().join("recording.jsonl"));
             let log = dir.path().join(format!("moto-{attempt}.log"));
             let mut process = ChildProcess::spawn("moto_server", command, &log);
             let url = format!("http://127.0.0.1:{port}/moto-api/");
@@ -94,6 +96,37 @@ impl Moto {
             .send_empty()
             .expect("POST /moto-api/reset");
         assert_eq!(response.status().as_u16(), 200, "moto reset failed");
+    }
+
+    /// Starts moto's request recorder: every later request is kept, with
+    /// its headers and body, for [`Moto::recorded_requests`].
+    pub fn start_recording(&self) {
+        let response = http_agent()
+            .post(format!(
+                "{}/moto-api/recorder/start-recording",
+                self.endpoint_url()
+            ))
+            .send_empty()
+            .expect("POST /moto-api/recorder/start-recording");
+        assert_eq!(response.status().as_u16(), 200, "moto recorder failed");
+    }
+
+    /// The requests recorded since [`Moto::start_recording`], in order.
+    pub fn recorded_requests(&self) -> Vec<RecordedRequest> {
+        let text = http_agent()
+            .get(format!(
+                "{}/moto-api/recorder/download-recording",
+                self.endpoint_url()
+            ))
+            .call()
+            .expect("GET /moto-api/recorder/download-recording")
+            .body_mut()
+            .read_to_string()
+            .expect("the recording");
+        text.lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(RecordedRequest::parse)
+            .collect()
     }
 
     /// The tail of the server's output, for assertion messages.
@@ -218,4 +251,60 @@ pub fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970");
     i64::try_from(since_epoch.as_millis()).expect("time fits in i64")
+}
+
+/// One request moto's recorder kept.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    /// The operation, from `X-Amz-Target` (`Logs_20140328.FilterLogEvents`
+    /// gives `FilterLogEvents`); empty for requests without one.
+    pub operation: String,
+    /// The access key id of the signature (`Credential=AKID/…`).
+    pub access_key_id: String,
+    /// The body, parsed when it is JSON (else `Null`).
+    pub body: serde_json::Value,
+}
+
+impl RecordedRequest {
+    fn parse(line: &str) -> RecordedRequest {
+        use base64::Engine;
+        let entry: serde_json::Value = serde_json::from_str(line).expect("a recorder line");
+        let header = |name: &str| {
+            entry["headers"]
+                .as_object()
+                .and_then(|headers| {
+                    headers
+                        .iter()
+                        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                        .and_then(|(_, value)| value.as_str())
+                })
+                .unwrap_or("")
+                .to_owned()
+        };
+        let operation = header("X-Amz-Target")
+            .rsplit('.')
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        let authorization = header("Authorization");
+        let access_key_id = authorization
+            .split("Credential=")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or("")
+            .to_owned();
+        let raw = entry["body"].as_str().unwrap_or("");
+        let body = if entry["body_encoded"].as_bool() == Some(true) {
+            base64::engine::general_purpose::STANDARD
+                .decode(raw)
+                .unwrap_or_default()
+        } else {
+            raw.as_bytes().to_vec()
+        };
+        RecordedRequest {
+            operation,
+            access_key_id,
+            body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        }
+    }
 }

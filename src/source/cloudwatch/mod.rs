@@ -8,13 +8,15 @@
 //! * [`window`]: the window arithmetic, pure: which log time each poll
 //!   reads, what a success or failure changes;
 //! * [`poller`]: [`Poller`], the async driver around it for one log group
-//!   (discovery, paging, dedup), and [`read_window`] for one fixed window.
+//!   (discovery, paging, dedup), and [`read_window`] for one fixed window;
+//! * [`sharded`]: [`ShardedLogs`], the streams of this replica's shard only.
 
 pub mod api;
 pub mod aws;
 pub mod poller;
 pub mod recent;
 pub mod retry;
+pub mod sharded;
 pub mod streams;
 pub mod window;
 
@@ -27,4 +29,5 @@ pub use api::{
 };
 pub use aws::AwsLogsApi;
 pub use poller::{PollOutcome, Poller, PollerConfig, PollerState, SeenEvents, read_window};
+pub use sharded::ShardedLogs;
 pub use streams::interface_of_stream;

@@ -1,0 +1,334 @@
+//! `[metrics]` and `[shard]`: the series budget and the replicas that split
+//! the interfaces. Kept apart from the source sections, whose rules they
+//! do not share.
+
+use serde::Deserialize;
+
+use super::{ConfigError, Origins, Parse, parsed, parsed_list};
+use crate::metrics::{DEFAULT_MAX_SERIES_PER_INTERFACE, SeriesBudget, SessionLabel};
+use crate::shard::Shard;
+
+/// The value of `shard.index` that takes the index from the pod name.
+pub const FROM_HOSTNAME: &str = "from-hostname";
+
+/// `[metrics]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Labels of `vpcflow_sessions_total` besides `interface_id`.
+    #[serde(default = "default_session_labels", deserialize_with = "parsed_list")]
+    pub session_labels: Vec<SessionLabel>,
+    /// Series of `vpcflow_sessions_total` one interface may have; at least 1.
+    #[serde(
+        default = "default_max_series_per_interface",
+        deserialize_with = "parsed"
+    )]
+    pub max_series_per_interface: usize,
+}
+
+fn default_session_labels() -> Vec<SessionLabel> {
+    SessionLabel::ALL.to_vec()
+}
+fn default_max_series_per_interface() -> usize {
+    DEFAULT_MAX_SERIES_PER_INTERFACE
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            session_labels: default_session_labels(),
+            max_series_per_interface: default_max_series_per_interface(),
+        }
+    }
+}
+
+impl MetricsConfig {
+    pub(super) fn validate(&self, origins: &Origins) -> Result<(), ConfigError> {
+        for (i, label) in self.session_labels.iter().enumerate() {
+            if let Some(first) = self.session_labels[..i].iter().position(|l| l == label) {
+                return Err(origins.error(
+                    &format!("metrics.session_labels[{i}]"),
+                    format!(
+                        "{:?} is already metrics.session_labels[{first}]",
+                        label.as_str()
+                    ),
+                ));
+            }
+        }
+        if self.max_series_per_interface == 0 {
+            return Err(origins.error(
+                "metrics.max_series_per_interface",
+                "must be at least 1 (drop labels with metrics.session_labels to have fewer series)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// What the metrics module holds to.
+    pub fn budget(&self) -> SeriesBudget {
+        let mut session_labels = self.session_labels.clone();
+        session_labels.sort();
+        SeriesBudget {
+            session_labels,
+            max_series_per_interface: self.max_series_per_interface,
+        }
+    }
+}
+
+impl Parse for SessionLabel {
+    const EXPECTED: &'static str = r#"one of "verdict", "direction", "protocol", "port""#;
+    fn parse(text: &str) -> Option<Self> {
+        SessionLabel::parse(text)
+    }
+}
+
+/// Counts and indexes: whole numbers.
+impl Parse for usize {
+    const EXPECTED: &'static str = "a whole number";
+    fn parse(text: &str) -> Option<Self> {
+        text.parse().ok()
+    }
+}
+
+/// `shard.index` as written: a number, or the ordinal of a StatefulSet pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IndexSource {
+    Fixed(usize),
+    FromHostname,
+}
+
+impl Parse for IndexSource {
+    const EXPECTED: &'static str = r#"a replica index from 0, or "from-hostname""#;
+    fn parse(text: &str) -> Option<Self> {
+        if text == FROM_HOSTNAME {
+            return Some(IndexSource::FromHostname);
+        }
+        text.parse().ok().map(IndexSource::Fixed)
+    }
+}
+
+/// `[shard]` as written.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawShardConfig {
+    #[serde(default = "default_index", deserialize_with = "parsed")]
+    index: IndexSource,
+    #[serde(default = "default_count", deserialize_with = "parsed")]
+    count: usize,
+}
+
+fn default_index() -> IndexSource {
+    IndexSource::Fixed(0)
+}
+fn default_count() -> usize {
+    1
+}
+
+impl Default for RawShardConfig {
+    fn default() -> Self {
+        RawShardConfig {
+            index: default_index(),
+            count: default_count(),
+        }
+    }
+}
+
+/// `[shard]`: this replica's part of the interfaces, which rendezvous
+/// hashing of each interface id gives to exactly one of `count` replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardConfig {
+    /// This replica, from 0; below `count`.
+    pub index: usize,
+    /// Replicas that split the interfaces; at least 1.
+    pub count: usize,
+}
+
+impl Default for ShardConfig {
+    fn default() -> Self {
+        ShardConfig { index: 0, count: 1 }
+    }
+}
+
+impl ShardConfig {
+    pub fn shard(&self) -> Shard {
+        Shard::new(self.index, self.count).expect("validated: index below count")
+    }
+}
+
+impl RawShardConfig {
+    /// `hostname`: the `HOSTNAME` variable, which Kubernetes sets to the pod
+    /// name (`vpc-flow-exporter-2` for ordinal 2 of a StatefulSet).
+    pub(super) fn validate(
+        self,
+        origins: &Origins,
+        hostname: Option<&str>,
+    ) -> Result<ShardConfig, ConfigError> {
+        if self.count == 0 {
+            return Err(origins.error("shard.count", "must be at least 1"));
+        }
+        let index = match self.index {
+            IndexSource::Fixed(index) => index,
+            IndexSource::FromHostname => {
+                hostname.and_then(ordinal_of).ok_or_else(|| {
+                    origins.error(
+                        "shard.index",
+                        format!(
+                            r#""{FROM_HOSTNAME}" needs HOSTNAME set to a StatefulSet pod name ending in -<ordinal> (like "vpc-flow-exporter-2"), got {}"#,
+                            hostname.map_or_else(|| "none".to_owned(), |name| format!("{name:?}"))
+                        ),
+                    )
+                })?
+            }
+        };
+        if index >= self.count {
+            return Err(origins.error(
+                "shard.index",
+                format!("must be below shard.count ({}), got {index}", self.count),
+            ));
+        }
+        Ok(ShardConfig {
+            index,
+            count: self.count,
+        })
+    }
+}
+
+/// The ordinal a StatefulSet gives its pod: the number after the last `-`.
+fn ordinal_of(pod_name: &str) -> Option<usize> {
+    let (_, ordinal) = pod_name.trim().rsplit_once('-')?;
+    if ordinal.is_empty() || !ordinal.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    ordinal.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{ConfigError, load_from};
+    use super::*;
+
+    const GROUP: &str = "[[cloudwatch.log_groups]]\nname = \"/vpc/flow-logs\"\n";
+
+    fn load(extra: &str, env: &[(&str, &str)]) -> Result<super::super::Config, ConfigError> {
+        let env = env
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()));
+        load_from(Some(&format!("{GROUP}{extra}")), "test.toml", env)
+    }
+
+    #[test]
+    fn defaults_keep_every_label_and_one_replica() {
+        let config = load("", &[]).unwrap();
+        assert_eq!(config.metrics, MetricsConfig::default());
+        assert_eq!(config.metrics.budget(), SeriesBudget::default());
+        assert_eq!(config.shard, ShardConfig { index: 0, count: 1 });
+    }
+
+    #[test]
+    fn every_key_parses() {
+        let config = load(
+            "[metrics]\nsession_labels = [\"port\", \"verdict\"]\nmax_series_per_interface = 40\n[shard]\nindex = 2\ncount = 3\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            config.metrics.budget(),
+            SeriesBudget {
+                session_labels: vec![SessionLabel::Verdict, SessionLabel::Port],
+                max_series_per_interface: 40,
+            }
+        );
+        assert_eq!(config.shard, ShardConfig { index: 2, count: 3 });
+    }
+
+    #[test]
+    fn environment_sets_them() {
+        let config = load(
+            "",
+            &[
+                (
+                    "VPC_FLOW_EXPORTER__METRICS__SESSION_LABELS",
+                    "verdict,direction",
+                ),
+                ("VPC_FLOW_EXPORTER__METRICS__MAX_SERIES_PER_INTERFACE", "12"),
+                ("VPC_FLOW_EXPORTER__SHARD__INDEX", "1"),
+                ("VPC_FLOW_EXPORTER__SHARD__COUNT", "4"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            config.metrics.session_labels,
+            [SessionLabel::Verdict, SessionLabel::Direction]
+        );
+        assert_eq!(config.metrics.max_series_per_interface, 12);
+        assert_eq!(config.shard, ShardConfig { index: 1, count: 4 });
+        let empty = load("", &[("VPC_FLOW_EXPORTER__METRICS__SESSION_LABELS", "")]).unwrap();
+        assert!(empty.metrics.session_labels.is_empty());
+    }
+
+    #[test]
+    fn index_from_the_statefulset_pod_name() {
+        let env = [
+            ("VPC_FLOW_EXPORTER__SHARD__INDEX", "from-hostname"),
+            ("VPC_FLOW_EXPORTER__SHARD__COUNT", "3"),
+            ("HOSTNAME", "vpc-flow-exporter-2"),
+        ];
+        assert_eq!(
+            load("", &env).unwrap().shard,
+            ShardConfig { index: 2, count: 3 }
+        );
+        let message = |extra: &str, env: &[(&str, &str)]| load(extra, env).unwrap_err().to_string();
+        assert_eq!(
+            message(
+                "[shard]\nindex = \"from-hostname\"\ncount = 3\n",
+                &[("HOSTNAME", "exporter")]
+            ),
+            r#"test.toml: shard.index: "from-hostname" needs HOSTNAME set to a StatefulSet pod name ending in -<ordinal> (like "vpc-flow-exporter-2"), got "exporter""#
+        );
+        assert_eq!(
+            message(
+                "[shard]\nindex = \"from-hostname\"\ncount = 2\n",
+                &[("HOSTNAME", "vpc-flow-exporter-2")]
+            ),
+            "test.toml: shard.index: must be below shard.count (2), got 2"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let message = |extra: &str| load(extra, &[]).unwrap_err().to_string();
+        assert_eq!(
+            message("[metrics]\nsession_labels = [\"verdict\", \"interface_id\"]\n"),
+            r#"test.toml: metrics.session_labels[1]: expected one of "verdict", "direction", "protocol", "port", got "interface_id""#
+        );
+        assert_eq!(
+            message("[metrics]\nsession_labels = [\"port\", \"port\"]\n"),
+            r#"test.toml: metrics.session_labels[1]: "port" is already metrics.session_labels[0]"#
+        );
+        assert_eq!(
+            message("[metrics]\nmax_series_per_interface = 0\n"),
+            "test.toml: metrics.max_series_per_interface: must be at least 1 (drop labels with metrics.session_labels to have fewer series)"
+        );
+        assert_eq!(
+            message("[shard]\ncount = 0\n"),
+            "test.toml: shard.count: must be at least 1"
+        );
+        assert_eq!(
+            message("[shard]\nindex = -1\ncount = 2\n"),
+            r#"test.toml: shard.index: expected a replica index from 0, or "from-hostname", got -1"#
+        );
+        assert_eq!(
+            message("[shard]\nindex = 1\n"),
+            "test.toml: shard.index: must be below shard.count (1), got 1"
+        );
+    }
+
+    #[test]
+    fn ordinals() {
+        assert_eq!(ordinal_of("vpc-flow-exporter-0"), Some(0));
+        assert_eq!(ordinal_of("web-12"), Some(12));
+        assert_eq!(ordinal_of("web-"), None);
+        assert_eq!(ordinal_of("web-1a"), None);
+        assert_eq!(ordinal_of("web"), None);
+    }
+}
