@@ -10,6 +10,14 @@ use vpc_flow_exporter::config::{SourceConfig, load_from};
 /// File name in `tests/bad-configs/` → the message, after the file's name and `: `.
 const CASES: &[(&str, &str)] = &[
     (
+        "bad-session-label.toml",
+        "metrics.session_labels[1]: expected one of \"verdict\", \"direction\", \"protocol\", \"port\", got \"interface_id\"",
+    ),
+    (
+        "shard-index-not-below-count.toml",
+        "shard.index: must be below shard.count (2), got 2",
+    ),
+    (
         "bad-log-format.toml",
         "files.log_format: unterminated \"${\" in the log format at \"${srcaddr\"",
     ),
@@ -19,7 +27,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "unknown-top-level-key.toml",
-        "unknown key \"log\" (expected one of: server, cloudwatch, files, interfaces, correlation, api)",
+        "unknown key \"log\" (expected one of: server, cloudwatch, files, interfaces, correlation, api, metrics, shard)",
     ),
     (
         "unknown-nested-key.toml",
