@@ -61,6 +61,7 @@ mod tests {
             let mut poller = Poller::new(
                 ShardedLogs::new(fake.clone(), shard),
                 PollerConfig::new("/vpc/flow-logs"),
+                60_000,
             );
             let outcome = poller.poll(60_000).await.unwrap();
             let mine: BTreeSet<String> = outcome
