@@ -10,7 +10,7 @@ use vpc_flow_exporter::analyze::{self, AnalyzeRequest};
 use vpc_flow_exporter::flow::{FormatChoice, RecordFilter, Settings, correlate};
 use vpc_flow_exporter::generate::{self, GeneratorConfig, Style};
 use vpc_flow_exporter::input::InputFormat;
-use vpc_flow_exporter::inspect::{self, InspectRequest};
+use vpc_flow_exporter::inspect::{self, FollowError, InspectRequest};
 use vpc_flow_exporter::report::{OutputFormat, ReportRequest};
 use vpc_flow_exporter::{Error, config, exporter};
 
@@ -73,6 +73,13 @@ struct InspectArgs {
     /// CloudWatch Logs endpoint (VPC endpoints, LocalStack, moto).
     #[arg(long = "endpoint-url", value_name = "URL")]
     endpoint_url: Option<String>,
+    /// Keep polling and print each session as it is decided, like `tail -f`
+    /// (one line each; JSON Lines with --output json). Ctrl-C stops.
+    #[arg(long)]
+    follow: bool,
+    /// With --follow: time between two polls.
+    #[arg(long = "poll-interval", default_value = "10s", value_name = "DURATION")]
+    poll_interval: humantime::Duration,
     #[command(flatten)]
     report: ReportArgs,
 }
@@ -306,6 +313,9 @@ fn run_inspect(args: InspectArgs) -> Result<(), Error> {
         region: args.region,
         endpoint_url: args.endpoint_url,
     };
+    if args.follow {
+        return run_follow(&request, args.poll_interval.into());
+    }
     let now = SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs());
@@ -316,6 +326,38 @@ fn run_inspect(args: InspectArgs) -> Result<(), Error> {
             source,
         })?;
     write_stdout(&text)
+}
+
+fn run_follow(request: &InspectRequest, poll_interval: std::time::Duration) -> Result<(), Error> {
+    if request.report.filter.until.is_some() {
+        return Err(Error::Usage(
+            "--until: --follow reads on from now, it cannot stop at a time".into(),
+        ));
+    }
+    if poll_interval < std::time::Duration::from_secs(1) {
+        return Err(Error::Usage("--poll-interval: at least 1s".into()));
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let result = runtime()?.block_on(inspect::follow(
+        request,
+        poll_interval,
+        &mut out,
+        wait_for_signal(),
+    ));
+    match result {
+        Ok(()) => Ok(()),
+        // The reader went away (`| head`): as tail -f, stop quietly.
+        Err(FollowError::Write(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(FollowError::Write(source)) => Err(Error::Io {
+            what: "writing the sessions",
+            source,
+        }),
+        Err(FollowError::Api(source)) => Err(Error::Api {
+            log_group: request.log_group.clone(),
+            source,
+        }),
+    }
 }
 
 fn write_stdout(text: &str) -> Result<(), Error> {

@@ -248,3 +248,147 @@ fn inspect_narrows_to_one_interface() {
         "only {eni}: {details:?}"
     );
 }
+
+/// `inspect --follow` against a live log group: the sessions already there
+/// are printed first, a session whose records land later is printed when it
+/// is decided, each once although polls re-read their overlap, and SIGTERM
+/// ends it cleanly. Records end a few seconds before they are put, as a
+/// 1-minute flow log delivers them, so the wall-clock watermark (now less
+/// the delivery delay) passes them within seconds with `--reply-grace 2s`.
+#[test]
+fn follow_prints_sessions_as_they_are_decided() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    const ENI: &str = "eni-0f0110";
+    let record = |src: &str, dst: &str, sport: u16, dport: u16, action: &str, start: i64| {
+        format!(
+            "2 123456789010 {ENI} {src} {dst} {sport} {dport} 6 3 180 {start} {} {action} OK",
+            start + 2
+        )
+    };
+    let now = now_s();
+    let moto = Moto::start();
+    exporter::seed(
+        &moto,
+        GROUP,
+        &[(
+            ENI,
+            vec![
+                // Established: both directions, decided at once.
+                record("10.0.0.5", "10.0.9.9", 40000, 443, "ACCEPT", now - 6),
+                record("10.0.9.9", "10.0.0.5", 443, 40000, "ACCEPT", now - 6),
+                // Let in, never answered: decided after the grace.
+                record("192.0.2.7", "10.0.0.5", 50000, 5432, "ACCEPT", now - 5),
+            ],
+        )],
+    );
+    let endpoint = moto.endpoint_url();
+    let mut child = exporter::binary()
+        .args([
+            "inspect",
+            "--follow",
+            "--poll-interval",
+            "1s",
+            "--reply-grace",
+            "2s",
+            "--output",
+            "json",
+            "--log-group",
+            GROUP,
+            "--endpoint-url",
+            &endpoint,
+            "--region",
+            "us-east-1",
+            "--since",
+            "5m",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start inspect --follow");
+    let (lines_in, lines) = mpsc::channel::<String>();
+    let stdout = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_in.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen: Vec<Value> = Vec::new();
+    let mut wait_for = |n: usize, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while seen.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) => seen.push(
+                    serde_json::from_str(&line)
+                        .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}")),
+                ),
+                Err(_) => panic!("{what}: {} lines after 40 s: {seen:?}", seen.len()),
+            }
+        }
+        seen.clone()
+    };
+
+    let first = wait_for(2, "the sessions already in the log group");
+    let verdicts: Vec<&str> = first
+        .iter()
+        .map(|s| s["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(verdicts, ["accepted", "unanswered"], "{first:?}");
+    assert_eq!(first[1]["initiator"], "192.0.2.7:50000");
+    assert_eq!(first[1]["responder"], "10.0.0.5:5432");
+    assert_eq!(first[1]["interface_id"], ENI);
+
+    // A session whose records land while following.
+    let later = now_s();
+    exporter::put_records(
+        &moto,
+        GROUP,
+        ENI,
+        &[record(
+            "198.51.100.3",
+            "10.0.0.5",
+            51000,
+            22,
+            "REJECT",
+            later - 4,
+        )],
+    );
+    let all = wait_for(3, "the session put while following");
+    assert_eq!(all[2]["verdict"], "rejected_inbound", "{all:?}");
+    assert_eq!(all[2]["initiator"], "198.51.100.3:51000");
+
+    // Polls re-read their overlap: nothing is printed twice.
+    std::thread::sleep(Duration::from_secs(4));
+    let extra: Vec<String> = lines.try_iter().collect();
+    assert!(extra.is_empty(), "printed again: {extra:?}");
+
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let exit = common::wait_until(Duration::from_secs(10), "inspect --follow to exit", || {
+        child.try_wait().expect("wait")
+    });
+    assert!(exit.success(), "exit after SIGTERM: {exit}");
+}
+
+#[test]
+fn follow_with_until_is_a_usage_error() {
+    let output = exporter::binary()
+        .args(["inspect", "--follow", "--log-group", GROUP, "--until", "5m"])
+        .output()
+        .expect("run inspect");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--until: --follow reads on from now"),
+        "{stderr}"
+    );
+}

@@ -73,6 +73,23 @@ pub struct SessionDetail {
     pub end: Option<u64>,
 }
 
+impl SessionDetail {
+    pub fn of(session: &SessionReport<'_>) -> SessionDetail {
+        SessionDetail {
+            interface_id: session.interface_id.to_string(),
+            protocol: session.protocol,
+            initiator: session.initiator.to_string(),
+            responder: session.responder.to_string(),
+            direction: session.direction,
+            verdict: session.verdict,
+            packets: session.packets,
+            bytes: session.bytes,
+            start: session.start,
+            end: session.end,
+        }
+    }
+}
+
 /// A responder service port, for "top ports" tables.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ServiceKey {
@@ -165,18 +182,7 @@ impl SessionObserver for Summary {
 
     fn closed(&mut self, session: &SessionReport<'_>) {
         if let Some(details) = &mut self.details {
-            details.push(SessionDetail {
-                interface_id: session.interface_id.to_string(),
-                protocol: session.protocol,
-                initiator: session.initiator.to_string(),
-                responder: session.responder.to_string(),
-                direction: session.direction,
-                verdict: session.verdict,
-                packets: session.packets,
-                bytes: session.bytes,
-                start: session.start,
-                end: session.end,
-            });
+            details.push(SessionDetail::of(session));
         }
     }
 }
