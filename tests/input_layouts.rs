@@ -2,7 +2,9 @@
 //! `analyze` binary, with the counts and verdicts each must give: S3 objects
 //! concatenated (gzip members whose headers differ), a CloudWatch Logs
 //! export file, `aws logs filter-log-events` output, subscription payloads,
-//! and field names spelled with `_` or with a typo.
+//! Parquet written by a real writer (pyarrow, through
+//! `scripts/text-to-parquet`, with the column types AWS documents and other
+//! integer widths), and field names spelled with `_` or with a typo.
 
 use std::io::Write;
 use std::path::Path;
@@ -251,4 +253,127 @@ fn input_format_forces_a_layout() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("flows.log"), "{stderr}");
+}
+
+/// The venv's Python, which has pyarrow (scripts/install-test-deps).
+fn python() -> std::path::PathBuf {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} missing: run scripts/install-test-deps",
+        python.display()
+    );
+    python
+}
+
+/// Writes `text` as Parquet with pyarrow (scripts/text-to-parquet).
+fn to_parquet(text: &Path, parquet: &Path, args: &[&str]) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/text-to-parquet");
+    let output = Command::new(python())
+        .arg(script)
+        .arg(text)
+        .arg(parquet)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "text-to-parquet: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn parquet_written_by_pyarrow_gives_what_its_text_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("rich.log");
+    let generated = Command::new(BIN)
+        .args([
+            "generate",
+            "--style",
+            "rich",
+            "--records",
+            "3000",
+            "--seed",
+            "7",
+        ])
+        .output()
+        .unwrap();
+    assert!(generated.status.success());
+    std::fs::write(&text, &generated.stdout).unwrap();
+    let (expected, _) = analyze(&["--details"], &[&text]);
+    assert!(expected["sessions"]["accepted"].as_u64().unwrap() > 100);
+    // AWS's column types, several row groups; then other integer widths,
+    // signed and unsigned, as tools that rewrite the files choose them.
+    for (name, args) in [
+        ("aws", &["--row-group-size", "1000"][..]),
+        ("narrow", &["--widths", "narrow"][..]),
+        (
+            "unsigned",
+            &["--widths", "unsigned", "--compression", "none"][..],
+        ),
+    ] {
+        let parquet = dir.path().join(format!("{name}.log.parquet"));
+        to_parquet(&text, &parquet, args);
+        let (report, stderr) = analyze(&["--details"], &[&parquet]);
+        assert_eq!(report, expected, "{name}: {stderr}");
+        assert!(!stderr.contains("warning"), "{name}: {stderr}");
+    }
+    // A Parquet file and a text file in one run; and Parquet through stdin.
+    let parquet = dir.path().join("aws.log.parquet");
+    let (both, _) = analyze(&[], &[&parquet, &text]);
+    assert_eq!(
+        both["records"]["total"].as_u64(),
+        expected["records"]["total"].as_u64().map(|total| total * 2)
+    );
+    let mut child = Command::new(BIN)
+        .args(["analyze", "--output", "json", "--details", "-"])
+        .env_clear()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&std::fs::read(&parquet).unwrap())
+        .unwrap();
+    let piped: Value = serde_json::from_slice(&child.wait_with_output().unwrap().stdout).unwrap();
+    assert_eq!(piped, expected);
+}
+
+#[test]
+fn parquet_nulls_are_absent_values_and_a_corrupt_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("nodata.log");
+    std::fs::write(
+        &text,
+        lines(&[
+            V2_HEADER,
+            REQUEST,
+            REPLY,
+            "2 123456789010 eni-c - - - - - - - 1700000000 1700000060 - NODATA",
+        ]),
+    )
+    .unwrap();
+    let parquet = dir.path().join("nodata.log.parquet");
+    to_parquet(&text, &parquet, &[]);
+    let (report, stderr) = analyze(&[], &[&parquet]);
+    assert_eq!(
+        report["records"],
+        json!({"total": 3, "ok": 2, "nodata": 1, "skipdata": 0, "malformed": 0}),
+        "{stderr}"
+    );
+    assert_eq!(report["sessions"]["accepted"], 1);
+
+    let mut corrupt = std::fs::read(&parquet).unwrap();
+    let middle = corrupt.len() / 2;
+    corrupt.truncate(middle);
+    let broken = dir.path().join("broken.log.parquet");
+    std::fs::write(&broken, corrupt).unwrap();
+    let output = run(&[broken.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("broken.log.parquet"), "{stderr}");
 }

@@ -186,6 +186,14 @@ impl Pipeline {
         self.times.new_input();
     }
 
+    /// A new input that carries its own format (a Parquet file's schema),
+    /// whatever the pipeline was told.
+    pub fn begin_input_with_format(&mut self, format: LogFormat) {
+        self.begin_input();
+        self.at_input_start = false;
+        self.switch_format(format);
+    }
+
     pub fn set_time_offset(&mut self, offset: i64) {
         self.time_offset = offset;
     }
@@ -223,13 +231,17 @@ impl Pipeline {
         if line.is_empty() {
             return None;
         }
-        let starts_input = std::mem::take(&mut self.at_input_start);
+        if std::mem::take(&mut self.at_input_start) {
+            // An input is in the format given, or the default one until a
+            // header line says otherwise.
+            let format = match &self.choice {
+                FormatChoice::Auto => LogFormat::default_v2(),
+                FormatChoice::Fixed(format) => format.clone(),
+            };
+            self.switch_format(format);
+        }
         if line[0].is_ascii_lowercase() && self.take_header(line) {
             return None;
-        }
-        if starts_input && self.choice == FormatChoice::Auto {
-            // An input without a header line of its own: the default format.
-            self.switch_format(LogFormat::default_v2());
         }
         if !self.format_told {
             self.tell_format(fallback_interface != "-", observer);

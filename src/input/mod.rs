@@ -7,6 +7,7 @@
 //!   `<ISO-8601 timestamp> <record>`;
 //! * [`json`]: what `aws logs filter-log-events` / `get-log-events` print,
 //!   and CloudWatch Logs subscription payloads (`logEvents[]`);
+//! * [`parquet`]: Parquet as S3 delivers it (typed columns, `_` names).
 //!
 //! The layout is found from the content (gzip magic, then the first bytes
 //! and line) unless the caller forces one. Input is streamed: memory does
@@ -15,6 +16,7 @@
 
 pub mod export;
 pub mod json;
+pub mod parquet;
 pub mod text;
 
 use std::fs::File;
@@ -42,6 +44,8 @@ pub enum InputFormat {
     /// AWS CLI `logs filter-log-events` / `get-log-events` output, or
     /// CloudWatch Logs subscription payloads (`logEvents[]`).
     Json,
+    /// Parquet as S3 delivers it.
+    Parquet,
 }
 
 /// A file that could not be read, named.
@@ -80,16 +84,41 @@ pub fn feed_path(
     observer: &mut impl Observer,
     progress: &dyn Fn(u64),
 ) -> io::Result<()> {
-    let raw: Box<dyn Read + '_> = if path == Path::new("-") {
-        Box::new(io::stdin().lock())
-    } else {
-        Box::new(Counting {
-            inner: File::open(path)?,
-            progress,
-        })
-    };
     let origin = Origin::of_path(path);
+    if path == Path::new("-") {
+        return feed_reader(
+            io::stdin().lock(),
+            &origin,
+            input_format,
+            pipeline,
+            observer,
+        );
+    }
+    let mut file = File::open(path)?;
+    if is_parquet(&mut file, input_format)? {
+        // Parquet reads from the end (its footer): the file itself, not a stream.
+        return parquet::feed(file, &origin, pipeline, observer, progress);
+    }
+    let raw = Counting {
+        inner: file,
+        progress,
+    };
     feed_reader(raw, &origin, input_format, pipeline, observer)
+}
+
+/// Forced, or the file starts with Parquet's magic; the file is left at its start.
+fn is_parquet(file: &mut File, input_format: InputFormat) -> io::Result<bool> {
+    use std::io::{Seek, SeekFrom};
+    match input_format {
+        InputFormat::Parquet => Ok(true),
+        InputFormat::Auto => {
+            let mut magic = [0u8; 4];
+            let read = file.read(&mut magic)?;
+            file.seek(SeekFrom::Start(0))?;
+            Ok(read == 4 && &magic == parquet::MAGIC)
+        }
+        _ => Ok(false),
+    }
 }
 
 /// What a file's place says about its records: an export task writes each
@@ -128,7 +157,23 @@ pub fn feed_reader(
     pipeline: &mut Pipeline,
     observer: &mut impl Observer,
 ) -> io::Result<()> {
-    let (head, raw) = peek(raw)?;
+    let (head, mut raw) = peek(raw)?;
+    let parquet = match input_format {
+        InputFormat::Auto => head.starts_with(parquet::MAGIC),
+        forced => forced == InputFormat::Parquet,
+    };
+    if parquet {
+        // Parquet needs the whole file (its footer comes last): in memory.
+        let mut bytes = Vec::new();
+        raw.read_to_end(&mut bytes)?;
+        return parquet::feed(
+            bytes::Bytes::from(bytes),
+            origin,
+            pipeline,
+            observer,
+            &|_| {},
+        );
+    }
     let mut reader: Box<dyn Read + '_> = if head.starts_with(&GZIP_MAGIC) {
         Box::new(MultiGzDecoder::new(raw))
     } else {
@@ -146,7 +191,9 @@ pub fn feed_reader(
     match layout {
         InputFormat::Json => json::feed(reader, origin, pipeline, observer),
         InputFormat::CloudwatchExport => export::feed(reader, origin, pipeline, observer),
-        InputFormat::Text | InputFormat::Auto => text::feed(reader, origin, pipeline, observer),
+        InputFormat::Text | InputFormat::Auto | InputFormat::Parquet => {
+            text::feed(reader, origin, pipeline, observer)
+        }
     }
 }
 
