@@ -130,6 +130,11 @@ pub struct CloudWatchConfig {
     /// How often the `eni-*` log streams are listed again. At least 1s.
     #[serde(default = "default_discovery_interval", deserialize_with = "parsed")]
     pub discovery_interval: Duration,
+    /// How long one HTTP attempt of an API call may take before the SDK
+    /// gives up on it and retries (a page of 10,000 events is ~1-3 MB). At
+    /// least 100ms.
+    #[serde(default = "default_attempt_timeout", deserialize_with = "parsed")]
+    pub attempt_timeout: Duration,
     /// `[[cloudwatch.log_groups]]`: at least one.
     #[serde(default)]
     pub log_groups: Vec<LogGroupConfig>,
@@ -260,6 +265,9 @@ fn default_max_catchup() -> Duration {
 }
 fn default_discovery_interval() -> Duration {
     Duration::from_secs(5 * 60)
+}
+fn default_attempt_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 fn default_log_format() -> String {
     "auto".to_owned()
@@ -543,6 +551,13 @@ impl CloudWatchConfig {
             "cloudwatch.discovery_interval",
             self.discovery_interval,
             one_second,
+            None,
+        )?;
+        at_least(
+            origins,
+            "cloudwatch.attempt_timeout",
+            self.attempt_timeout,
+            Duration::from_millis(100),
             None,
         )?;
         if self.log_groups.is_empty() {

@@ -53,6 +53,7 @@ pub async fn api(config: &CloudWatchConfig, metrics: Arc<Metrics>) -> AwsLogsApi
         Arc::new(ApiMetrics(metrics)),
     )
     .await
+    .with_attempt_timeout(config.attempt_timeout)
 }
 
 /// What the loops of every log group share.

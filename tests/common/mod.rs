@@ -11,6 +11,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod exporter;
+pub mod fault_proxy;
 pub mod moto;
 pub mod prometheus;
 

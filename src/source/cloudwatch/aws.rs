@@ -88,6 +88,30 @@ impl AwsLogsApi {
         Self::from_client(Client::new(&config), observer)
     }
 
+    /// The same client with another per-attempt timeout (`[cloudwatch]
+    /// attempt_timeout`); the whole call may take three attempts and the
+    /// retryer's backoffs.
+    pub fn with_attempt_timeout(self, attempt: Duration) -> Self {
+        let operation =
+            (attempt * MAX_ATTEMPTS + MAX_BACKOFF * (MAX_ATTEMPTS - 1)).max(OPERATION_TIMEOUT);
+        let config = self
+            .client
+            .config()
+            .to_builder()
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .operation_attempt_timeout(attempt)
+                    .operation_timeout(operation)
+                    .build(),
+            )
+            .build();
+        Self {
+            client: Client::from_conf(config),
+            observer: self.observer,
+        }
+    }
+
     /// Wraps an already configured client (tests, custom setups).
     pub fn from_client(client: Client, observer: Arc<dyn ApiObserver>) -> Self {
         Self { client, observer }
