@@ -234,7 +234,11 @@ fn service_unavailable_at_start_up_still_reads_the_first_window() {
     let mut pair = Pair::start("10s", Some((Fault::Status(503), Some(DESCRIBE))), None);
     put_batch(&pair.moto, 1);
     pair.wait_down(DESCRIBE, "error");
-    assert_eq!(pair.faulty.get("/ready").0, 503, "not ready before a first poll");
+    assert_eq!(
+        pair.faulty.get("/ready").0,
+        503,
+        "not ready before a first poll"
+    );
     std::thread::sleep(Duration::from_secs(12));
     let scrape = pair.faulty.scrape();
     assert_eq!(scrape.sum("vpcflow_up", &[]), 0.0);
