@@ -97,6 +97,54 @@ pub struct ServerConfig {
     /// Address and port that serve `/metrics`, `/healthz` and `/ready`.
     #[serde(default = "default_listen_address", deserialize_with = "parsed")]
     pub listen_address: SocketAddr,
+    /// The exporter-toolkit web configuration (TLS, basic auth, headers);
+    /// `--web.config.file` overrides it. Relative to the working directory.
+    #[serde(default)]
+    pub web_config_file: Option<PathBuf>,
+    /// How long a client may take to send request headers, TLS handshake included.
+    #[serde(default = "default_header_read_timeout", deserialize_with = "parsed")]
+    pub header_read_timeout: Duration,
+    /// How long a kept-alive connection may wait for its next request.
+    #[serde(default = "default_idle_timeout", deserialize_with = "parsed")]
+    pub idle_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+impl ServerConfig {
+    fn validate(&self, origins: &Origins) -> Result<(), ConfigError> {
+        if self.max_connections == 0 {
+            return Err(origins.error(
+                "server.max_connections",
+                "expected at least 1, got 0".to_owned(),
+            ));
+        }
+        for (key, value) in [
+            ("server.header_read_timeout", self.header_read_timeout),
+            ("server.idle_timeout", self.idle_timeout),
+        ] {
+            if value < Duration::from_millis(100) {
+                return Err(origins.error(
+                    key,
+                    format!(
+                        "expected at least 100ms, got {}",
+                        humantime::format_duration(value)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The connection limits of `[server]`.
+    pub fn limits(&self) -> crate::web::Limits {
+        crate::web::Limits {
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+        }
+    }
 }
 
 /// Where flow records come from: exactly one of `[cloudwatch]` and `[files]`.
@@ -253,6 +301,15 @@ impl ApiConfig {
 fn default_listen_address() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 9917))
 }
+fn default_header_read_timeout() -> Duration {
+    crate::web::limits::DEFAULT_HEADER_READ_TIMEOUT
+}
+fn default_idle_timeout() -> Duration {
+    crate::web::limits::DEFAULT_IDLE_TIMEOUT
+}
+fn default_max_connections() -> usize {
+    crate::web::limits::DEFAULT_MAX_CONNECTIONS
+}
 fn default_poll_interval() -> Duration {
     Duration::from_secs(30)
 }
@@ -290,6 +347,10 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen_address: default_listen_address(),
+            web_config_file: None,
+            header_read_timeout: default_header_read_timeout(),
+            idle_timeout: default_idle_timeout(),
+            max_connections: default_max_connections(),
         }
     }
 }
@@ -477,6 +538,7 @@ impl RawConfig {
             (Some(_), Some(_)) => return Err(one_source("both are")),
             (None, None) => return Err(one_source("neither is")),
         };
+        self.server.validate(origins)?;
         for (id, interface) in &self.interfaces {
             let key = format!("interfaces.{id}");
             if !is_eni_id(id) {
@@ -1256,7 +1318,8 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "environment variable VPC_FLOW_EXPORTER__SERVER__LISTEN: \
-             unknown key \"server.listen\" (expected one of: listen_address)"
+             unknown key \"server.listen\" (expected one of: listen_address, \
+             web_config_file, header_read_timeout, idle_timeout, max_connections)"
         );
 
         let err = load_from(

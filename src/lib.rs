@@ -5,6 +5,7 @@
 //! are the offline command; `generate` makes synthetic flow logs; `config`
 //! is the exporter's typed configuration; `metrics` names every metric;
 //! `api` is the drill-down (decided sessions) and the landing page.
+//! `server` serves HTTP behind `web` (TLS, basic auth, limits).
 
 pub mod analyze;
 pub mod api;
@@ -19,6 +20,7 @@ pub mod report;
 pub mod server;
 pub mod shard;
 pub mod source;
+pub mod web;
 
 /// Every way a command can fail, for `main` to print; `metric_label` is a
 /// bounded name for each kind.

@@ -12,7 +12,7 @@ use vpc_flow_exporter::generate::{self, GeneratorConfig, Style};
 use vpc_flow_exporter::input::InputFormat;
 use vpc_flow_exporter::inspect::{self, FollowError, InspectRequest};
 use vpc_flow_exporter::report::{OutputFormat, ReportRequest};
-use vpc_flow_exporter::{Error, config, exporter};
+use vpc_flow_exporter::{Error, config, exporter, web};
 
 #[derive(Parser)]
 #[command(
@@ -136,7 +136,11 @@ struct ServeArgs {
     /// Overrides server.listen_address.
     #[arg(long = "web.listen-address", value_name = "ADDR")]
     listen_address: Option<std::net::SocketAddr>,
-    /// Validate the configuration and exit.
+    /// The Prometheus exporter-toolkit web configuration (YAML: TLS, basic
+    /// auth, headers); overrides server.web_config_file. Re-read when it changes.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    web_config_file: Option<PathBuf>,
+    /// Validate the configuration (and the web configuration) and exit.
     #[arg(long = "check-config")]
     check_config: bool,
 }
@@ -225,6 +229,12 @@ fn run_serve(args: ServeArgs) -> Result<(), Error> {
     })?;
     if let Some(address) = args.listen_address {
         config.server.listen_address = address;
+    }
+    if let Some(path) = args.web_config_file {
+        config.server.web_config_file = Some(path);
+    }
+    if let Some(path) = &config.server.web_config_file {
+        web::load(path).map_err(|error| Error::Usage(format!("web configuration {error}")))?;
     }
     if args.check_config {
         config::check_files_exist(&config).map_err(Error::Usage)?;

@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::server::{self, ServerState};
 use crate::shard::Shard;
 use crate::source::cloudwatch::{DESCRIBE_LOG_STREAMS, FILTER_LOG_EVENTS};
+use crate::web::WatchedConfig;
 
 pub use cloudwatch::feed_events;
 
@@ -33,6 +34,8 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("web configuration {0}")]
+    Web(#[from] crate::web::WebConfigError),
     #[error("{key}: {source}")]
     Format {
         key: String,
@@ -212,6 +215,10 @@ fn describe_source(config: &Config) -> String {
 /// Runs the exporter until `shutdown` turns true.
 pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<(), StartError> {
     let (settings, facts) = core_settings(&config);
+    let web = match &config.server.web_config_file {
+        Some(path) => WatchedConfig::load(path)?,
+        None => WatchedConfig::open(),
+    };
     let address = config.server.listen_address;
     let listener = TcpListener::bind(address)
         .await
@@ -301,7 +308,13 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
             let _ = shutdown.wait_for(|stop| *stop).await;
         }
     };
-    let server = tokio::spawn(server::serve(listener, state.clone(), server_shutdown));
+    let server = tokio::spawn(server::serve(
+        listener,
+        state.clone(),
+        web,
+        config.server.limits(),
+        server_shutdown,
+    ));
     let _ = shutdown.wait_for(|stop| *stop).await;
     tracing::info!("Shutting down");
     for task in tasks {
