@@ -296,3 +296,21 @@ fn check_config_reports_a_bad_web_config_and_passes_a_good_one() {
          TLS10 cannot be served: rustls implements TLS12 and TLS13 only"
     );
 }
+
+#[test]
+fn the_deploy_example_loads_with_its_certificates_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/web-config.yml");
+    std::fs::copy(example, dir.path().join("web.yml")).unwrap();
+    let ca = Ca::new("client CA");
+    let server = Ca::new("server CA").server("vpc-flow-exporter");
+    write(dir.path(), "ca.crt", &ca.pem());
+    write(dir.path(), "tls.crt", &server.cert);
+    write(dir.path(), "tls.key", &server.key);
+    let config = web::load(&dir.path().join("web.yml"))
+        .unwrap_or_else(|error| panic!("{}", message(dir.path(), error)));
+    assert!(config.is_excluded("/healthz") && config.is_excluded("/ready"));
+    assert!(!config.is_excluded("/metrics") && !config.is_excluded("/"));
+    assert!(config.tls.as_ref().unwrap().client_cert_per_request);
+    assert!(!config.basic_auth.is_empty());
+}
