@@ -40,7 +40,7 @@
 
 mod scale;
 
-pub use scale::{FROM_HOSTNAME, MetricsConfig, ShardConfig};
+pub use scale::{FROM_HOSTNAME, MetricsConfig, ShardConfig, account_of_role};
 
 use crate::flow::correlate;
 use std::collections::BTreeMap;
@@ -201,6 +201,18 @@ pub struct LogGroupConfig {
     /// ENI ids to read; empty means every interface stream of the group.
     #[serde(default)]
     pub interfaces: Vec<String>,
+    /// The group's region; default `[cloudwatch] region`.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// A role to read the group as (STS AssumeRole), e.g. in another account.
+    #[serde(default)]
+    pub role_arn: Option<String>,
+    /// `ExternalId` of the AssumeRole call; only with `role_arn`.
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// `RoleSessionName` of the AssumeRole call; only with `role_arn`.
+    #[serde(default)]
+    pub session_name: Option<String>,
 }
 
 /// `[files]`.
@@ -633,14 +645,18 @@ impl CloudWatchConfig {
             if group.name.is_empty() {
                 return Err(origins.error(&format!("{key}.name"), "must not be empty"));
             }
-            if let Some(first) = self.log_groups[..i]
-                .iter()
-                .position(|g| g.name == group.name)
-            {
+            scale::check_group_access(origins, &key, group)?;
+            // Same-named groups of other accounts or regions are other groups.
+            if let Some(first) = self.log_groups[..i].iter().position(|g| {
+                g.name == group.name
+                    && g.region.as_ref().or(self.region.as_ref())
+                        == group.region.as_ref().or(self.region.as_ref())
+                    && g.role_arn == group.role_arn
+            }) {
                 return Err(origins.error(
                     &format!("{key}.name"),
                     format!(
-                        "{:?} is already read by cloudwatch.log_groups[{first}]",
+                        "{:?} is already read by cloudwatch.log_groups[{first}] (same region and role_arn)",
                         group.name
                     ),
                 ));
@@ -1119,6 +1135,10 @@ mod tests {
                 name: "/vpc/flow-logs".into(),
                 log_format: "auto".into(),
                 interfaces: vec![],
+                region: None,
+                role_arn: None,
+                external_id: None,
+                session_name: None,
             }]
         );
     }

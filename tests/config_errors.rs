@@ -35,7 +35,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "unknown-log-group-key.toml",
-        "unknown key \"cloudwatch.log_groups[0].format\" (expected one of: name, log_format, interfaces)",
+        "unknown key \"cloudwatch.log_groups[0].format\" (expected one of: name, log_format, interfaces, region, role_arn, external_id, session_name)",
     ),
     (
         "both-sources.toml",
@@ -91,7 +91,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "duplicate-log-group.toml",
-        "cloudwatch.log_groups[1].name: \"/vpc/flow-logs\" is already read by cloudwatch.log_groups[0]",
+        "cloudwatch.log_groups[1].name: \"/vpc/flow-logs\" is already read by cloudwatch.log_groups[0] (same region and role_arn)",
     ),
     (
         "bad-eni-in-log-group.toml",

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use super::{ConfigError, Origins, Parse, parsed, parsed_list};
+use super::{ConfigError, LogGroupConfig, Origins, Parse, parsed, parsed_list};
 use crate::metrics::{DEFAULT_MAX_SERIES_PER_INTERFACE, SeriesBudget, SessionLabel};
 use crate::shard::Shard;
 
@@ -88,6 +88,88 @@ impl Parse for usize {
     fn parse(text: &str) -> Option<Self> {
         text.parse().ok()
     }
+}
+
+/// A role ARN: `arn:<partition>:iam::<12-digit account>:role/<path and name>`.
+const ROLE_ARN_EXAMPLE: &str =
+    r#"a role ARN like "arn:aws:iam::222222222222:role/vpc-flow-exporter""#;
+
+/// `region`, `role_arn`, `external_id` and `session_name` of one
+/// `[[cloudwatch.log_groups]]` entry at `key`.
+pub(super) fn check_group_access(
+    origins: &Origins,
+    key: &str,
+    group: &LogGroupConfig,
+) -> Result<(), ConfigError> {
+    if group.region.as_deref().is_some_and(str::is_empty) {
+        return Err(origins.error(
+            &format!("{key}.region"),
+            "must not be empty (leave it out for cloudwatch.region)",
+        ));
+    }
+    if let Some(role_arn) = &group.role_arn
+        && account_of_role(role_arn).is_none()
+    {
+        return Err(origins.error(
+            &format!("{key}.role_arn"),
+            format!("expected {ROLE_ARN_EXAMPLE}, got {role_arn:?}"),
+        ));
+    }
+    for (name, value) in [
+        ("external_id", &group.external_id),
+        ("session_name", &group.session_name),
+    ] {
+        if value.is_some() && group.role_arn.is_none() {
+            return Err(origins.error(
+                &format!("{key}.{name}"),
+                format!("is used only with {key}.role_arn, which is not set"),
+            ));
+        }
+    }
+    if let Some(name) = &group.session_name {
+        // STS's rule for RoleSessionName, except its 64-character limit,
+        // which STS itself reports (and the exporter logs and retries).
+        let allowed = |c: char| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c);
+        if name.len() < 2 || !name.chars().all(allowed) {
+            return Err(origins.error(
+                &format!("{key}.session_name"),
+                format!(
+                    "expected at least 2 letters, digits or any of + = , . @ _ -, got {name:?}"
+                ),
+            ));
+        }
+    }
+    if let Some(external_id) = &group.external_id
+        && external_id.len() < 2
+    {
+        return Err(origins.error(
+            &format!("{key}.external_id"),
+            "must be at least 2 characters, as STS requires",
+        ));
+    }
+    Ok(())
+}
+
+/// The account of a role ARN, or `None` when `arn` is not one.
+pub fn account_of_role(arn: &str) -> Option<&str> {
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    let valid = !partition.is_empty()
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && resource
+            .strip_prefix("role/")
+            .is_some_and(|name| !name.is_empty());
+    valid.then_some(account)
 }
 
 /// `shard.index` as written: a number, or the ordinal of a StatefulSet pod.
@@ -321,6 +403,83 @@ mod tests {
             message("[shard]\nindex = 1\n"),
             "test.toml: shard.index: must be below shard.count (1), got 1"
         );
+    }
+
+    #[test]
+    fn group_access_keys() {
+        let groups = r#"
+            [cloudwatch]
+            region = "us-east-1"
+            [[cloudwatch.log_groups]]
+            name = "/vpc/flow-logs"
+            [[cloudwatch.log_groups]]
+            name = "/vpc/flow-logs"
+            region = "eu-west-1"
+            [[cloudwatch.log_groups]]
+            name = "/vpc/flow-logs"
+            role_arn = "arn:aws:iam::222222222222:role/reader"
+            external_id = "org-7"
+            session_name = "vpc-flow-exporter"
+        "#;
+        let config = load_from(Some(groups), "test.toml", Vec::new()).unwrap();
+        let super::super::SourceConfig::CloudWatch(cloudwatch) = &config.source else {
+            panic!("a CloudWatch source");
+        };
+        assert_eq!(
+            cloudwatch.log_groups[1].region.as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            cloudwatch.log_groups[2].external_id.as_deref(),
+            Some("org-7")
+        );
+        let message = |group: &str| {
+            let text = format!(
+                "[cloudwatch]\nregion = \"us-east-1\"\n[[cloudwatch.log_groups]]\nname = \"/a\"\n{group}"
+            );
+            load_from(Some(&text), "test.toml", Vec::new())
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            message("role_arn = \"arn:aws:iam::2222:role/x\"\n"),
+            r#"test.toml: cloudwatch.log_groups[0].role_arn: expected a role ARN like "arn:aws:iam::222222222222:role/vpc-flow-exporter", got "arn:aws:iam::2222:role/x""#
+        );
+        assert_eq!(
+            message("external_id = \"org-7\"\n"),
+            "test.toml: cloudwatch.log_groups[0].external_id: is used only with cloudwatch.log_groups[0].role_arn, which is not set"
+        );
+        assert_eq!(
+            message("role_arn = \"arn:aws:iam::222222222222:role/x\"\nsession_name = \"a b\"\n"),
+            r#"test.toml: cloudwatch.log_groups[0].session_name: expected at least 2 letters, digits or any of + = , . @ _ -, got "a b""#
+        );
+        assert_eq!(
+            message("region = \"\"\n"),
+            "test.toml: cloudwatch.log_groups[0].region: must not be empty (leave it out for cloudwatch.region)"
+        );
+        // The default region named explicitly is the same group.
+        let text = "[cloudwatch]\nregion = \"us-east-1\"\n[[cloudwatch.log_groups]]\nname = \"/a\"\n[[cloudwatch.log_groups]]\nname = \"/a\"\nregion = \"us-east-1\"\n";
+        assert_eq!(
+            load_from(Some(text), "test.toml", Vec::new())
+                .unwrap_err()
+                .to_string(),
+            r#"test.toml: cloudwatch.log_groups[1].name: "/a" is already read by cloudwatch.log_groups[0] (same region and role_arn)"#
+        );
+    }
+
+    #[test]
+    fn role_accounts() {
+        assert_eq!(
+            account_of_role("arn:aws:iam::222222222222:role/a/b"),
+            Some("222222222222")
+        );
+        assert_eq!(
+            account_of_role("arn:aws-cn:iam::222222222222:role/a"),
+            Some("222222222222")
+        );
+        assert_eq!(account_of_role("arn:aws:iam::222222222222:user/a"), None);
+        assert_eq!(account_of_role("arn:aws:iam::22222222222a:role/a"), None);
+        assert_eq!(account_of_role("arn:aws:iam::222222222222:role/"), None);
     }
 
     #[test]

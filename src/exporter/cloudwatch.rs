@@ -16,6 +16,7 @@ use crate::flow::clock::wall_clock_watermark;
 use crate::flow::{Observer, Pipeline};
 use crate::metrics::{FlowMetrics, Metrics};
 use crate::shard::Shard;
+use crate::source::aws_clients::{Access, AwsClients};
 use crate::source::cloudwatch::{
     ApiError, ApiObserver, AwsLogsApi, LogEvent, PollOutcome, Poller, PollerConfig, ShardedLogs,
     interface_of_stream,
@@ -45,15 +46,14 @@ impl ApiObserver for ApiMetrics {
     }
 }
 
-/// The SDK client every log group's loop shares.
-pub async fn api(config: &CloudWatchConfig, metrics: Arc<Metrics>) -> AwsLogsApi {
-    AwsLogsApi::new(
-        config.region.clone(),
+/// The SDK clients of the log groups: one per region and role, each with
+/// the configured per-attempt timeout.
+pub fn clients(config: &CloudWatchConfig, metrics: Arc<Metrics>) -> AwsClients {
+    AwsClients::new(
         config.endpoint_url.clone(),
+        config.attempt_timeout,
         Arc::new(ApiMetrics(metrics)),
     )
-    .await
-    .with_attempt_timeout(config.attempt_timeout)
 }
 
 /// What the loops of every log group share.
@@ -79,12 +79,16 @@ pub struct GroupLoop {
     lookback: Duration,
     /// How the sessions' records are read again (`inspect`).
     proof: ProofSource,
+    /// The group in logs, with its account and region: same-named groups
+    /// of other accounts or regions are other groups.
+    group: String,
 }
 
 impl GroupLoop {
     pub fn new(
         config: &CloudWatchConfig,
         group: &LogGroupConfig,
+        access: Access,
         api: AwsLogsApi,
         pipeline: Pipeline,
         shared: Shared,
@@ -110,10 +114,11 @@ impl GroupLoop {
             lookback: config.lookback,
             proof: ProofSource::LogGroup {
                 name: group.name.clone(),
-                region: config.region.clone(),
+                region: access.region.clone(),
                 endpoint_url: config.endpoint_url.clone(),
                 log_format: group.log_format.clone(),
             },
+            group: access.describe(&group.name),
         }
     }
 
@@ -134,7 +139,7 @@ impl GroupLoop {
                         .health
                         .poll_succeeded(&mut source, started.elapsed());
                     tracing::debug!(
-                        log_group = self.poller.log_group(),
+                        log_group = %self.group,
                         fetched = outcome.fetched,
                         new = outcome.new,
                         calls = outcome.api_calls,
@@ -158,7 +163,7 @@ impl GroupLoop {
     /// Retriable failures are the service's to fix and are retried; the
     /// others (permissions, a missing log group) need an operator.
     fn log_failure(&self, error: &ApiError) {
-        let log_group = self.poller.log_group();
+        let log_group = self.group.as_str();
         if error.is_retriable() {
             tracing::warn!(log_group, operation = error.operation(), kind = error.metric_label(), %error,
                 "Poll failed; its window will be read again");
@@ -178,7 +183,7 @@ impl GroupLoop {
                 .catchup_skipped
                 .inc_by(u64::try_from(outcome.skipped_ms / 1000).unwrap_or(0));
             tracing::error!(
-                log_group = self.poller.log_group(),
+                log_group = %self.group,
                 skipped_seconds = outcome.skipped_ms / 1000,
                 "An outage outlasted max_catchup: records in the skipped time were never read"
             );

@@ -20,6 +20,7 @@ use crate::flow::{FormatChoice, FormatError, InterfaceFacts, Pipeline, Settings}
 use crate::metrics::Metrics;
 use crate::server::{self, ServerState};
 use crate::shard::Shard;
+use crate::source::aws_clients::{ASSUME_ROLE, Access};
 use crate::source::cloudwatch::{DESCRIBE_LOG_STREAMS, FILTER_LOG_EVENTS};
 use crate::web::WatchedConfig;
 
@@ -261,6 +262,9 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     match &config.source {
         SourceConfig::CloudWatch(cloudwatch) => {
             metrics.expect_operations(&[FILTER_LOG_EVENTS, DESCRIBE_LOG_STREAMS]);
+            if cloudwatch.log_groups.iter().any(|g| g.role_arn.is_some()) {
+                metrics.expect_operations(&[ASSUME_ROLE]);
+            }
             let mut loops = Vec::new();
             for (index, group) in cloudwatch.log_groups.iter().enumerate() {
                 let key = format!("cloudwatch.log_groups[{index}].log_format");
@@ -273,12 +277,15 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
                 watched: Arc::new(AtomicUsize::new(0)),
                 shard,
             };
-            let api = cloudwatch::api(cloudwatch, metrics.clone()).await;
+            let mut clients = cloudwatch::clients(cloudwatch, metrics.clone());
             for (group, pipeline) in loops {
+                let access = Access::of(group, cloudwatch.region.as_deref());
+                let api = clients.client(&access).await;
                 let group_loop = cloudwatch::GroupLoop::new(
                     cloudwatch,
                     group,
-                    api.clone(),
+                    access,
+                    api,
                     pipeline,
                     shared.clone(),
                 );

@@ -4,6 +4,9 @@
 //! * [`cloudwatch`]: polls CloudWatch Logs (`FilterLogEvents`), re-reading an
 //!   overlap window for late records and dropping events already seen.
 //! * [`files`]: flow-log files, read once or replayed with times shifted to now.
+//! * [`aws_clients`]: one CloudWatch Logs client per region and role (STS
+//!   AssumeRole into other accounts), shared by the groups that use it.
 
+pub mod aws_clients;
 pub mod cloudwatch;
 pub mod files;

@@ -14,6 +14,7 @@ pub mod exporter;
 pub mod fault_proxy;
 pub mod moto;
 pub mod prometheus;
+pub mod sts_proxy;
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};

@@ -40,6 +40,36 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// One call, all attempts and backoffs included.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// The AWS config chain with the exporter's retry and timeout settings,
+/// `region` over the chain's and `endpoint_url` (moto, VPC endpoints)
+/// replacing AWS's for every service, STS included.
+pub fn sdk_loader(
+    region: Option<String>,
+    endpoint_url: Option<String>,
+) -> aws_config::ConfigLoader {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(MAX_ATTEMPTS)
+                .with_initial_backoff(INITIAL_BACKOFF)
+                .with_max_backoff(MAX_BACKOFF),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .operation_timeout(OPERATION_TIMEOUT)
+                .build(),
+        );
+    if let Some(region) = region {
+        loader = loader.region(aws_config::Region::new(region));
+    }
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader
+}
+
 /// CloudWatch Logs through the AWS SDK. Cheap to clone (the client is
 /// shared), so several pollers can use one.
 #[derive(Clone)]
@@ -64,27 +94,7 @@ impl AwsLogsApi {
         endpoint_url: Option<String>,
         observer: Arc<dyn ApiObserver>,
     ) -> Self {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(MAX_ATTEMPTS)
-                    .with_initial_backoff(INITIAL_BACKOFF)
-                    .with_max_backoff(MAX_BACKOFF),
-            )
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                    .operation_timeout(OPERATION_TIMEOUT)
-                    .build(),
-            );
-        if let Some(region) = region {
-            loader = loader.region(aws_config::Region::new(region));
-        }
-        if let Some(url) = endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        let config = loader.load().await;
+        let config = sdk_loader(region, endpoint_url).load().await;
         Self::from_client(Client::new(&config), observer)
     }
 

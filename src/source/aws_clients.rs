@@ -1,0 +1,235 @@
+//! The CloudWatch Logs clients of one exporter: one per (region, role) —
+//! a role names its account — shared by every log group that reads with
+//! it. A group with `role_arn` reads with credentials from STS AssumeRole
+//! (aws-config's `AssumeRoleProvider`: base credentials from the standard
+//! chain, the assumed ones cached by the SDK's identity cache and renewed
+//! before they expire). Every AssumeRole call is reported to the
+//! [`ApiObserver`] as operation [`ASSUME_ROLE`], and a failure is logged
+//! with the role: the group's polls then fail and are retried with
+//! backoff, and other groups are not affected.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_config::sts::AssumeRoleProvider;
+use aws_credential_types::provider::{self, ProvideCredentials, SharedCredentialsProvider};
+use aws_sdk_cloudwatchlogs::Client;
+use aws_sdk_cloudwatchlogs::error::DisplayErrorContext;
+
+use super::cloudwatch::aws::sdk_loader;
+use super::cloudwatch::{ApiObserver, AwsLogsApi};
+use crate::config::{LogGroupConfig, account_of_role};
+
+/// Operation label of STS `AssumeRole` (metrics, logs).
+pub const ASSUME_ROLE: &str = "AssumeRole";
+
+/// `RoleSessionName` when the group sets none: CloudTrail in the other
+/// account shows it.
+pub const DEFAULT_SESSION_NAME: &str = "vpc-flow-exporter";
+
+/// Where and as whom one log group is read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Access {
+    /// `None`: the AWS default chain decides.
+    pub region: Option<String>,
+    pub role: Option<Role>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Role {
+    pub arn: String,
+    pub external_id: Option<String>,
+    pub session_name: String,
+}
+
+impl Access {
+    /// The access of `group`, its region defaulting to `default_region`.
+    pub fn of(group: &LogGroupConfig, default_region: Option<&str>) -> Access {
+        Access {
+            region: group
+                .region
+                .clone()
+                .or_else(|| default_region.map(str::to_owned)),
+            role: group.role_arn.as_ref().map(|arn| Role {
+                arn: arn.clone(),
+                external_id: group.external_id.clone(),
+                session_name: group
+                    .session_name
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_SESSION_NAME.to_owned()),
+            }),
+        }
+    }
+
+    /// The role's account; `None` for the base credentials' own account.
+    pub fn account_id(&self) -> Option<&str> {
+        self.role
+            .as_ref()
+            .and_then(|role| account_of_role(&role.arn))
+    }
+
+    /// How a group read with this access is named in logs:
+    /// `222222222222/eu-west-1:/vpc/flow-logs`, `us-east-1:/vpc/flow-logs`.
+    pub fn describe(&self, log_group: &str) -> String {
+        let region = self.region.as_deref().unwrap_or("default-region");
+        match self.account_id() {
+            Some(account) => format!("{account}/{region}:{log_group}"),
+            None => format!("{region}:{log_group}"),
+        }
+    }
+}
+
+/// The clients, built on first use and shared.
+pub struct AwsClients {
+    endpoint_url: Option<String>,
+    attempt_timeout: Duration,
+    observer: Arc<dyn ApiObserver>,
+    clients: HashMap<Access, AwsLogsApi>,
+}
+
+impl AwsClients {
+    /// `endpoint_url` replaces AWS's endpoints, STS's included (moto);
+    /// `attempt_timeout` bounds each HTTP attempt of the Logs calls.
+    pub fn new(
+        endpoint_url: Option<String>,
+        attempt_timeout: Duration,
+        observer: Arc<dyn ApiObserver>,
+    ) -> AwsClients {
+        AwsClients {
+            endpoint_url,
+            attempt_timeout,
+            observer,
+            clients: HashMap::new(),
+        }
+    }
+
+    /// The client for `access`, shared with every group of the same access.
+    pub async fn client(&mut self, access: &Access) -> AwsLogsApi {
+        if let Some(client) = self.clients.get(access) {
+            return client.clone();
+        }
+        let base = sdk_loader(access.region.clone(), self.endpoint_url.clone())
+            .load()
+            .await;
+        let config = match &access.role {
+            None => base,
+            Some(role) => {
+                let mut builder = AssumeRoleProvider::builder(role.arn.clone())
+                    .configure(&base)
+                    .session_name(role.session_name.clone());
+                if let Some(external_id) = &role.external_id {
+                    builder = builder.external_id(external_id.clone());
+                }
+                let provider = ObservedRole {
+                    inner: builder.build().await,
+                    role_arn: role.arn.clone(),
+                    observer: self.observer.clone(),
+                };
+                base.into_builder()
+                    .credentials_provider(SharedCredentialsProvider::new(provider))
+                    .build()
+            }
+        };
+        let client = AwsLogsApi::from_client(Client::new(&config), self.observer.clone())
+            .with_attempt_timeout(self.attempt_timeout);
+        self.clients.insert(access.clone(), client.clone());
+        client
+    }
+
+    /// Clients built so far: one per distinct access.
+    pub fn len(&self) -> usize {
+        self.clients.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.clients.is_empty()
+    }
+}
+
+/// An AssumeRole provider whose calls are counted and whose failures are
+/// logged with the role they were for.
+struct ObservedRole {
+    inner: AssumeRoleProvider,
+    role_arn: String,
+    observer: Arc<dyn ApiObserver>,
+}
+
+impl fmt::Debug for ObservedRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObservedRole")
+            .field("role_arn", &self.role_arn)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProvideCredentials for ObservedRole {
+    fn provide_credentials<'a>(&'a self) -> provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        provider::future::ProvideCredentials::new(async move {
+            let started = Instant::now();
+            let result = self.inner.provide_credentials().await;
+            let outcome = if result.is_ok() { "success" } else { "error" };
+            self.observer
+                .api_call(ASSUME_ROLE, outcome, started.elapsed().as_secs_f64());
+            match &result {
+                Ok(_) => tracing::debug!(role_arn = %self.role_arn, "Assumed role"),
+                Err(error) => tracing::warn!(
+                    role_arn = %self.role_arn,
+                    error = %DisplayErrorContext(error),
+                    "AssumeRole failed: the log groups read with this role are retried with backoff (check the role's trust policy, external_id and the exporter's sts:AssumeRole permission)"
+                ),
+            }
+            result
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(extra: &str) -> LogGroupConfig {
+        let text = format!("name = \"/vpc/flow-logs\"\n{extra}");
+        toml_group(&text)
+    }
+
+    fn toml_group(text: &str) -> LogGroupConfig {
+        let config = crate::config::load_from(
+            Some(&format!("[cloudwatch]\n[[cloudwatch.log_groups]]\n{text}")),
+            "test.toml",
+            Vec::new(),
+        )
+        .unwrap();
+        match config.source {
+            crate::config::SourceConfig::CloudWatch(mut cloudwatch) => {
+                cloudwatch.log_groups.remove(0)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn access_names_region_and_account() {
+        let plain = Access::of(&group(""), Some("us-east-1"));
+        assert_eq!(plain.describe("/g"), "us-east-1:/g");
+        assert_eq!(plain.account_id(), None);
+        let other = Access::of(
+            &group("region = \"eu-west-1\"\nrole_arn = \"arn:aws:iam::222222222222:role/r\"\n"),
+            Some("us-east-1"),
+        );
+        assert_eq!(other.describe("/g"), "222222222222/eu-west-1:/g");
+        assert_eq!(
+            other.role.as_ref().unwrap().session_name,
+            DEFAULT_SESSION_NAME
+        );
+        assert_ne!(plain, other);
+        assert_eq!(
+            Access::of(&group(""), None).describe("/g"),
+            "default-region:/g"
+        );
+    }
+}
