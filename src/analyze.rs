@@ -1,9 +1,13 @@
-//! `vpc-flow-exporter analyze`: offline analysis of flow-log files. The
+//! `vpc-flow-exporter analyze`: offline analysis of flow-log files, on
+//! one thread or, sharded by interface, on every core ([`parallel`]). The
 //! command line draws the progress bar; the readers only report bytes.
+
+mod parallel;
 
 use std::io::{self, IsTerminal};
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::thread;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -20,28 +24,46 @@ pub struct AnalyzeRequest {
     pub paths: Vec<PathBuf>,
     pub input_format: input::InputFormat,
     pub report: ReportRequest,
+    /// Worker threads: 1 for the single-threaded path, 0 for one per core.
+    pub threads: usize,
 }
 
-/// Reads every file and returns the finished summary.
+impl AnalyzeRequest {
+    fn workers(&self) -> usize {
+        match self.threads {
+            0 => thread::available_parallelism().map_or(1, usize::from),
+            threads => threads,
+        }
+    }
+}
+
+/// Reads every file and returns the finished summary; the same whatever
+/// the number of threads.
 pub fn analyze(request: &AnalyzeRequest) -> Result<Summary, input::InputError> {
-    let (mut pipeline, mut summary) = request.report.start();
     let bar = progress_bar(&request.paths);
     let progress = |bytes: u64| {
         if let Some(bar) = &bar {
             bar.inc(bytes);
         }
     };
-    input::feed_files(
-        &request.paths,
-        request.input_format,
-        &mut pipeline,
-        &mut summary,
-        &progress,
-    )?;
+    let workers = request.workers();
+    let summary = if workers > 1 && parallel::applies(&request.paths, request.input_format) {
+        parallel::analyze(&request.paths, &request.report, workers, &progress)?
+    } else {
+        let (mut pipeline, mut summary) = request.report.start();
+        input::feed_files(
+            &request.paths,
+            request.input_format,
+            &mut pipeline,
+            &mut summary,
+            &progress,
+        )?;
+        request.report.finish(pipeline, summary)
+    };
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    Ok(request.report.finish(pipeline, summary))
+    Ok(summary)
 }
 
 /// Runs the command: the rendered report, and the warnings about the

@@ -5,11 +5,30 @@
 //! known by construction and tests can hold the core to them. Output is
 //! deterministic for a seed. Records of one capture window (60 s) are
 //! shuffled, as AWS delivers them in any order.
+//!
+//! Two shapes: the scenarios below (every edge case the rules know, on a
+//! few interfaces), and [`realistic`] traffic (a busy VPC's mix on many
+//! interfaces) for benchmarks.
 
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
 
 use crate::flow::VerdictCounts;
+
+mod realistic;
+
+pub use realistic::{RealisticConfig, generate_realistic};
+
+/// What kind of traffic is generated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shape {
+    /// Every scenario the rules know (long-lived sessions, stray rejects,
+    /// replies in the next window, …) on a few interfaces.
+    Scenarios,
+    /// A busy VPC: many interfaces, a fixed number of records per window,
+    /// mostly pairs and scanners' rejects (version-2 records only).
+    Realistic,
+}
 
 /// Which fields the generated records carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

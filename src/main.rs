@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use clap::{Args, Parser, Subcommand};
 use vpc_flow_exporter::analyze::{self, AnalyzeRequest};
 use vpc_flow_exporter::flow::{FormatChoice, RecordFilter, Settings, correlate};
-use vpc_flow_exporter::generate::{self, GeneratorConfig, Style};
+use vpc_flow_exporter::generate::{self, GeneratorConfig, RealisticConfig, Shape, Style};
 use vpc_flow_exporter::input::InputFormat;
 use vpc_flow_exporter::inspect::{self, FollowError, InspectRequest};
 use vpc_flow_exporter::report::{OutputFormat, ReportRequest};
@@ -58,6 +58,10 @@ struct AnalyzeArgs {
     /// How the files hold their records; `auto` tells from their content.
     #[arg(long = "input-format", value_enum, default_value = "auto")]
     input_format: InputFormat,
+    /// Worker threads, sessions sharded by interface (same results on
+    /// any number): 0 for one per core, 1 for a single thread.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    threads: usize,
     #[command(flatten)]
     report: ReportArgs,
 }
@@ -152,11 +156,19 @@ struct GenerateArgs {
     records: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    #[arg(long, default_value_t = 4)]
-    interfaces: usize,
-    /// Sessions started in each 60-second capture window.
+    /// `scenarios`: every case the rules know, on a few interfaces;
+    /// `realistic`: a busy VPC's mix (pairs, scanners' rejects, NODATA, …).
+    #[arg(long, value_enum, default_value = "scenarios")]
+    shape: Shape,
+    /// Interfaces with traffic (default: 4; 200 with --shape realistic).
+    #[arg(long)]
+    interfaces: Option<usize>,
+    /// Sessions started in each 60-second capture window (scenarios shape).
     #[arg(long = "sessions-per-window", default_value_t = 400)]
     sessions_per_window: usize,
+    /// Records in each 60-second capture window (realistic shape).
+    #[arg(long = "records-per-window", default_value_t = 20_000)]
+    records_per_window: usize,
     /// `v2`: default format, no header; `rich`: S3 header with tcp-flags, refused and NAT traffic.
     #[arg(long, value_enum, default_value = "v2")]
     style: Style,
@@ -308,6 +320,7 @@ fn run_analyze(args: AnalyzeArgs) -> Result<(), Error> {
         report: report_request(&args.report)?,
         paths: args.files,
         input_format: args.input_format,
+        threads: args.threads,
     };
     let (text, warnings) = analyze::run(&request)?;
     for warning in warnings {
@@ -380,17 +393,37 @@ fn write_stdout(text: &str) -> Result<(), Error> {
 }
 
 fn run_generate(args: GenerateArgs) -> Result<(), Error> {
-    let config = GeneratorConfig {
-        seed: args.seed,
-        records: args.records,
-        interfaces: args.interfaces,
-        sessions_per_window: args.sessions_per_window,
-        start_time: args.start,
-        style: args.style,
-    };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let expected = generate::generate(&config, &mut out).map_err(|source| Error::Io {
+    let written = match args.shape {
+        Shape::Scenarios => generate::generate(
+            &GeneratorConfig {
+                seed: args.seed,
+                records: args.records,
+                interfaces: args.interfaces.unwrap_or(4),
+                sessions_per_window: args.sessions_per_window,
+                start_time: args.start,
+                style: args.style,
+            },
+            &mut out,
+        ),
+        Shape::Realistic if args.style != Style::V2 => {
+            return Err(Error::Usage(
+                "--shape realistic writes version-2 records only: drop --style".to_string(),
+            ));
+        }
+        Shape::Realistic => generate::generate_realistic(
+            &RealisticConfig {
+                seed: args.seed,
+                records: args.records,
+                interfaces: args.interfaces.unwrap_or(200),
+                records_per_window: args.records_per_window,
+                start_time: args.start,
+            },
+            &mut out,
+        ),
+    };
+    let expected = written.map_err(|source| Error::Io {
         what: "writing records",
         source,
     })?;

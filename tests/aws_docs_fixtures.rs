@@ -47,6 +47,8 @@ fn analyze_with(paths: Vec<PathBuf>, format: FormatChoice) -> Summary {
             settings: Settings::default(),
             facts: HashMap::new(),
         },
+        // Every core: the parallel path must read these as the single one does.
+        threads: 0,
     };
     analyze(&request).unwrap_or_else(|error| panic!("{error}"))
 }

@@ -56,6 +56,12 @@ impl VerdictCounts {
     pub fn total(&self) -> u64 {
         Verdict::ALL.iter().map(|verdict| self.get(*verdict)).sum()
     }
+
+    pub fn add_all(&mut self, other: &VerdictCounts) {
+        for verdict in Verdict::ALL {
+            *self.get_mut(verdict) += other.get(verdict);
+        }
+    }
 }
 
 /// One session, as `--details` prints it.
@@ -144,17 +150,58 @@ impl Summary {
         ranked
     }
 
-    /// Details in a stable order: by start time, then interface and endpoints.
+    /// Details in one order whatever order sessions were closed in: by
+    /// start time, then interface and endpoints (then the rest, so that
+    /// the order is total).
     pub fn sort_details(&mut self) {
         if let Some(details) = &mut self.details {
             details.sort_by(|a, b| {
-                (a.start, &a.interface_id, &a.initiator, &a.responder).cmp(&(
-                    b.start,
-                    &b.interface_id,
-                    &b.initiator,
-                    &b.responder,
-                ))
+                let key = |d: &SessionDetail| {
+                    (
+                        d.start,
+                        d.interface_id.clone(),
+                        d.initiator.clone(),
+                        d.responder.clone(),
+                        (d.protocol, d.end, d.packets, d.bytes),
+                        (d.verdict.as_str(), d.direction.as_str()),
+                    )
+                };
+                (a.start, &a.interface_id, &a.initiator, &a.responder)
+                    .cmp(&(b.start, &b.interface_id, &b.initiator, &b.responder))
+                    .then_with(|| key(a).cmp(&key(b)))
             });
+        }
+    }
+
+    /// Adds the totals of an analysis of other records (another shard of
+    /// interfaces, see `analyze::parallel`); details are then re-sorted.
+    pub fn merge(&mut self, other: Summary) {
+        let records = &mut self.records;
+        records.total += other.records.total;
+        records.ok += other.records.ok;
+        records.nodata += other.records.nodata;
+        records.skipdata += other.records.skipdata;
+        records.malformed += other.records.malformed;
+        for (reason, count) in other.malformed_by_reason {
+            *self.malformed_by_reason.entry(reason).or_default() += count;
+        }
+        self.sessions.add_all(&other.sessions);
+        for (interface, counts) in other.by_interface {
+            self.by_interface
+                .entry(interface)
+                .or_default()
+                .add_all(&counts);
+        }
+        for (key, count) in other.by_service {
+            *self.by_service.entry(key).or_default() += count;
+        }
+        if let (Some(details), Some(other)) = (&mut self.details, other.details) {
+            details.extend(other);
+        }
+        for warning in other.warnings {
+            if !self.warnings.contains(&warning) {
+                self.warnings.push(warning);
+            }
         }
     }
 }
