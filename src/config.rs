@@ -88,6 +88,17 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[shard]`: this replica's part of the interfaces.
     pub shard: ShardConfig,
+    /// `[state]`: where checkpoints go; `None`: a restart starts afresh.
+    pub state: Option<StateConfig>,
+}
+
+/// `[state]`: checkpoints, so that a restart neither loses nor double-counts.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// A directory the exporter may write (created when missing); one file
+    /// per log group.
+    pub directory: PathBuf,
 }
 
 /// `[server]`.
@@ -522,6 +533,8 @@ struct RawConfig {
     metrics: MetricsConfig,
     #[serde(default)]
     shard: scale::RawShardConfig,
+    #[serde(default)]
+    state: Option<StateConfig>,
 }
 
 impl RawConfig {
@@ -570,6 +583,14 @@ impl RawConfig {
         self.api.validate(origins)?;
         self.metrics.validate(origins)?;
         let shard = self.shard.validate(origins, hostname)?;
+        if let Some(state) = &self.state
+            && state.directory.as_os_str().is_empty()
+        {
+            return Err(origins.error(
+                "state.directory",
+                "must not be empty (leave [state] out to start afresh on every restart)",
+            ));
+        }
         Ok(Config {
             server: self.server,
             source,
@@ -578,6 +599,7 @@ impl RawConfig {
             api: self.api,
             metrics: self.metrics,
             shard,
+            state: self.state,
         })
     }
 }

@@ -20,6 +20,7 @@ pub mod report;
 pub mod server;
 pub mod shard;
 pub mod source;
+pub mod state;
 pub mod web;
 
 /// Every way a command can fail, for `main` to print; `metric_label` is a

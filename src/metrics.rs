@@ -23,6 +23,36 @@ const NAMESPACE: &str = "vpcflow";
 /// How stale a value can be, said once for every HELP text that needs it.
 const STALENESS: &str = "Updated each poll: values lag traffic by the capture interval, the CloudWatch delivery delay and up to one poll interval.";
 
+/// `vpcflow_state_checkpoints_total{outcome}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointOutcome {
+    Written,
+    WriteFailed,
+    Restored,
+    Corrupt,
+    Incompatible,
+}
+
+impl CheckpointOutcome {
+    pub const ALL: [CheckpointOutcome; 5] = [
+        CheckpointOutcome::Written,
+        CheckpointOutcome::WriteFailed,
+        CheckpointOutcome::Restored,
+        CheckpointOutcome::Corrupt,
+        CheckpointOutcome::Incompatible,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckpointOutcome::Written => "written",
+            CheckpointOutcome::WriteFailed => "write_failed",
+            CheckpointOutcome::Restored => "restored",
+            CheckpointOutcome::Corrupt => "corrupt",
+            CheckpointOutcome::Incompatible => "incompatible",
+        }
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     pub sessions: IntCounterVec,
@@ -50,6 +80,7 @@ pub struct Metrics {
     pub events_new: IntCounter,
     pub delivery_delay: Histogram,
     pub catchup_skipped: IntCounter,
+    state_checkpoints: IntCounterVec,
     pub interfaces_watched: IntGauge,
     pub build_info: GaugeVec,
 }
@@ -229,6 +260,11 @@ impl Metrics {
         registry
             .register(Box::new(catchup_skipped.clone()))
             .expect("unique metric");
+        let state_checkpoints = counter(
+            "state_checkpoints_total",
+            "Checkpoints of the [state] directory, by outcome: written, write_failed; at start restored, corrupt, incompatible (other format version or configuration; ignored).",
+            &["outcome"],
+        );
         let interfaces_watched = IntGauge::with_opts(opts(
             "interfaces_watched",
             "Interfaces (log streams) being read.",
@@ -283,9 +319,25 @@ impl Metrics {
             events_new,
             delivery_delay,
             catchup_skipped,
+            state_checkpoints,
             interfaces_watched,
             build_info,
         }
+    }
+
+    /// Zeros for every checkpoint outcome: called when `[state]` is configured.
+    pub fn expect_state_checkpoints(&self) {
+        for outcome in CheckpointOutcome::ALL {
+            self.state_checkpoints
+                .with_label_values(&[outcome.as_str()]);
+        }
+    }
+
+    /// A checkpoint was written, failed to be written, or read at start.
+    pub fn state_checkpoint(&self, outcome: CheckpointOutcome) {
+        self.state_checkpoints
+            .with_label_values(&[outcome.as_str()])
+            .inc();
     }
 
     /// Zeros for the AWS operations the exporter calls, so rates exist from the start.

@@ -1,26 +1,32 @@
 //! The CloudWatch Logs source on its timer: one loop per log group polls,
 //! feeds the core and counts; the wall clock decides what a silent
-//! interface leaves pending.
+//! interface leaves pending. With `[state]`, each successful poll is
+//! checkpointed before its counts are published (see [`super::deferred`]),
+//! and a start resumes from the checkpoint.
 
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::deferred::Deferred;
 use super::{Health, SourceHealth, now_seconds, sleep_or_stop, update_load_gauges};
 use crate::api::{ProofSource, Recorded};
 use crate::config::{CloudWatchConfig, LogGroupConfig};
 use crate::flow::clock::wall_clock_watermark;
-use crate::flow::{Observer, Pipeline};
-use crate::metrics::{FlowMetrics, Metrics};
+use crate::flow::{Observer, Pipeline, PipelineCheckpoint};
+use crate::metrics::{CheckpointOutcome, FlowMetrics, Metrics};
 use crate::shard::Shard;
 use crate::source::aws_clients::{Access, AwsClients};
 use crate::source::cloudwatch::{
-    ApiError, ApiObserver, AwsLogsApi, LogEvent, PollOutcome, Poller, PollerConfig, ShardedLogs,
-    interface_of_stream,
+    ApiError, ApiObserver, AwsLogsApi, LogEvent, PollOutcome, Poller, PollerConfig, PollerState,
+    ShardedLogs, interface_of_stream,
 };
+use crate::state::{self, Loaded, StateFile};
 
 /// Counts AWS API calls (one per operation call, its final outcome) and
 /// throttled attempts in the metrics.
@@ -67,6 +73,46 @@ pub struct Shared {
     pub watched: Arc<AtomicUsize>,
     /// This replica's part of the interfaces.
     pub shard: Shard,
+    /// `[state] directory`.
+    pub state_directory: Option<PathBuf>,
+}
+
+/// What a successor needs to go on with one log group: the poller's
+/// window and dedup memory, and the core's open sessions.
+#[derive(Serialize, Deserialize)]
+struct GroupCheckpoint {
+    poller: PollerState,
+    pipeline: PipelineCheckpoint,
+}
+
+/// Version of [`GroupCheckpoint`]'s meaning: a file of another version is
+/// ignored (counted `incompatible`).
+const CHECKPOINT_VERSION: u32 = 1;
+
+/// The state file of one log group, named and fingerprinted after what
+/// makes its state valid: the group where it is (`described`: account,
+/// region and name), its format, interfaces and this replica's shard.
+fn state_file(
+    directory: &Path,
+    described: &str,
+    group: &LogGroupConfig,
+    shard: Shard,
+) -> StateFile {
+    let name = format!(
+        "cloudwatch-{}.json",
+        &state::fingerprint(&[described])[..16]
+    );
+    let mut interfaces = group.interfaces.clone();
+    interfaces.sort();
+    let shard = format!("{}/{}", shard.index(), shard.count());
+    let fingerprint = state::fingerprint(&[
+        "cloudwatch",
+        described,
+        &group.log_format,
+        &interfaces.join(","),
+        &shard,
+    ]);
+    StateFile::new(directory, &name, CHECKPOINT_VERSION, fingerprint)
 }
 
 /// One log group: poll, feed the core, count.
@@ -82,6 +128,8 @@ pub struct GroupLoop {
     /// The group in logs, with its account and region: same-named groups
     /// of other accounts or regions are other groups.
     group: String,
+    /// Where this group's checkpoint goes (`[state]`).
+    state: Option<StateFile>,
 }
 
 impl GroupLoop {
@@ -90,7 +138,7 @@ impl GroupLoop {
         group: &LogGroupConfig,
         access: Access,
         api: AwsLogsApi,
-        pipeline: Pipeline,
+        mut pipeline: Pipeline,
         shared: Shared,
     ) -> GroupLoop {
         let poller_config = PollerConfig {
@@ -101,12 +149,24 @@ impl GroupLoop {
             discovery_interval: config.discovery_interval,
             ..PollerConfig::new(group.name.clone())
         };
+        let api = ShardedLogs::new(api, shared.shard);
+        let state = shared.state_directory.as_deref().map(|directory| {
+            state_file(
+                directory,
+                &access.describe(&group.name),
+                group,
+                shared.shard,
+            )
+        });
+        let restored = state
+            .as_ref()
+            .and_then(|file| restore(file, &mut pipeline, &shared.metrics, &group.name));
+        let poller = match restored {
+            Some(poller_state) => Poller::restore(api, poller_config, poller_state),
+            None => Poller::new(api, poller_config, now_millis()),
+        };
         GroupLoop {
-            poller: Poller::new(
-                ShardedLogs::new(api, shared.shard),
-                poller_config,
-                now_millis(),
-            ),
+            poller,
             pipeline,
             shared,
             known_interfaces: HashSet::new(),
@@ -119,6 +179,7 @@ impl GroupLoop {
                 log_format: group.log_format.clone(),
             },
             group: access.describe(&group.name),
+            state,
         }
     }
 
@@ -190,15 +251,9 @@ impl GroupLoop {
         }
         let now = now_seconds();
         self.pipeline.set_wall_clock(now);
-        let service_ports = self.pipeline.correlator().service_ports().clone();
-        let sessions = self.shared.health.state.sessions.clone();
-        let mut observer = Recorded::new(
-            FlowMetrics::new(metrics, &service_ports),
-            &sessions,
-            &self.proof,
-            now,
-        );
-        let delay = feed_events_to(&mut self.pipeline, &outcome.events, metrics, &mut observer);
+        // What the core decides is published only once it is checkpointed.
+        let mut deferred = Deferred::new();
+        let delay = feed_events_to(&mut self.pipeline, &outcome.events, metrics, &mut deferred);
         let delay_ms =
             delay.map(|seconds| i64::try_from(seconds.saturating_mul(1000)).unwrap_or(i64::MAX));
         self.poller.note_delay_since_end(now_millis(), delay_ms);
@@ -214,9 +269,39 @@ impl GroupLoop {
             self.poll_interval.as_secs(),
             self.lookback.as_secs(),
         );
-        self.pipeline.advance_to(watermark, &mut observer);
+        self.pipeline.advance_to(watermark, &mut deferred);
+        self.checkpoint();
+        let service_ports = self.pipeline.correlator().service_ports().clone();
+        let sessions = self.shared.health.state.sessions.clone();
+        let mut observer = Recorded::new(
+            FlowMetrics::new(metrics, &service_ports),
+            &sessions,
+            &self.proof,
+            now,
+        );
+        deferred.replay(&mut observer);
         drop(observer);
         update_load_gauges(metrics, &self.pipeline);
+    }
+
+    /// Writes this group's checkpoint, when `[state]` is configured.
+    fn checkpoint(&self) {
+        let Some(file) = &self.state else {
+            return;
+        };
+        let checkpoint = GroupCheckpoint {
+            poller: self.poller.state(),
+            pipeline: self.pipeline.checkpoint(),
+        };
+        let metrics = &self.shared.metrics;
+        match file.store(&checkpoint, now_seconds()) {
+            Ok(()) => metrics.state_checkpoint(CheckpointOutcome::Written),
+            Err(error) => {
+                metrics.state_checkpoint(CheckpointOutcome::WriteFailed);
+                tracing::warn!(log_group = self.poller.log_group(), path = %file.path().display(), %error,
+                    "Checkpoint not written: a restart now would count this poll's records again");
+            }
+        }
     }
 
     /// Zero series and the watched count for interfaces seen for the first time.
@@ -238,6 +323,46 @@ impl GroupLoop {
                 .metrics
                 .interfaces_watched
                 .set(i64::try_from(total).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+/// Reads a group's checkpoint into `pipeline`; the poller's part is
+/// returned. Whatever is wrong with the file is logged and counted, and the
+/// group starts afresh.
+fn restore(
+    file: &StateFile,
+    pipeline: &mut Pipeline,
+    metrics: &Metrics,
+    log_group: &str,
+) -> Option<PollerState> {
+    let path = file.path().display();
+    match file.load::<GroupCheckpoint>() {
+        Loaded::Missing => {
+            tracing::info!(log_group, %path, "No checkpoint yet: reading from start - lookback");
+            None
+        }
+        Loaded::Restored { state, written_at } => match pipeline.restore(state.pipeline) {
+            Ok(()) => {
+                metrics.state_checkpoint(CheckpointOutcome::Restored);
+                tracing::info!(log_group, %path, written_at, "Resuming from the checkpoint");
+                Some(state.poller)
+            }
+            Err(error) => {
+                metrics.state_checkpoint(CheckpointOutcome::Incompatible);
+                tracing::warn!(log_group, %path, %error, "Checkpoint ignored (the core cannot resume it): starting afresh");
+                None
+            }
+        },
+        Loaded::Corrupt(why) => {
+            metrics.state_checkpoint(CheckpointOutcome::Corrupt);
+            tracing::warn!(log_group, %path, reason = %why, "Checkpoint ignored (corrupt): starting afresh");
+            None
+        }
+        Loaded::Incompatible(why) => {
+            metrics.state_checkpoint(CheckpointOutcome::Incompatible);
+            tracing::warn!(log_group, %path, reason = %why, "Checkpoint ignored (incompatible): starting afresh");
+            None
         }
     }
 }

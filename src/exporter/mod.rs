@@ -3,6 +3,7 @@
 //! wires them; `cloudwatch` and `files` are the two source loops.
 
 mod cloudwatch;
+mod deferred;
 mod files;
 
 use std::collections::HashMap;
@@ -276,7 +277,15 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
                 names,
                 watched: Arc::new(AtomicUsize::new(0)),
                 shard,
+                state_directory: config.state.as_ref().map(|state| state.directory.clone()),
             };
+            if let Some(state) = &config.state {
+                metrics.expect_state_checkpoints();
+                if let Err(error) = std::fs::create_dir_all(&state.directory) {
+                    tracing::error!(directory = %state.directory.display(), %error,
+                        "Cannot create the state directory: checkpoints will fail, a restart will count the lookback again");
+                }
+            }
             let mut clients = cloudwatch::clients(cloudwatch, metrics.clone());
             for (group, pipeline) in loops {
                 let access = Access::of(group, cloudwatch.region.as_deref());

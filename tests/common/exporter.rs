@@ -245,6 +245,20 @@ impl Exporter {
         })
     }
 
+    /// `kill -9`: no chance to clean up; waits for the exit.
+    pub fn kill(&mut self) {
+        let status = Command::new("kill")
+            .args(["-KILL", &self.process.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -KILL failed");
+        wait_until(
+            Duration::from_secs(10),
+            "the exporter to die after SIGKILL",
+            || self.exited(),
+        );
+    }
+
     /// The last 4 KiB of the exporter's output, for assertion messages.
     pub fn log_tail(&self) -> String {
         self.process.log_tail()

@@ -1,0 +1,306 @@
+//! Restarts with a `[state] directory`: the real exporter is killed with
+//! `kill -9` at several points of a moto run — before its first poll, with
+//! sessions pending whose replies are put only after the restart, and
+//! between polls while checkpoints are being written every second — and
+//! the counts summed over the processes equal those of an exporter that
+//! ran undisturbed, series by series. A corrupt or foreign state file is
+//! ignored with a log line and a counted outcome.
+//!
+//! Every kill happens once the process has counted what was put (what it
+//! published is then known from a scrape): the sum over processes is exact
+//! only if no successor counts again what a predecessor published, and
+//! none leaves out what a predecessor had read but not published.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::Moto;
+use common::exporter::{Exporter, Scrape, now_s, put_records, seed};
+
+const GROUP: &str = "/vpc/flow-logs";
+const ACCOUNT: &str = "123456789010";
+const ENIS: [(&str, &str); 2] = [
+    ("eni-0aaa0000000000001", "10.0.1.10"),
+    ("eni-0bbb0000000000002", "10.0.2.20"),
+];
+
+/// `reply_grace` is long enough that a request put before a kill is still
+/// pending when its reply, put after the kill, reaches the successor.
+fn config(endpoint: &str, state: Option<&Path>, log_format: &str) -> String {
+    let state = state.map_or(String::new(), |dir| {
+        format!("[state]\ndirectory = \"{}\"\n", dir.display())
+    });
+    let interfaces: String = ENIS
+        .iter()
+        .map(|(eni, address)| format!("[interfaces.{eni}]\naddresses = [\"{address}\"]\n"))
+        .collect();
+    format!(
+        r#"
+[cloudwatch]
+region = "us-east-1"
+endpoint_url = "{endpoint}"
+poll_interval = "1s"
+lookback = "5m"
+
+[[cloudwatch.log_groups]]
+name = "{GROUP}"
+log_format = "{log_format}"
+
+{interfaces}
+[correlation]
+reply_grace = "15s"
+session_idle_timeout = "60s"
+
+{state}
+"#
+    )
+}
+
+fn record(eni: &str, src: (&str, u16), dst: (&str, u16), t: i64, action: &str) -> String {
+    format!(
+        "2 {ACCOUNT} {eni} {} {} {} {} 6 3 180 {t} {} {action} OK",
+        src.0,
+        dst.0,
+        src.1,
+        dst.1,
+        t + 1
+    )
+}
+
+/// Puts `make(eni, local address)` for each interface; returns how many records.
+fn put_each(moto: &Moto, make: impl Fn(&str, &str) -> Vec<String>) -> f64 {
+    let mut n = 0;
+    for (eni, local) in ENIS {
+        let records = make(eni, local);
+        n += records.len();
+        put_records(moto, GROUP, eni, &records);
+    }
+    n as f64
+}
+
+/// The flow counters of a scrape, by series.
+fn flow_counters(scrape: &Scrape) -> BTreeMap<String, f64> {
+    scrape
+        .text
+        .lines()
+        .filter(|l| {
+            [
+                "vpcflow_sessions_total{",
+                "vpcflow_bytes_total{",
+                "vpcflow_packets_total{",
+                "vpcflow_records_total{",
+            ]
+            .iter()
+            .any(|p| l.starts_with(p))
+        })
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_owned(), value.parse().ok()?))
+        })
+        .filter(|(_, value)| *value != 0.0)
+        .collect()
+}
+
+fn add(total: &mut BTreeMap<String, f64>, scrape: &Scrape) {
+    for (series, value) in flow_counters(scrape) {
+        *total.entry(series).or_default() += value;
+    }
+}
+
+fn records(scrape: &Scrape) -> f64 {
+    scrape.sum("vpcflow_records_total", &[])
+}
+
+fn checkpoints(scrape: &Scrape, outcome: &str) -> f64 {
+    scrape.sum("vpcflow_state_checkpoints_total", &[("outcome", outcome)])
+}
+
+/// Waits until `exporter` has read `n` records and written a checkpoint
+/// since; then a quiet moment: what it published is what the scrape shows.
+fn counted(exporter: &mut Exporter, n: f64) -> Scrape {
+    let read = exporter.wait_for(&format!("{n} records read"), |s| {
+        (records(s) >= n).then(|| s.clone())
+    });
+    let written = checkpoints(&read, "written");
+    exporter.wait_for("a checkpoint after them", |s| {
+        (checkpoints(s, "written") >= written + 2.0).then(|| s.clone())
+    })
+}
+
+#[test]
+fn kill_9_at_several_points_counts_exactly_over_the_processes() {
+    let moto = Moto::start();
+    seed(&moto, GROUP, &ENIS.map(|(eni, _)| (eni, Vec::new())));
+    let state = tempfile::tempdir().expect("state dir");
+    let with_state = config(&moto.endpoint_url(), Some(state.path()), "auto");
+    let mut direct = Exporter::start_ready(Some(&config(&moto.endpoint_url(), None, "auto")), &[]);
+    let mut total = BTreeMap::new();
+
+    // Killed before its first poll can have finished: nothing to count yet.
+    let mut first = Exporter::start(Some(&with_state), &[]);
+    first.kill();
+
+    // Pairs, a rejected request, and requests still waiting for a reply
+    // (one of which never gets one).
+    let t = now_s() - 2;
+    let mut put = put_each(&moto, |eni, local| {
+        vec![
+            record(eni, ("203.0.113.10", 40001), (local, 443), t, "ACCEPT"),
+            record(eni, (local, 443), ("203.0.113.10", 40001), t, "ACCEPT"),
+            record(eni, ("198.51.100.7", 40002), (local, 3389), t, "REJECT"),
+            record(eni, ("203.0.113.12", 40003), (local, 8443), t, "ACCEPT"),
+            record(eni, ("198.51.100.9", 40004), (local, 5432), t, "ACCEPT"),
+        ]
+    });
+    let mut second = Exporter::start_ready(Some(&with_state), &[]);
+    let seen = counted(&mut second, put);
+    assert_eq!(
+        seen.sum("vpcflow_sessions_total", &[]),
+        2.0,
+        "pairs decided, lone requests pending\n{}",
+        seen.flow_lines()
+    );
+    add(&mut total, &seen);
+    second.kill();
+
+    // The replies arrive while no exporter runs: the successor must pair
+    // them with the requests its predecessor read.
+    put += put_each(&moto, |eni, local| {
+        vec![record(
+            eni,
+            (local, 8443),
+            ("203.0.113.12", 40003),
+            t,
+            "ACCEPT",
+        )]
+    });
+    let mut third = Exporter::start_ready(Some(&with_state), &[]);
+    let resumed = third.scrape();
+    assert_eq!(
+        checkpoints(&resumed, "restored"),
+        1.0,
+        "{}",
+        third.log_tail()
+    );
+    // Only what is new to it: the two replies.
+    let seen = counted(&mut third, 2.0);
+    assert_eq!(
+        records(&seen),
+        2.0,
+        "records counted twice\n{}",
+        seen.flow_lines()
+    );
+    add(&mut total, &seen);
+    third.kill();
+
+    // More traffic, then the last process runs until every verdict is in.
+    let t = now_s() - 2;
+    put += put_each(&moto, |eni, local| {
+        vec![
+            record(eni, ("203.0.113.20", 41001), (local, 80), t, "ACCEPT"),
+            record(eni, (local, 80), ("203.0.113.20", 41001), t, "ACCEPT"),
+        ]
+    });
+    let mut last = Exporter::start_ready(Some(&with_state), &[]);
+    // Per interface: accepted 3 (one paired across a restart), rejected
+    // inbound 1, unanswered 1 (decided after the grace by a successor).
+    let sessions = 5.0 * ENIS.len() as f64;
+    let already = total
+        .iter()
+        .filter(|(series, _)| series.starts_with("vpcflow_sessions_total"))
+        .map(|(_, value)| value)
+        .sum::<f64>();
+    let done = last.wait_for("every verdict", |s| {
+        (s.sum("vpcflow_sessions_total", &[]) + already >= sessions).then(|| s.clone())
+    });
+    let done = last.wait_polls(&done, 3.0);
+    add(&mut total, &done);
+    let undisturbed = direct.wait_for("every verdict, undisturbed", |s| {
+        (s.sum("vpcflow_sessions_total", &[]) >= sessions && records(s) >= put).then(|| s.clone())
+    });
+    let undisturbed = direct.wait_polls(&undisturbed, 3.0);
+    assert_eq!(
+        total,
+        flow_counters(&undisturbed),
+        "summed over the processes vs undisturbed\n{}",
+        last.log_tail()
+    );
+    assert_eq!(undisturbed.sessions("unanswered"), ENIS.len() as f64);
+    assert_eq!(undisturbed.sessions("accepted"), 3.0 * ENIS.len() as f64);
+}
+
+#[test]
+fn a_corrupt_or_foreign_state_file_is_ignored_and_counted() {
+    let moto = Moto::start();
+    seed(&moto, GROUP, &ENIS.map(|(eni, _)| (eni, Vec::new())));
+    let state = tempfile::tempdir().expect("state dir");
+    let with_state = config(&moto.endpoint_url(), Some(state.path()), "auto");
+    let t = now_s() - 2;
+    let put = put_each(&moto, |eni, local| {
+        vec![
+            record(eni, ("203.0.113.10", 40001), (local, 443), t, "ACCEPT"),
+            record(eni, (local, 443), ("203.0.113.10", 40001), t, "ACCEPT"),
+        ]
+    });
+    let mut first = Exporter::start_ready(Some(&with_state), &[]);
+    counted(&mut first, put);
+    first.kill();
+    let files: Vec<_> = std::fs::read_dir(state.path())
+        .expect("state dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(files.len(), 1, "one file per log group: {files:?}");
+    let file = &files[0];
+    assert!(file.extension().is_some_and(|e| e == "json"), "{file:?}");
+
+    // Half a file, as a full disk might leave it behind.
+    let text = std::fs::read_to_string(file).expect("state file");
+    std::fs::write(file, &text[..text.len() / 2]).expect("corrupt it");
+    let mut corrupt = Exporter::start_ready(Some(&with_state), &[]);
+    let scrape = corrupt.wait_for("a checkpoint written again", |s| {
+        (checkpoints(s, "written") >= 1.0).then(|| s.clone())
+    });
+    assert_eq!(checkpoints(&scrape, "corrupt"), 1.0);
+    assert_eq!(checkpoints(&scrape, "restored"), 0.0);
+    assert!(
+        corrupt.log_tail().contains("Checkpoint ignored (corrupt)"),
+        "{}",
+        corrupt.log_tail()
+    );
+    // Started afresh: it reads start - lookback, so the records again.
+    counted(&mut corrupt, put);
+    corrupt.kill();
+
+    // Another format for the same group: the state is not this config's.
+    let names = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status";
+    let foreign = config(&moto.endpoint_url(), Some(state.path()), names);
+    let mut other = Exporter::start_ready(Some(&foreign), &[]);
+    let scrape = other.scrape();
+    assert_eq!(
+        checkpoints(&scrape, "incompatible"),
+        1.0,
+        "{}",
+        other.log_tail()
+    );
+    assert!(
+        other
+            .log_tail()
+            .contains("Checkpoint ignored (incompatible)"),
+        "{}",
+        other.log_tail()
+    );
+    other.terminate(std::time::Duration::from_secs(10));
+
+    // After a clean stop, the same configuration resumes from its own checkpoint.
+    let mut again = Exporter::start_ready(Some(&foreign), &[]);
+    let scrape = again.scrape();
+    assert_eq!(
+        checkpoints(&scrape, "restored"),
+        1.0,
+        "{}",
+        again.log_tail()
+    );
+    assert_eq!(records(&scrape), 0.0, "nothing read twice after a restore");
+}
