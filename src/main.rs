@@ -212,8 +212,11 @@ fn init_logging(level: &str, format: LogFormatArg) -> Result<(), String> {
         .map_err(|_| format!("\"{level}\" is not one of error, warn, info, debug, trace"))?;
     // Our own events at the chosen level; the AWS SDK's only from warn up.
     let filter = tracing_subscriber::EnvFilter::new(format!("warn,vpc_flow_exporter={level}"));
+    // Colour escapes only for a person at a terminal: a file, journald or
+    // ECS's awslogs driver would keep them as garbage in every line.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormatArg::Text => builder.init(),

@@ -27,7 +27,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "unknown-top-level-key.toml",
-        "unknown key \"log\" (expected one of: server, cloudwatch, files, interfaces, correlation, api, metrics, shard)",
+        "unknown key \"log\" (expected one of: server, cloudwatch, files, interfaces, correlation, api, metrics, shard, state)",
     ),
     (
         "unknown-nested-key.toml",
@@ -108,6 +108,10 @@ const CASES: &[(&str, &str)] = &[
     (
         "empty-log-format.toml",
         "files.log_format: must not be empty (use \"auto\" to detect it)",
+    ),
+    (
+        "empty-state-directory.toml",
+        "state.directory: must not be empty (leave [state] out to start afresh on every restart)",
     ),
     (
         "bad-bool.toml",
