@@ -165,7 +165,7 @@ def test_exporter_is_a_sidecar(manifests):
     containers = manifests["Deployment"]["spec"]["template"]["spec"]["containers"]
     assert len(containers) >= 2, "the exporter runs beside an application container"
     c = exporter(manifests["Deployment"])
-    assert c["args"] == ["serve", "--config", "/etc/vpc-flow-exporter/config.toml"]
+    assert c["args"] == ["serve", "--config", "/etc/vpc-flow-exporter/config.toml", "--log.format", "json"]
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports == {"metrics": 9917}
     # A sidecar must not gate the pod's readiness: the application would lose
@@ -179,14 +179,25 @@ def test_exporter_is_a_sidecar(manifests):
 def test_config_map_is_mounted_and_valid(manifests):
     deployment = manifests["Deployment"]
     c = exporter(deployment)
-    (mount,) = c["volumeMounts"]
-    assert mount["mountPath"] == "/etc/vpc-flow-exporter"
+    (mount,) = [m for m in c["volumeMounts"] if m["mountPath"] == "/etc/vpc-flow-exporter"]
     (volume,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"]]
     assert volume["configMap"]["name"] == manifests["ConfigMap"]["metadata"]["name"]
     config = tomllib.loads(manifests["ConfigMap"]["data"]["config.toml"])
     assert ("cloudwatch" in config) != ("files" in config), "exactly one source"
     assert config["server"]["listen_address"].endswith(":9917")
     assert config["cloudwatch"]["log_groups"][0]["name"]
+
+
+def test_state_directory_is_an_empty_dir(manifests):
+    """[state] on an emptyDir: checkpoints survive container restarts."""
+    deployment = manifests["Deployment"]
+    c = exporter(deployment)
+    config = tomllib.loads(manifests["ConfigMap"]["data"]["config.toml"])
+    directory = config["state"]["directory"]
+    (mount,) = [m for m in c["volumeMounts"] if m["mountPath"] == directory]
+    assert not mount.get("readOnly", False)
+    (volume,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"]]
+    assert "emptyDir" in volume
 
 
 def test_service_and_service_monitor_select_the_exporter(manifests):

@@ -92,6 +92,24 @@ def test_task_definition_configures_through_environment(task_definition):
     assert env["VPC_FLOW_EXPORTER__CLOUDWATCH__LOG_GROUPS__0__NAME"]
 
 
+STATE_DIRECTORY = "/var/lib/vpc-flow-exporter"
+
+
+def test_task_definition_keeps_state_on_efs_and_logs_json(task_definition):
+    """[state] on an EFS volume: a replaced task resumes where the old one
+    stopped. JSON log lines for CloudWatch Logs (awslogs)."""
+    c = exporter_container(task_definition["containerDefinitions"])
+    env = {e["name"]: e["value"] for e in c["environment"]}
+    assert env["VPC_FLOW_EXPORTER__STATE__DIRECTORY"] == STATE_DIRECTORY
+    (mount,) = c["mountPoints"]
+    assert mount["containerPath"] == STATE_DIRECTORY and mount["readOnly"] is False
+    (volume,) = [v for v in task_definition["volumes"] if v["name"] == mount["sourceVolume"]]
+    assert volume["efsVolumeConfiguration"]["fileSystemId"].startswith("fs-")
+    assert volume["efsVolumeConfiguration"]["transitEncryption"] == "ENABLED"
+    assert c["command"][:3] == ["serve", "--config", "/etc/vpc-flow-exporter/config.toml"]
+    assert c["command"][-2:] == ["--log.format", "json"]
+
+
 # -------------------------------------------------------------- CloudFormation
 
 
@@ -167,3 +185,8 @@ def test_template_container_agrees_with_task_definition(template, task_definitio
     assert [p["ContainerPort"] for p in cfn["PortMappings"]] == [p["containerPort"] for p in td["portMappings"]]
     assert cfn["LogConfiguration"]["LogDriver"] == "awslogs"
     assert cfn["User"] == td["user"]
+    assert cfn["Command"] == td["command"]
+    assert [m["ContainerPath"] for m in cfn["MountPoints"]] == [m["containerPath"] for m in td["mountPoints"]]
+    (volume,) = props["Volumes"]
+    assert volume["Name"] == cfn["MountPoints"][0]["SourceVolume"]
+    assert volume["EFSVolumeConfiguration"]["TransitEncryption"] == "ENABLED"
