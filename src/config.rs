@@ -194,6 +194,13 @@ pub struct CloudWatchConfig {
     /// least 100ms.
     #[serde(default = "default_attempt_timeout", deserialize_with = "parsed")]
     pub attempt_timeout: Duration,
+    /// Calls per second to one account and region, all its groups
+    /// together; above 0, at most the 5/s FilterLogEvents quota.
+    #[serde(
+        default = "scale::default_max_requests_per_second",
+        deserialize_with = "parsed"
+    )]
+    pub max_requests_per_second: f64,
     /// `[[cloudwatch.log_groups]]`: at least one.
     #[serde(default)]
     pub log_groups: Vec<LogGroupConfig>,
@@ -656,6 +663,7 @@ impl CloudWatchConfig {
             Duration::from_millis(100),
             None,
         )?;
+        scale::check_max_requests_per_second(origins, self.max_requests_per_second)?;
         if self.log_groups.is_empty() {
             return Err(origins.error(
                 "cloudwatch.log_groups",
@@ -1087,6 +1095,10 @@ impl<T: Parse> Visitor<'_> for ParsedVisitor<T> {
     }
 
     fn visit_u64<E: serde::de::Error>(self, number: u64) -> Result<Self::Value, E> {
+        Self::parse(&number.to_string(), number)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, number: f64) -> Result<Self::Value, E> {
         Self::parse(&number.to_string(), number)
     }
 }

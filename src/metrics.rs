@@ -62,6 +62,9 @@ pub struct Metrics {
     session_series: Mutex<FxHashMap<Box<str>, FxHashSet<Box<str>>>>,
     pub series_dropped: IntCounter,
     pub shard_info: IntGaugeVec,
+    pub api_budget_used: GaugeVec,
+    pub api_budget_demand: GaugeVec,
+    pub api_calls_delayed: IntCounterVec,
     pub records: IntCounterVec,
     pub bytes: IntCounterVec,
     pub packets: IntCounterVec,
@@ -142,6 +145,28 @@ impl Metrics {
             "shard_info",
             "This replica's shard: index of count replicas that split the interfaces by rendezvous hashing of the interface id; always 1. Sum the flow metrics across replicas.",
             &["index", "count"],
+        );
+        let float_gauge = |name: &str, help: &str, labels: &[&str]| {
+            let metric = GaugeVec::new(opts(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("unique metric");
+            metric
+        };
+        let api_budget_used = float_gauge(
+            "api_budget_used_ratio",
+            "CloudWatch Logs calls of the last minute to this account and region over what cloudwatch.max_requests_per_second allows in a minute (account_id default: the exporter's own credentials).",
+            &["account_id", "region"],
+        );
+        let api_budget_demand = float_gauge(
+            "api_budget_demand_ratio",
+            "FilterLogEvents calls per second the last polls of this account and region's log groups need at poll_interval, over cloudwatch.max_requests_per_second. Above 1 the budget cannot cover the interfaces and polls fall behind: raise poll_interval, split the interfaces over more replicas, or use S3 delivery.",
+            &["account_id", "region"],
+        );
+        let api_calls_delayed = counter(
+            "api_calls_delayed_total",
+            "CloudWatch Logs calls that waited for their turn in the account and region's request budget (cloudwatch.max_requests_per_second).",
+            &["account_id", "region"],
         );
         let records = counter(
             "records_total",
@@ -301,6 +326,9 @@ impl Metrics {
             session_series: Mutex::default(),
             series_dropped,
             shard_info,
+            api_budget_used,
+            api_budget_demand,
+            api_calls_delayed,
             records,
             bytes,
             packets,

@@ -31,7 +31,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "unknown-nested-key.toml",
-        "unknown key \"cloudwatch.regoin\" (expected one of: region, endpoint_url, poll_interval, lookback, max_catchup, discovery_interval, attempt_timeout, log_groups)",
+        "unknown key \"cloudwatch.regoin\" (expected one of: region, endpoint_url, poll_interval, lookback, max_catchup, discovery_interval, attempt_timeout, max_requests_per_second, log_groups)",
     ),
     (
         "unknown-log-group-key.toml",

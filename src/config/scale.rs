@@ -90,6 +90,39 @@ impl Parse for usize {
     }
 }
 
+/// FilterLogEvents allows 5 requests/s per account and region, shared with
+/// every other tool there: the default leaves most of it to them.
+pub const DEFAULT_MAX_REQUESTS_PER_SECOND: f64 = 2.0;
+/// The FilterLogEvents quota per account and region (not raisable).
+pub const FILTER_LOG_EVENTS_QUOTA: f64 = 5.0;
+
+pub(super) fn default_max_requests_per_second() -> f64 {
+    DEFAULT_MAX_REQUESTS_PER_SECOND
+}
+
+pub(super) fn check_max_requests_per_second(
+    origins: &Origins,
+    value: f64,
+) -> Result<(), ConfigError> {
+    if value > 0.0 && value <= FILTER_LOG_EVENTS_QUOTA {
+        return Ok(());
+    }
+    Err(origins.error(
+        "cloudwatch.max_requests_per_second",
+        format!(
+            "must be above 0 and at most {FILTER_LOG_EVENTS_QUOTA} (the FilterLogEvents quota per account and region), got {value}"
+        ),
+    ))
+}
+
+/// Rates: numbers, whole or not.
+impl Parse for f64 {
+    const EXPECTED: &'static str = "a number like 2 or 0.5";
+    fn parse(text: &str) -> Option<Self> {
+        text.parse().ok().filter(|value: &f64| value.is_finite())
+    }
+}
+
 /// A role ARN: `arn:<partition>:iam::<12-digit account>:role/<path and name>`.
 const ROLE_ARN_EXAMPLE: &str =
     r#"a role ARN like "arn:aws:iam::222222222222:role/vpc-flow-exporter""#;
@@ -465,6 +498,44 @@ mod tests {
                 .to_string(),
             r#"test.toml: cloudwatch.log_groups[1].name: "/a" is already read by cloudwatch.log_groups[0] (same region and role_arn)"#
         );
+    }
+
+    #[test]
+    fn request_budget_key() {
+        let cloudwatch = |extra: &str, env: &[(&str, &str)]| {
+            let text = format!("[cloudwatch]\n{extra}\n[[cloudwatch.log_groups]]\nname = \"/a\"\n");
+            let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+            load_from(Some(&text), "test.toml", env).map(|config| match config.source {
+                super::super::SourceConfig::CloudWatch(cloudwatch) => {
+                    cloudwatch.max_requests_per_second
+                }
+                other => panic!("{other:?}"),
+            })
+        };
+        assert_eq!(cloudwatch("", &[]).unwrap(), 2.0);
+        assert_eq!(
+            cloudwatch("max_requests_per_second = 0.5", &[]).unwrap(),
+            0.5
+        );
+        assert_eq!(cloudwatch("max_requests_per_second = 4", &[]).unwrap(), 4.0);
+        assert_eq!(
+            cloudwatch(
+                "",
+                &[(
+                    "VPC_FLOW_EXPORTER__CLOUDWATCH__MAX_REQUESTS_PER_SECOND",
+                    "1.5"
+                )]
+            )
+            .unwrap(),
+            1.5
+        );
+        assert_eq!(
+            cloudwatch("max_requests_per_second = 6", &[])
+                .unwrap_err()
+                .to_string(),
+            "test.toml: cloudwatch.max_requests_per_second: must be above 0 and at most 5 (the FilterLogEvents quota per account and region), got 6"
+        );
+        assert!(cloudwatch("max_requests_per_second = 0", &[]).is_err());
     }
 
     #[test]

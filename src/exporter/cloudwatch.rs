@@ -26,6 +26,7 @@ use crate::source::cloudwatch::{
     ApiError, ApiObserver, AwsLogsApi, LogEvent, PollOutcome, Poller, PollerConfig, PollerState,
     ShardedLogs, interface_of_stream,
 };
+use crate::source::cloudwatch::{BudgetObserver, Budgeted, RequestBudget};
 use crate::state::{self, Loaded, StateFile};
 
 /// Counts AWS API calls (one per operation call, its final outcome) and
@@ -60,6 +61,95 @@ pub fn clients(config: &CloudWatchConfig, metrics: Arc<Metrics>) -> AwsClients {
         config.attempt_timeout,
         Arc::new(ApiMetrics(metrics)),
     )
+}
+
+/// Reports one account-region's request budget in the metrics.
+pub struct BudgetMetrics {
+    pub metrics: Arc<Metrics>,
+    pub account_id: String,
+    pub region: String,
+}
+
+impl BudgetMetrics {
+    fn labels(&self) -> [&str; 2] {
+        [&self.account_id, &self.region]
+    }
+}
+
+impl BudgetObserver for BudgetMetrics {
+    fn delayed(&self, _seconds: f64) {
+        self.metrics
+            .api_calls_delayed
+            .with_label_values(&self.labels())
+            .inc();
+    }
+
+    fn used(&self, ratio: f64) {
+        self.metrics
+            .api_budget_used
+            .with_label_values(&self.labels())
+            .set(ratio);
+    }
+
+    fn demand(&self, ratio: f64) {
+        self.metrics
+            .api_budget_demand
+            .with_label_values(&self.labels())
+            .set(ratio);
+    }
+}
+
+/// The request budget of each account and region, shared by its groups.
+pub struct Budgets {
+    metrics: Arc<Metrics>,
+    per_second: f64,
+    budgets: HashMap<(String, String), Arc<RequestBudget>>,
+}
+
+impl Budgets {
+    pub fn new(config: &CloudWatchConfig, metrics: Arc<Metrics>) -> Budgets {
+        Budgets {
+            metrics,
+            per_second: config.max_requests_per_second,
+            budgets: HashMap::new(),
+        }
+    }
+
+    /// `api` within the budget of `access`'s account and region.
+    pub fn wrap(&mut self, access: &Access, api: AwsLogsApi) -> Budgeted<AwsLogsApi> {
+        let (account_id, region) = Budgets::key_of(access);
+        let budget = self
+            .budgets
+            .entry((account_id.clone(), region.clone()))
+            .or_insert_with(|| {
+                let observer = BudgetMetrics {
+                    metrics: self.metrics.clone(),
+                    account_id: account_id.clone(),
+                    region: region.clone(),
+                };
+                observer.used(0.0);
+                observer.demand(0.0);
+                self.metrics
+                    .api_calls_delayed
+                    .with_label_values(&observer.labels());
+                RequestBudget::new(
+                    self.per_second,
+                    format!("{account_id}/{region}"),
+                    Arc::new(observer),
+                )
+            })
+            .clone();
+        Budgeted::new(api, budget)
+    }
+
+    /// The account and region whose budget `access` draws from
+    /// (`default`: the exporter's own credentials, or the chain's region).
+    pub fn key_of(access: &Access) -> (String, String) {
+        (
+            access.account_id().unwrap_or("default").to_owned(),
+            access.region.clone().unwrap_or_else(|| "default".into()),
+        )
+    }
 }
 
 /// What the loops of every log group share.
@@ -117,7 +207,10 @@ fn state_file(
 
 /// One log group: poll, feed the core, count.
 pub struct GroupLoop {
-    poller: Poller<ShardedLogs<AwsLogsApi>>,
+    poller: Poller<ShardedLogs<Budgeted<AwsLogsApi>>>,
+    /// Before the first poll, so that the groups of one budget do not all
+    /// poll at once.
+    first_delay: Duration,
     pipeline: Pipeline,
     shared: Shared,
     known_interfaces: HashSet<String>,
@@ -137,7 +230,7 @@ impl GroupLoop {
         config: &CloudWatchConfig,
         group: &LogGroupConfig,
         access: Access,
-        api: AwsLogsApi,
+        api: Budgeted<AwsLogsApi>,
         mut pipeline: Pipeline,
         shared: Shared,
     ) -> GroupLoop {
@@ -167,6 +260,7 @@ impl GroupLoop {
         };
         GroupLoop {
             poller,
+            first_delay: Duration::ZERO,
             pipeline,
             shared,
             known_interfaces: HashSet::new(),
@@ -183,8 +277,18 @@ impl GroupLoop {
         }
     }
 
+    /// Waits `delay` before the first poll: spreads the polls of groups
+    /// that share a request budget over the poll interval.
+    pub fn starting_after(mut self, delay: Duration) -> GroupLoop {
+        self.first_delay = delay;
+        self
+    }
+
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut source = SourceHealth::default();
+        if sleep_or_stop(self.first_delay, &mut shutdown).await {
+            return;
+        }
         loop {
             let started = Instant::now();
             // A poll in flight is dropped on shutdown: nothing is committed
@@ -195,6 +299,13 @@ impl GroupLoop {
             };
             match result {
                 Ok(outcome) => {
+                    if outcome.caught_up {
+                        self.poller.api().inner().budget().set_demand(
+                            &self.group,
+                            outcome.api_calls,
+                            self.poll_interval,
+                        );
+                    }
                     self.take(&outcome);
                     self.shared
                         .health

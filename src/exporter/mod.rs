@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::server::{self, ServerState};
 use crate::shard::Shard;
 use crate::source::aws_clients::{ASSUME_ROLE, Access};
-use crate::source::cloudwatch::{DESCRIBE_LOG_STREAMS, FILTER_LOG_EVENTS};
+use crate::source::cloudwatch::{DESCRIBE_LOG_STREAMS, FILTER_LOG_EVENTS, MAX_STREAMS_PER_CALL};
 use crate::web::WatchedConfig;
 
 pub use cloudwatch::feed_events;
@@ -287,9 +287,32 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
                 }
             }
             let mut clients = cloudwatch::clients(cloudwatch, metrics.clone());
+            let mut budgets = cloudwatch::Budgets::new(cloudwatch, metrics.clone());
+            // The groups of one budget start spread over the poll interval.
+            let mut sharing: HashMap<(String, String), u32> = HashMap::new();
+            for (group, _) in &loops {
+                let access = Access::of(group, cloudwatch.region.as_deref());
+                *sharing
+                    .entry(cloudwatch::Budgets::key_of(&access))
+                    .or_default() += 1;
+            }
+            let mut started: HashMap<(String, String), u32> = HashMap::new();
             for (group, pipeline) in loops {
                 let access = Access::of(group, cloudwatch.region.as_deref());
-                let api = clients.client(&access).await;
+                let key = cloudwatch::Budgets::key_of(&access);
+                let nth = started.entry(key.clone()).or_default();
+                let first_delay = cloudwatch.poll_interval * *nth / sharing[&key];
+                *nth += 1;
+                let api = budgets.wrap(&access, clients.client(&access).await);
+                if !group.interfaces.is_empty() {
+                    // Known before the first poll: say now if it cannot fit.
+                    let calls = group.interfaces.len().div_ceil(MAX_STREAMS_PER_CALL);
+                    api.budget().set_demand(
+                        &access.describe(&group.name),
+                        u32::try_from(calls).unwrap_or(u32::MAX),
+                        cloudwatch.poll_interval,
+                    );
+                }
                 let group_loop = cloudwatch::GroupLoop::new(
                     cloudwatch,
                     group,
@@ -297,7 +320,8 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
                     api,
                     pipeline,
                     shared.clone(),
-                );
+                )
+                .starting_after(first_delay);
                 tasks.push(tokio::spawn(group_loop.run(shutdown.clone())));
             }
         }

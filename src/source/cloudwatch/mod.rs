@@ -9,10 +9,13 @@
 //!   reads, what a success or failure changes;
 //! * [`poller`]: [`Poller`], the async driver around it for one log group
 //!   (discovery, paging, dedup), and [`read_window`] for one fixed window;
+//! * [`budget`]: [`Budgeted`], every call within the account-region's
+//!   request budget;
 //! * [`sharded`]: [`ShardedLogs`], the streams of this replica's shard only.
 
 pub mod api;
 pub mod aws;
+pub mod budget;
 pub mod poller;
 pub mod recent;
 pub mod retry;
@@ -28,6 +31,7 @@ pub use api::{
     LogEvent, LogsApi, MAX_STREAMS_PER_CALL, NoopObserver,
 };
 pub use aws::AwsLogsApi;
+pub use budget::{BudgetObserver, Budgeted, RequestBudget};
 pub use poller::{PollOutcome, Poller, PollerConfig, PollerState, SeenEvents, read_window};
 pub use sharded::ShardedLogs;
 pub use streams::interface_of_stream;

@@ -1,0 +1,268 @@
+//! A request budget per account and region: [`Budgeted`] wraps a
+//! [`LogsApi`] so that every call first takes its turn from a shared
+//! [`RequestBudget`], and the poller, unchanged, never sends more than
+//! `max_requests_per_second` calls to one account-region, however many log
+//! groups read there. FilterLogEvents allows 5 requests/s per account and
+//! region, shared with every other tool: the default budget, 2/s, leaves
+//! the rest to them.
+//!
+//! The budget is a token bucket of depth one (calls are spaced at least
+//! `1 / rate` apart, on tokio's clock): never a burst, so any window of one
+//! second holds at most ⌈rate⌉ calls. A call that has to wait is counted;
+//! how much of the budget the calls use and how much the groups' polls
+//! need ([`RequestBudget::set_demand`]: calls per poll at the poll
+//! interval) are reported to a [`BudgetObserver`], so the exporter can say
+//! when the budget cannot cover the interfaces at the interval.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::api::{ApiError, EventsPage, FilterRequest, LogsApi};
+
+/// How long calls are remembered to measure the budget used.
+const USE_WINDOW: Duration = Duration::from_secs(60);
+
+/// Told what the budget of one account-region does.
+pub trait BudgetObserver: Send + Sync {
+    /// A call waited `seconds` for its turn.
+    fn delayed(&self, seconds: f64);
+    /// Calls of the last minute over what the budget allows in a minute.
+    fn used(&self, ratio: f64);
+    /// Calls the polls need per second over the budget: above 1, the
+    /// interfaces cannot all be read every poll interval.
+    fn demand(&self, ratio: f64);
+}
+
+/// The requests one account-region may take; shared by its groups.
+pub struct RequestBudget {
+    interval: Duration,
+    per_second: f64,
+    /// Who it is, for logs: `account/region`.
+    name: String,
+    observer: Arc<dyn BudgetObserver>,
+    state: Mutex<State>,
+}
+
+struct State {
+    /// The earliest time the next call may go.
+    next_free: Option<Instant>,
+    /// When recent calls went, for the budget used.
+    recent: VecDeque<Instant>,
+    /// FilterLogEvents calls per second each group's polls need.
+    demand: HashMap<String, f64>,
+    /// Whether the last demand was over budget (warn once per crossing).
+    over: bool,
+}
+
+impl RequestBudget {
+    /// `per_second` > 0.
+    pub fn new(per_second: f64, name: String, observer: Arc<dyn BudgetObserver>) -> Arc<Self> {
+        let per_second = per_second.max(f64::MIN_POSITIVE);
+        Arc::new(RequestBudget {
+            interval: Duration::from_secs_f64(1.0 / per_second),
+            per_second,
+            name,
+            observer,
+            state: Mutex::new(State {
+                next_free: None,
+                recent: VecDeque::new(),
+                demand: HashMap::new(),
+                over: false,
+            }),
+        })
+    }
+
+    pub fn per_second(&self) -> f64 {
+        self.per_second
+    }
+
+    /// Waits for this call's turn; returns how long it waited.
+    pub async fn take_turn(&self) -> Duration {
+        let wait = {
+            let mut state = self.lock();
+            let now = Instant::now();
+            let at = state.next_free.map_or(now, |next| next.max(now));
+            state.next_free = Some(at + self.interval);
+            while state
+                .recent
+                .front()
+                .is_some_and(|sent| now.saturating_duration_since(*sent) > USE_WINDOW)
+            {
+                state.recent.pop_front();
+            }
+            state.recent.push_back(at);
+            let allowed = self.per_second * USE_WINDOW.as_secs_f64();
+            self.observer.used(state.recent.len() as f64 / allowed);
+            at - now
+        };
+        if !wait.is_zero() {
+            self.observer.delayed(wait.as_secs_f64());
+            tokio::time::sleep(wait).await;
+        }
+        wait
+    }
+
+    /// Group `group` needs `calls_per_poll` calls every `poll_interval`.
+    /// Logs a warning, with what to do, when the groups of this
+    /// account-region together need more than the budget.
+    pub fn set_demand(&self, group: &str, calls_per_poll: u32, poll_interval: Duration) {
+        let mut state = self.lock();
+        let rate = f64::from(calls_per_poll) / poll_interval.as_secs_f64().max(1e-3);
+        state.demand.insert(group.to_owned(), rate);
+        let needed: f64 = state.demand.values().sum();
+        let ratio = needed / self.per_second;
+        self.observer.demand(ratio);
+        let over = ratio > 1.0;
+        if over && !state.over {
+            tracing::warn!(
+                budget = %self.name,
+                needed_per_second = needed,
+                max_requests_per_second = self.per_second,
+                "The request budget cannot cover these interfaces at poll_interval: polls will fall behind. Raise poll_interval, split the interfaces over more replicas per account and region ([shard]) with their own share of the quota, or move to S3 delivery"
+            );
+        }
+        state.over = over;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A [`LogsApi`] whose every call takes a turn from a shared budget.
+#[derive(Clone)]
+pub struct Budgeted<A> {
+    inner: A,
+    budget: Arc<RequestBudget>,
+}
+
+impl<A> Budgeted<A> {
+    pub fn new(inner: A, budget: Arc<RequestBudget>) -> Budgeted<A> {
+        Budgeted { inner, budget }
+    }
+
+    pub fn budget(&self) -> &Arc<RequestBudget> {
+        &self.budget
+    }
+}
+
+impl<A: LogsApi + Sync> LogsApi for Budgeted<A> {
+    async fn list_interface_streams(&self, log_group: &str) -> Result<Vec<String>, ApiError> {
+        self.budget.take_turn().await;
+        self.inner.list_interface_streams(log_group).await
+    }
+
+    async fn filter_log_events(&self, req: &FilterRequest) -> Result<EventsPage, ApiError> {
+        self.budget.take_turn().await;
+        self.inner.filter_log_events(req).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::cloudwatch::fake::FakeLogs;
+    use crate::source::cloudwatch::{Poller, PollerConfig};
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Records when each call reached the API, on tokio's clock.
+    #[derive(Clone)]
+    struct Timed {
+        inner: FakeLogs,
+        start: Instant,
+        calls: Arc<Mutex<Vec<Duration>>>,
+    }
+
+    impl LogsApi for Timed {
+        async fn list_interface_streams(&self, log_group: &str) -> Result<Vec<String>, ApiError> {
+            self.calls.lock().unwrap().push(self.start.elapsed());
+            self.inner.list_interface_streams(log_group).await
+        }
+
+        async fn filter_log_events(&self, req: &FilterRequest) -> Result<EventsPage, ApiError> {
+            self.calls.lock().unwrap().push(self.start.elapsed());
+            self.inner.filter_log_events(req).await
+        }
+    }
+
+    #[derive(Default)]
+    struct Counts {
+        delayed: AtomicU64,
+        over: Mutex<Option<f64>>,
+    }
+
+    impl BudgetObserver for Counts {
+        fn delayed(&self, _seconds: f64) {
+            self.delayed.fetch_add(1, Ordering::Relaxed);
+        }
+        fn used(&self, _ratio: f64) {}
+        fn demand(&self, ratio: f64) {
+            *self.over.lock().unwrap() = Some(ratio);
+        }
+    }
+
+    /// Three groups of one account-region, 1,000 streams in all, polled
+    /// together: the calls that reach the API in any one-second bucket never
+    /// exceed the budget, and the waits are counted.
+    #[tokio::test(start_paused = true)]
+    async fn calls_per_second_never_exceed_the_budget() {
+        let counts = Arc::new(Counts::default());
+        let budget = RequestBudget::new(2.0, "test/us-east-1".into(), counts.clone());
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for (group, streams) in [("/a", 500u32), ("/b", 300), ("/c", 200)] {
+            let fake = FakeLogs::new(1_000);
+            fake.set_now(120_000);
+            for n in 0..streams {
+                fake.put(
+                    &format!("eni-{group_n}{n:07x}-all", group_n = group.len()),
+                    60_000,
+                    61_000,
+                );
+            }
+            let api = Budgeted::new(
+                Timed {
+                    inner: fake,
+                    start,
+                    calls: calls.clone(),
+                },
+                budget.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let mut poller = Poller::new(api, PollerConfig::new(group), 100_000);
+                for round in 0..3 {
+                    poller.poll(120_000 + round * 30_000).await.unwrap();
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let calls = calls.lock().unwrap();
+        let mut per_second: BTreeMap<u64, u32> = BTreeMap::new();
+        for at in calls.iter() {
+            *per_second.entry(at.as_secs()).or_default() += 1;
+        }
+        // One listing per group, then 3 polls of ⌈streams / 100⌉ = 5 + 3 + 2 pages.
+        assert!(calls.len() >= 3 + 3 * 10, "{} calls", calls.len());
+        assert!(per_second.values().all(|n| *n <= 2), "{per_second:?}");
+        assert!(counts.delayed.load(Ordering::Relaxed) > 0);
+    }
+
+    #[test]
+    fn demand_over_the_budget_is_reported() {
+        let counts = Arc::new(Counts::default());
+        let budget = RequestBudget::new(2.0, "test".into(), counts.clone());
+        budget.set_demand("/a", 30, Duration::from_secs(30));
+        assert_eq!(*counts.over.lock().unwrap(), Some(0.5));
+        budget.set_demand("/b", 90, Duration::from_secs(30));
+        assert_eq!(*counts.over.lock().unwrap(), Some(2.0));
+    }
+}
