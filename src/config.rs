@@ -280,6 +280,10 @@ pub struct CorrelationConfig {
     /// Ports that mark the responder (besides every port below 1024).
     #[serde(default = "default_service_ports", deserialize_with = "parsed_list")]
     pub service_ports: Vec<u16>,
+    /// Sessions held at most (memory: about 200 bytes each); past it the
+    /// oldest pending sessions are decided early.
+    #[serde(default = "default_max_open_sessions")]
+    pub max_open_sessions: usize,
 }
 
 /// `[api]`: how many decided sessions `/api/v1/sessions` and the landing
@@ -372,6 +376,9 @@ fn default_session_idle_timeout() -> Duration {
 fn default_service_ports() -> Vec<u16> {
     correlate::DEFAULT_SERVICE_PORTS.to_vec()
 }
+fn default_max_open_sessions() -> usize {
+    correlate::DEFAULT_MAX_OPEN_SESSIONS
+}
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -391,6 +398,7 @@ impl Default for CorrelationConfig {
             reply_grace: default_reply_grace(),
             session_idle_timeout: default_session_idle_timeout(),
             service_ports: default_service_ports(),
+            max_open_sessions: default_max_open_sessions(),
         }
     }
 }
@@ -727,6 +735,12 @@ impl CorrelationConfig {
                     humantime::format_duration(self.reply_grace),
                     humantime::format_duration(self.session_idle_timeout),
                 ),
+            ));
+        }
+        if self.max_open_sessions == 0 {
+            return Err(origins.error(
+                "correlation.max_open_sessions",
+                "must be at least 1 (default 1000000), got 0",
             ));
         }
         Ok(())

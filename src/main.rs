@@ -129,6 +129,9 @@ struct ReportArgs {
     /// Service ports besides those below 1024 (comma-separated).
     #[arg(long = "service-ports", value_delimiter = ',', default_values_t = correlate::DEFAULT_SERVICE_PORTS)]
     service_ports: Vec<u16>,
+    /// Sessions held at most (memory bound); past it the oldest pending are decided early.
+    #[arg(long = "max-open-sessions", default_value_t = correlate::DEFAULT_MAX_OPEN_SESSIONS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_open_sessions: usize,
 }
 
 #[derive(Args)]
@@ -313,6 +316,7 @@ fn report_request(args: &ReportArgs) -> Result<ReportRequest, Error> {
             reply_grace: args.reply_grace.as_secs(),
             session_idle_timeout: args.session_idle_timeout.as_secs(),
             service_ports: args.service_ports.clone(),
+            max_open_sessions: args.max_open_sessions,
         },
         facts: analyze::facts_from_addresses(&args.interface_address),
     })

@@ -71,6 +71,7 @@ pub struct Metrics {
     pub malformed: IntCounterVec,
     pub pending_sessions: IntGaugeVec,
     pub open_sessions: IntGaugeVec,
+    pub sessions_evicted: IntCounterVec,
     pub interface_info: IntGaugeVec,
     pub up: IntGauge,
     pub polls: IntCounterVec,
@@ -198,6 +199,11 @@ impl Metrics {
         let open_sessions = gauge(
             "open_sessions",
             "Sessions held in memory: pending, or decided and not yet idle for session_idle_timeout.",
+            &["interface_id"],
+        );
+        let sessions_evicted = counter(
+            "sessions_evicted_total",
+            "Pending sessions decided early, with the verdict their records so far give (a lone request: unanswered), because correlation.max_open_sessions sessions were held. They are also counted in vpcflow_sessions_total; a non-zero rate means the bound is too low for the traffic (or a flood), and some late replies may be counted as sessions of their own.",
             &["interface_id"],
         );
         let interface_info = gauge(
@@ -335,6 +341,7 @@ impl Metrics {
             malformed,
             pending_sessions,
             open_sessions,
+            sessions_evicted,
             interface_info,
             up,
             polls,
@@ -394,6 +401,7 @@ impl Metrics {
         }
         self.pending_sessions.with_label_values(&[interface_id]);
         self.open_sessions.with_label_values(&[interface_id]);
+        self.sessions_evicted.with_label_values(&[interface_id]);
         if let Some(name) = name {
             self.interface_info
                 .with_label_values(&[interface_id, name])
@@ -653,6 +661,13 @@ impl SessionObserver for FlowMetrics<'_> {
     }
 
     fn closed(&mut self, _: &SessionReport<'_>) {}
+
+    fn evicted(&mut self, interface_id: &str) {
+        self.metrics
+            .sessions_evicted
+            .with_label_values(&[interface_id])
+            .inc();
+    }
 }
 
 impl Observer for FlowMetrics<'_> {

@@ -1,7 +1,8 @@
 //! The core's checkpoint (issue 7, restarts): a pipeline checkpointed after
 //! any prefix of its input, written as JSON and restored into a fresh
 //! pipeline, counts with the rest of the input exactly what one
-//! uninterrupted pipeline counts — session by session.
+//! uninterrupted pipeline counts — session by session, also when
+//! `max_open_sessions` evicts.
 
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -13,9 +14,17 @@ use vpc_flow_exporter::flow::{
 use vpc_flow_exporter::generate::{GeneratorConfig, Style, generate};
 
 fn pipeline() -> Pipeline {
+    bounded(Settings::default().max_open_sessions)
+}
+
+/// A pipeline holding at most `max_open_sessions`.
+fn bounded(max_open_sessions: usize) -> Pipeline {
     Pipeline::new(
         FormatChoice::Auto,
-        Settings::default(),
+        Settings {
+            max_open_sessions,
+            ..Settings::default()
+        },
         Default::default(),
         RecordFilter::default(),
     )
@@ -118,25 +127,26 @@ proptest! {
         split in any::<Index>(),
         every in prop_oneof![Just(0usize), 1usize..40],
         lead in 0u64..700,
+        max_open in prop_oneof![Just(1_000_000usize), 1usize..60],
     ) {
         let lines = lines(&config);
         let split = split.index(lines.len() + 1);
         let clock = Clock { every, lead };
 
-        let mut whole = pipeline();
+        let mut whole = bounded(max_open);
         let mut whole_summary = summary(&whole);
         whole.begin_input();
         feed(&mut whole, &mut whole_summary, &lines, 0..lines.len(), clock);
         whole.finish(&mut whole_summary);
 
-        let mut first = pipeline();
+        let mut first = bounded(max_open);
         let mut first_summary = summary(&first);
         first.begin_input();
         feed(&mut first, &mut first_summary, &lines, 0..split, clock);
         let json = serde_json::to_string(&first.checkpoint()).unwrap();
         drop(first);
 
-        let mut second = pipeline();
+        let mut second = bounded(max_open);
         let mut second_summary = summary(&second);
         second.restore(serde_json::from_str(&json).unwrap()).unwrap();
         feed(&mut second, &mut second_summary, &lines, split..lines.len(), clock);
@@ -194,8 +204,9 @@ fn a_checkpoint_holds_pending_and_decided_sessions_with_their_addresses() {
     let json = serde_json::to_value(&checkpoint).unwrap();
     let sessions = json["correlator"]["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 2);
-    assert_eq!(sessions[0]["decision"]["verdict"], "accepted");
-    assert!(sessions[1]["decision"].is_null());
+    // Pending ones first, in order of opening; then decided ones.
+    assert!(sessions[0]["decision"].is_null());
+    assert_eq!(sessions[1]["decision"]["verdict"], "accepted");
     assert_eq!(
         json["correlator"]["interfaces"][0]["learned"][0]["local"],
         "10.0.0.10"

@@ -138,6 +138,10 @@ const CASES: &[(&str, &str)] = &[
         "correlation.service_ports[1]: expected a port number from 1 to 65535, got 70000",
     ),
     (
+        "max-open-sessions-zero.toml",
+        "correlation.max_open_sessions: must be at least 1 (default 1000000), got 0",
+    ),
+    (
         "api-ring-too-large.toml",
         "api.sessions_per_verdict: expected at most 1000000, got 5000000",
     ),

@@ -481,6 +481,10 @@ impl<O: SessionObserver> SessionObserver for Recorded<'_, O> {
     fn closed(&mut self, session: &SessionReport<'_>) {
         self.inner.closed(session);
     }
+
+    fn evicted(&mut self, interface_id: &str) {
+        self.inner.evicted(interface_id);
+    }
 }
 
 impl<O: Observer> Observer for Recorded<'_, O> {

@@ -52,6 +52,7 @@ pub fn core_settings(config: &Config) -> (Settings, HashMap<String, InterfaceFac
         reply_grace: config.correlation.reply_grace.as_secs(),
         session_idle_timeout: config.correlation.session_idle_timeout.as_secs(),
         service_ports: config.correlation.service_ports.clone(),
+        max_open_sessions: config.correlation.max_open_sessions,
     };
     let facts = config
         .interfaces

@@ -43,8 +43,11 @@ pub struct SuspectCheckpoint {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CorrelatorCheckpoint {
-    /// How many session records arrived: rule 5's order of arrival goes on from it.
+    /// How many records of sessions were taken so far.
     pub arrivals: u64,
+    /// Sessions opened so far (wrapping): each session's `generation` orders
+    /// its deadlines among equal ones.
+    pub generations: u32,
     pub interfaces: Vec<InterfaceCheckpoint>,
     /// Open sessions: pending, and decided but not yet idle (so a late stray
     /// record joins its session instead of opening a new one).
@@ -90,6 +93,8 @@ pub struct SessionCheckpoint {
     pub decision: Option<DecisionCheckpoint>,
     /// The watermark at which its interface looks at it next.
     pub due: Option<u64>,
+    /// Its number in order of opening (not 0).
+    pub generation: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -98,6 +103,8 @@ pub struct LegCheckpoint {
     pub action: Option<Word>,
     pub flags: Option<u16>,
     pub start: Option<u64>,
+    /// The order in which the session's two legs first arrived (rule 5):
+    /// 1 or 2; 0 while unseen.
     pub arrival: u64,
     /// `ingress` or `egress`.
     pub flow_direction: Option<Word>,

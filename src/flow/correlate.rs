@@ -11,23 +11,28 @@
 //! per session rather than a scan of every open session.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 
 use rustc_hash::FxHashMap;
-use slab::Slab;
 
 use super::address::{LocalAddresses, to_addr};
+use super::arena::Sessions;
 use super::record::{LogStatus, Record};
 use super::rules::{self, Context};
-use super::session::{Decision, Session, SessionKey};
+use super::session::{Decision, NONE, Session, SessionKey};
 use super::verdict::{Direction, SessionReport, Verdict};
 
 mod checkpoint;
 
 pub use super::settings::{
-    DEFAULT_REPLY_GRACE_SECONDS, DEFAULT_SERVICE_PORTS, DEFAULT_SESSION_IDLE_TIMEOUT_SECONDS,
-    InterfaceFacts, ServicePorts, Settings,
+    DEFAULT_MAX_OPEN_SESSIONS, DEFAULT_REPLY_GRACE_SECONDS, DEFAULT_SERVICE_PORTS,
+    DEFAULT_SESSION_IDLE_TIMEOUT_SECONDS, InterfaceFacts, ServicePorts, Settings,
 };
+
+/// Interfaces with no open session kept at most (their watermark and
+/// learned address, ~200 bytes each); past it the longest idle is forgotten.
+/// Interfaces with open sessions are bounded by `max_open_sessions`.
+pub const MAX_IDLE_INTERFACES: usize = 65_536;
 
 /// Receives what correlation decides.
 pub trait SessionObserver {
@@ -44,6 +49,51 @@ pub trait SessionObserver {
     );
     /// A decided session was closed (idle, or end of input) with its final totals.
     fn closed(&mut self, session: &SessionReport<'_>);
+    /// A pending session was decided early to keep within `max_open_sessions`
+    /// (after `decided`, whether or not it got a verdict).
+    fn evicted(&mut self, interface_id: &str) {
+        let _ = interface_id;
+    }
+}
+
+/// A list of sessions threaded through the table, oldest first.
+#[derive(Debug, Clone, Copy)]
+struct Order {
+    head: u32,
+    tail: u32,
+}
+
+impl Order {
+    const EMPTY: Order = Order {
+        head: NONE,
+        tail: NONE,
+    };
+
+    fn push_back(&mut self, sessions: &mut Sessions, slot: u32) {
+        let session = &mut sessions[slot as usize];
+        session.prev = self.tail;
+        session.next = NONE;
+        match self.tail {
+            NONE => self.head = slot,
+            tail => sessions[tail as usize].next = slot,
+        }
+        self.tail = slot;
+    }
+
+    fn unlink(&mut self, sessions: &mut Sessions, slot: u32) {
+        let (prev, next) = {
+            let session = &sessions[slot as usize];
+            (session.prev, session.next)
+        };
+        match prev {
+            NONE => self.head = next,
+            prev => sessions[prev as usize].next = next,
+        }
+        match next {
+            NONE => self.tail = prev,
+            next => sessions[next as usize].prev = prev,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -52,7 +102,8 @@ struct Interface {
     watermark: Option<u64>,
     local: LocalAddresses,
     intermediate: bool,
-    /// (watermark at which something is due, session slot, generation).
+    /// (watermark at which something is due, generation, session slot):
+    /// ties fall due in order of opening, whatever slot a session has.
     deadlines: BinaryHeap<Reverse<(u64, u32, u32)>>,
     pending: usize,
     open: usize,
@@ -76,8 +127,14 @@ pub struct Correlator {
     interfaces: Vec<Interface>,
     interface_index: FxHashMap<Box<str>, u32>,
     last_interface: usize,
-    sessions: Slab<Session>,
-    session_index: HashMap<SessionKey, usize, foldhash::fast::FixedState>,
+    sessions: Sessions,
+    /// Pending sessions in order of opening: the oldest is evicted first.
+    pending_order: Order,
+    /// Decided sessions in order of decision: dropped before any pending one.
+    decided_order: Order,
+    /// Interfaces whose last session closed, oldest first (may hold
+    /// interfaces busy again since: checked when taken).
+    idle_interfaces: VecDeque<u32>,
     arrivals: u64,
     generations: u32,
 }
@@ -91,8 +148,10 @@ impl Correlator {
             interfaces: Vec::new(),
             interface_index: FxHashMap::default(),
             last_interface: 0,
-            sessions: Slab::new(),
-            session_index: HashMap::default(),
+            sessions: Sessions::new(),
+            pending_order: Order::EMPTY,
+            decided_order: Order::EMPTY,
+            idle_interfaces: VecDeque::new(),
             arrivals: 0,
             generations: 0,
         }
@@ -148,23 +207,22 @@ impl Correlator {
             source,
             destination,
         );
-        let slot = match self.session_index.get(&key) {
-            Some(&slot) => slot,
-            None => self.open_session(key),
+        let slot = match self.sessions.find(&key) {
+            Some(slot) => slot,
+            None => self.open_session(key, observer),
         };
         self.arrivals += 1;
-        let arrival = self.arrivals;
         let session = &mut self.sessions[slot];
-        let (packets, bytes) = session.absorb(side, action, record, time, arrival);
-        if !session.scheduled
-            && let Some(first) = session.first_time
+        let (packets, bytes) = session.absorb(side, action, record, time);
+        if !session.scheduled()
+            && let Some(first) = session.first_time()
         {
-            session.scheduled = true;
+            session.set_scheduled(true);
             let generation = session.generation;
             self.interfaces[interface].deadlines.push(Reverse((
                 first.saturating_add(self.settings.reply_grace),
-                slot as u32,
                 generation,
+                slot as u32,
             )));
         }
         match session.decision {
@@ -179,6 +237,7 @@ impl Correlator {
             }
             None => {}
         }
+        self.drop_stale_deadlines(interface);
     }
 
     /// Moves every interface's watermark to at least `time` and decides or
@@ -215,8 +274,7 @@ impl Correlator {
             return index as usize;
         }
         let facts = self.facts.get(id).cloned().unwrap_or_default();
-        let index = self.interfaces.len();
-        self.interfaces.push(Interface {
+        let fresh = Interface {
             id: id.into(),
             watermark: None,
             local: LocalAddresses::new(&facts.addresses),
@@ -224,16 +282,54 @@ impl Correlator {
             deadlines: BinaryHeap::new(),
             pending: 0,
             open: 0,
-        });
+        };
+        let index = match self.longest_idle_interface() {
+            Some(index) => {
+                let forgotten = std::mem::replace(&mut self.interfaces[index], fresh);
+                self.interface_index.remove(&forgotten.id);
+                index
+            }
+            None => {
+                self.interfaces.push(fresh);
+                self.interfaces.len() - 1
+            }
+        };
+        // Idle until a session opens (NODATA-only interfaces stay so).
+        self.idle_interfaces.push_back(index as u32);
         self.interface_index.insert(id.into(), index as u32);
         self.last_interface = index;
         index
     }
 
-    fn open_session(&mut self, key: SessionKey) -> usize {
-        self.generations = self.generations.wrapping_add(1);
-        let slot = self.sessions.insert(Session::new(key, self.generations));
-        self.session_index.insert(key, slot);
+    /// Past [`MAX_IDLE_INTERFACES`] idle interfaces, the one idle longest.
+    fn longest_idle_interface(&mut self) -> Option<usize> {
+        let idle = |interfaces: &[Interface], index: u32| interfaces[index as usize].open == 0;
+        if self.idle_interfaces.len() > 2 * MAX_IDLE_INTERFACES {
+            let interfaces = &self.interfaces;
+            let mut listed = vec![false; interfaces.len()];
+            self.idle_interfaces.retain(|&index| {
+                let keep = idle(interfaces, index) && !listed[index as usize];
+                listed[index as usize] = true;
+                keep
+            });
+        }
+        while self.idle_interfaces.len() > MAX_IDLE_INTERFACES {
+            let index = self.idle_interfaces.pop_front()?;
+            if idle(&self.interfaces, index) {
+                return Some(index as usize);
+            }
+        }
+        None
+    }
+
+    fn open_session(&mut self, key: SessionKey, observer: &mut impl SessionObserver) -> usize {
+        while self.sessions.len() >= self.settings.max_open_sessions.max(1) {
+            self.evict(observer);
+        }
+        let generation = self.next_generation();
+        let slot = self.sessions.insert(Session::new(key, generation));
+        self.pending_order
+            .push_back(&mut self.sessions, slot as u32);
         let interface = &mut self.interfaces[key.interface as usize];
         interface.pending += 1;
         interface.open += 1;
@@ -253,7 +349,7 @@ impl Correlator {
         state.watermark = Some(time);
         let grace = self.settings.reply_grace;
         let idle = self.settings.session_idle_timeout;
-        while let Some(&Reverse((due, slot, generation))) =
+        while let Some(&Reverse((due, generation, slot))) =
             self.interfaces[interface].deadlines.peek()
         {
             if due > time {
@@ -267,8 +363,8 @@ impl Correlator {
             if session.generation != generation {
                 continue;
             }
-            let first = session.first_time.unwrap_or(0);
-            let last = session.last_time.unwrap_or(0);
+            let first = session.first_time().unwrap_or(0);
+            let last = session.last_time().unwrap_or(0);
             if session.decision.is_none() && time >= first.saturating_add(grace) {
                 self.decide(slot, observer);
             }
@@ -282,13 +378,13 @@ impl Correlator {
             };
             self.interfaces[interface]
                 .deadlines
-                .push(Reverse((next_due, slot as u32, generation)));
+                .push(Reverse((next_due, generation, slot as u32)));
         }
     }
 
     fn decide(&mut self, slot: usize, observer: &mut impl SessionObserver) {
         let session = &self.sessions[slot];
-        let interface = &self.interfaces[session.key.interface as usize];
+        let interface = &self.interfaces[session.interface() as usize];
         let decision = rules::judge(
             session,
             Context {
@@ -297,8 +393,11 @@ impl Correlator {
                 service_ports: &self.service_ports,
             },
         );
-        let interface = &mut self.interfaces[session.key.interface as usize];
+        let interface = &mut self.interfaces[session.interface() as usize];
         interface.pending -= 1;
+        self.pending_order.unlink(&mut self.sessions, slot as u32);
+        self.decided_order
+            .push_back(&mut self.sessions, slot as u32);
         let session = &mut self.sessions[slot];
         session.decision = Some(decision);
         if let Some(report) = session.report(&interface.id) {
@@ -314,14 +413,56 @@ impl Correlator {
         }
     }
 
+    /// Closes a decided session.
     fn close(&mut self, slot: usize, observer: &mut impl SessionObserver) {
+        self.decided_order.unlink(&mut self.sessions, slot as u32);
         let session = self.sessions.remove(slot);
-        self.session_index.remove(&session.key);
-        let interface = &mut self.interfaces[session.key.interface as usize];
+        let interface = &mut self.interfaces[session.interface() as usize];
         interface.open -= 1;
+        if interface.open == 0 {
+            self.idle_interfaces.push_back(session.interface());
+        }
         if let Some(report) = session.report(&interface.id) {
             observer.closed(&report);
         }
+    }
+
+    /// Generations start at 1: 0 marks a vacant slot.
+    fn next_generation(&mut self) -> u32 {
+        self.generations = self.generations.wrapping_add(1).max(1);
+        self.generations
+    }
+
+    /// Makes room for one session: the decided session decided longest ago
+    /// is dropped (a later stray record of it would open a new session);
+    /// failing that, the oldest pending one is decided with what it has (a
+    /// lone request: unanswered) and closed.
+    fn evict(&mut self, observer: &mut impl SessionObserver) {
+        if self.decided_order.head != NONE {
+            self.close(self.decided_order.head as usize, observer);
+            return;
+        }
+        let slot = self.pending_order.head as usize;
+        self.decide(slot, observer);
+        let interface = self.sessions[slot].interface() as usize;
+        observer.evicted(&self.interfaces[interface].id);
+        self.close(slot, observer);
+    }
+
+    /// Closed and evicted sessions leave their deadline behind until it
+    /// falls due: past twice the interface's open sessions, sweep them, so
+    /// the heap is bounded by the table, not by the input.
+    fn drop_stale_deadlines(&mut self, interface: usize) {
+        let state = &mut self.interfaces[interface];
+        if state.deadlines.len() <= 2 * state.open + 64 {
+            return;
+        }
+        let sessions = &self.sessions;
+        state.deadlines.retain(|&Reverse((_, generation, slot))| {
+            sessions
+                .get(slot as usize)
+                .is_some_and(|session| session.generation == generation)
+        });
     }
 }
 

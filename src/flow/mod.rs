@@ -4,6 +4,7 @@
 //! lines and times, exporters read what it decides.
 
 mod address;
+mod arena;
 pub mod checkpoint;
 pub mod clock;
 pub mod correlate;

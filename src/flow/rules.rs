@@ -12,17 +12,17 @@ const TCP_RST: u16 = 0x04;
 const TCP_ACK: u16 = 0x10;
 const TCP_SYN_ACK: u16 = TCP_SYN | TCP_ACK;
 
-fn is_syn_ack(leg: &Leg) -> bool {
+fn is_syn_ack(leg: Leg) -> bool {
     leg.flags
         .is_some_and(|flags| flags & TCP_SYN_ACK == TCP_SYN_ACK)
 }
 
-fn sent_syn_only(leg: &Leg) -> bool {
+fn sent_syn_only(leg: Leg) -> bool {
     leg.flags
         .is_some_and(|flags| flags & TCP_SYN != 0 && flags & TCP_ACK == 0)
 }
 
-fn is_reset_only(leg: &Leg) -> bool {
+fn is_reset_only(leg: Leg) -> bool {
     leg.flags
         .is_some_and(|flags| flags & TCP_RST != 0 && flags & TCP_SYN_ACK != TCP_SYN_ACK)
 }
@@ -112,7 +112,8 @@ pub(crate) fn initiator(session: &Session, service_ports: &ServicePorts) -> Side
         _ => {}
     }
     // Rule 4: service ports, then the higher (ephemeral) port.
-    let (low_port, high_port) = (session.key.low.1, session.key.high.1);
+    let key = session.key();
+    let (low_port, high_port) = (key.low.1, key.high.1);
     let low_serves = service_ports.contains(low_port);
     let high_serves = service_ports.contains(high_port);
     if low_serves != high_serves {
@@ -127,9 +128,18 @@ pub(crate) fn initiator(session: &Session, service_ports: &ServicePorts) -> Side
         };
     }
     // Rule 5: the earlier record, then the order of arrival.
-    let earlier_low = (low.start.unwrap_or(u64::MAX), low.arrival)
-        <= (high.start.unwrap_or(u64::MAX), high.arrival);
-    if earlier_low { Side::Low } else { Side::High }
+    let (low_start, high_start) = (
+        low.start.unwrap_or(u64::MAX),
+        high.start.unwrap_or(u64::MAX),
+    );
+    if low_start != high_start {
+        return if low_start < high_start {
+            Side::Low
+        } else {
+            Side::High
+        };
+    }
+    session.first_to_arrive()
 }
 
 /// Whether the records of `side` enter the interface.
@@ -140,8 +150,8 @@ fn enters(session: &Session, side: Side, initiator: Side, local: &LocalAddresses
     if let Some(direction) = session.leg(side.other()).flow_direction {
         return direction == FlowDirection::Egress;
     }
-    let source = session.key.source(side).0;
-    let destination = session.key.destination(side).0;
+    let key = session.key();
+    let (source, destination) = (key.source(side).0, key.destination(side).0);
     match (local.is_local(destination), local.is_local(source)) {
         (Some(true), _) => true,
         (_, Some(true)) => false,

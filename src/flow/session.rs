@@ -75,16 +75,14 @@ impl SessionKey {
     }
 }
 
-/// The records of one direction of a session.
-#[derive(Debug, Clone, Copy, Default)]
+/// The records of one direction of a session, as the rules read them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Leg {
     /// The action of the first record; `None` while this direction is unseen.
     pub(crate) action: Option<Action>,
     /// The TCP flags of every record, OR-ed; `None` when no record had any.
     pub(crate) flags: Option<u16>,
     pub(crate) start: Option<u64>,
-    /// Order of arrival of the first record, across all sessions.
-    pub(crate) arrival: u64,
     pub(crate) flow_direction: Option<FlowDirection>,
 }
 
@@ -107,83 +105,239 @@ pub(crate) enum Decision {
     },
 }
 
+/// One open session, packed: 128 bytes, no heap allocation (issue 12).
+/// Times use [`NO_TIME`] for "none"; a leg's action, flow direction and
+/// whether it had flags share one byte.
 #[derive(Debug, Clone)]
 pub(crate) struct Session {
-    pub(crate) key: SessionKey,
-    /// Tells a deadline for this slot from one left by an earlier session.
-    pub(crate) generation: u32,
-    legs: [Leg; 2],
-    /// Event time of the first and the latest record.
-    pub(crate) first_time: Option<u64>,
-    pub(crate) last_time: Option<u64>,
-    pub(crate) start: Option<u64>,
-    pub(crate) end: Option<u64>,
+    low_addr: Addr,
+    high_addr: Addr,
+    first_time: u64,
+    last_time: u64,
+    start: u64,
+    end: u64,
+    leg_start: [u64; 2],
     pub(crate) packets: u64,
     pub(crate) bytes: u64,
+    /// Tells a deadline for this slot from one left by an earlier session;
+    /// 0 for a vacant slot.
+    pub(crate) generation: u32,
+    /// Neighbours in the table's order of eviction (pending sessions in
+    /// order of opening, decided ones in order of decision); for a vacant
+    /// slot, `next` is the next vacant one.
+    pub(crate) prev: u32,
+    pub(crate) next: u32,
+    interface: u32,
+    low_port: u16,
+    high_port: u16,
+    leg_flags: [u16; 2],
+    protocol: u8,
+    leg_bits: [u8; 2],
+    bits: u8,
     pub(crate) decision: Option<Decision>,
-    /// Whether a deadline is in its interface's heap.
-    pub(crate) scheduled: bool,
 }
+
+/// No neighbour.
+pub(crate) const NONE: u32 = u32::MAX;
+/// No time.
+const NO_TIME: u64 = u64::MAX;
+
+fn time(raw: u64) -> Option<u64> {
+    (raw != NO_TIME).then_some(raw)
+}
+
+fn raw(time: Option<u64>) -> u64 {
+    match time {
+        // A real time this large cannot pass the time check.
+        Some(time) => time.min(NO_TIME - 1),
+        None => NO_TIME,
+    }
+}
+
+const ACTION_MASK: u8 = 0b0011;
+const ACCEPT: u8 = 1;
+const REJECT: u8 = 2;
+const DIRECTION_MASK: u8 = 0b1100;
+const INGRESS: u8 = 0b0100;
+const EGRESS: u8 = 0b1000;
+const HAS_FLAGS: u8 = 0b1_0000;
+
+const SCHEDULED: u8 = 1;
+const HIGH_ARRIVED_FIRST: u8 = 2;
 
 impl Session {
     pub(crate) fn new(key: SessionKey, generation: u32) -> Session {
         Session {
-            key,
-            generation,
-            legs: [Leg::default(); 2],
-            first_time: None,
-            last_time: None,
-            start: None,
-            end: None,
+            low_addr: key.low.0,
+            high_addr: key.high.0,
+            first_time: NO_TIME,
+            last_time: NO_TIME,
+            start: NO_TIME,
+            end: NO_TIME,
+            leg_start: [NO_TIME; 2],
             packets: 0,
             bytes: 0,
+            generation,
+            prev: NONE,
+            next: NONE,
+            interface: key.interface,
+            low_port: key.low.1,
+            high_port: key.high.1,
+            leg_flags: [0; 2],
+            protocol: key.protocol,
+            leg_bits: [0; 2],
+            bits: 0,
             decision: None,
-            scheduled: false,
         }
     }
 
-    pub(crate) fn leg(&self, side: Side) -> &Leg {
-        &self.legs[side.index()]
+    pub(crate) fn key(&self) -> SessionKey {
+        SessionKey {
+            interface: self.interface,
+            protocol: self.protocol,
+            low: (self.low_addr, self.low_port),
+            high: (self.high_addr, self.high_port),
+        }
+    }
+
+    pub(crate) fn interface(&self) -> u32 {
+        self.interface
+    }
+
+    pub(crate) fn set_interface(&mut self, interface: u32) {
+        self.interface = interface;
+    }
+
+    pub(crate) fn leg(&self, side: Side) -> Leg {
+        let bits = self.leg_bits[side.index()];
+        Leg {
+            action: match bits & ACTION_MASK {
+                ACCEPT => Some(Action::Accept),
+                REJECT => Some(Action::Reject),
+                _ => None,
+            },
+            flags: (bits & HAS_FLAGS != 0).then_some(self.leg_flags[side.index()]),
+            start: time(self.leg_start[side.index()]),
+            flow_direction: match bits & DIRECTION_MASK {
+                INGRESS => Some(FlowDirection::Ingress),
+                EGRESS => Some(FlowDirection::Egress),
+                _ => None,
+            },
+        }
     }
 
     pub(crate) fn set_leg(&mut self, side: Side, leg: Leg) {
-        self.legs[side.index()] = leg;
+        let action = match leg.action {
+            Some(Action::Accept) => ACCEPT,
+            Some(Action::Reject) => REJECT,
+            None => 0,
+        };
+        let direction = match leg.flow_direction {
+            Some(FlowDirection::Ingress) => INGRESS,
+            Some(FlowDirection::Egress) => EGRESS,
+            None => 0,
+        };
+        let has_flags = if leg.flags.is_some() { HAS_FLAGS } else { 0 };
+        self.leg_bits[side.index()] = action | direction | has_flags;
+        self.leg_flags[side.index()] = leg.flags.unwrap_or(0);
+        self.leg_start[side.index()] = raw(leg.start);
     }
 
     pub(crate) fn both_seen(&self) -> bool {
-        self.legs.iter().all(Leg::seen)
+        self.leg_bits.iter().all(|bits| bits & ACTION_MASK != 0)
     }
 
-    /// Adds one record of `side`, with its event time and order of arrival;
-    /// returns the packets and bytes it brought.
+    /// The side whose first record arrived first (rule 5's tie-break).
+    pub(crate) fn first_to_arrive(&self) -> Side {
+        if self.bits & HIGH_ARRIVED_FIRST != 0 {
+            Side::High
+        } else {
+            Side::Low
+        }
+    }
+
+    pub(crate) fn set_first_to_arrive(&mut self, side: Side) {
+        self.set_bit(HIGH_ARRIVED_FIRST, side == Side::High);
+    }
+
+    /// Whether a deadline is in its interface's heap.
+    pub(crate) fn scheduled(&self) -> bool {
+        self.bits & SCHEDULED != 0
+    }
+
+    pub(crate) fn set_scheduled(&mut self, scheduled: bool) {
+        self.set_bit(SCHEDULED, scheduled);
+    }
+
+    fn set_bit(&mut self, bit: u8, on: bool) {
+        if on {
+            self.bits |= bit;
+        } else {
+            self.bits &= !bit;
+        }
+    }
+
+    /// Event time of the first and the latest record.
+    pub(crate) fn first_time(&self) -> Option<u64> {
+        time(self.first_time)
+    }
+
+    pub(crate) fn last_time(&self) -> Option<u64> {
+        time(self.last_time)
+    }
+
+    /// The earliest start and latest end of its records.
+    pub(crate) fn span(&self) -> (Option<u64>, Option<u64>) {
+        (time(self.start), time(self.end))
+    }
+
+    /// As a checkpoint gives them: first and last event time, start, end.
+    pub(crate) fn set_times(
+        &mut self,
+        first: Option<u64>,
+        last: Option<u64>,
+        start: Option<u64>,
+        end: Option<u64>,
+    ) {
+        self.first_time = raw(first);
+        self.last_time = raw(last);
+        self.start = raw(start);
+        self.end = raw(end);
+    }
+
+    /// Adds one record of `side`, with its event time; returns the packets
+    /// and bytes it brought.
     pub(crate) fn absorb(
         &mut self,
         side: Side,
         action: Action,
         record: &Record<'_>,
         time: Option<u64>,
-        arrival: u64,
     ) -> (u64, u64) {
-        let leg = &mut self.legs[side.index()];
+        let mut leg = self.leg(side);
         if !leg.seen() {
-            *leg = Leg {
+            if !self.leg(side.other()).seen() {
+                self.set_first_to_arrive(side);
+            }
+            leg = Leg {
                 action: Some(action),
                 flags: None,
                 start: record.start,
-                arrival,
                 flow_direction: record.flow_direction,
             };
         }
         if let Some(flags) = record.tcp_flags {
             leg.flags = Some(leg.flags.unwrap_or(0) | flags);
         }
+        self.set_leg(side, leg);
         let (packets, bytes) = (record.packets.unwrap_or(0), record.bytes.unwrap_or(0));
         self.packets = self.packets.saturating_add(packets);
         self.bytes = self.bytes.saturating_add(bytes);
-        self.start = min_option(self.start, record.start);
-        self.end = self.end.max(record.end);
-        self.first_time = self.first_time.or(time);
-        self.last_time = self.last_time.max(time);
+        let (start, end) = self.span();
+        self.start = raw(min_option(start, record.start));
+        self.end = raw(end.max(record.end));
+        self.first_time = raw(self.first_time().or(time));
+        self.last_time = raw(self.last_time().max(time));
         (packets, bytes)
     }
 
@@ -201,17 +355,19 @@ impl Session {
             addr: to_ip(addr),
             port,
         };
+        let key = self.key();
+        let (start, end) = self.span();
         Some(SessionReport {
             interface_id,
-            protocol: self.key.protocol,
-            initiator: endpoint(self.key.source(initiator)),
-            responder: endpoint(self.key.destination(initiator)),
+            protocol: self.protocol,
+            initiator: endpoint(key.source(initiator)),
+            responder: endpoint(key.destination(initiator)),
             direction,
             verdict,
             packets: self.packets,
             bytes: self.bytes,
-            start: self.start,
-            end: self.end,
+            start,
+            end,
         })
     }
 }
@@ -220,5 +376,14 @@ fn min_option(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_is_128_bytes() {
+        assert_eq!(std::mem::size_of::<Session>(), 128);
     }
 }

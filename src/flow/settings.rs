@@ -12,6 +12,10 @@ pub struct Settings {
     pub session_idle_timeout: u64,
     /// Ports that identify the responder, besides every port below 1024.
     pub service_ports: Vec<u16>,
+    /// Sessions held at most, over all interfaces: memory bound. Past it,
+    /// decided sessions are dropped first, then the oldest pending ones are
+    /// decided early.
+    pub max_open_sessions: usize,
 }
 
 /// Two 1-minute capture intervals: a reply sits in its request's capture
@@ -20,6 +24,8 @@ pub const DEFAULT_REPLY_GRACE_SECONDS: u64 = 120;
 pub const DEFAULT_SESSION_IDLE_TIMEOUT_SECONDS: u64 = 600;
 /// SSH, HTTP, HTTPS, RDP, PostgreSQL; every port below 1024 counts too.
 pub const DEFAULT_SERVICE_PORTS: [u16; 5] = [22, 80, 443, 3389, 5432];
+/// About 200 MB at full use (see README, "Memory").
+pub const DEFAULT_MAX_OPEN_SESSIONS: usize = 1_000_000;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -27,6 +33,7 @@ impl Default for Settings {
             reply_grace: DEFAULT_REPLY_GRACE_SECONDS,
             session_idle_timeout: DEFAULT_SESSION_IDLE_TIMEOUT_SECONDS,
             service_ports: DEFAULT_SERVICE_PORTS.to_vec(),
+            max_open_sessions: DEFAULT_MAX_OPEN_SESSIONS,
         }
     }
 }

@@ -51,6 +51,7 @@ pub(crate) struct Recorder {
     pub(crate) decided: Vec<Seen>,
     pub(crate) closed: Vec<Seen>,
     pub(crate) traffic: Vec<(String, Verdict, Direction, u64, u64)>,
+    pub(crate) evicted: Vec<String>,
 }
 
 impl SessionObserver for Recorder {
@@ -72,6 +73,10 @@ impl SessionObserver for Recorder {
 
     fn closed(&mut self, session: &SessionReport<'_>) {
         self.closed.push(Seen::of(session));
+    }
+
+    fn evicted(&mut self, interface_id: &str) {
+        self.evicted.push(interface_id.to_string());
     }
 }
 

@@ -49,6 +49,10 @@ impl<O: Observer> SessionObserver for SpanObserver<'_, O> {
         self.span.last_end = self.span.last_end.max(session.end.or(session.start));
         self.inner.closed(session);
     }
+
+    fn evicted(&mut self, interface_id: &str) {
+        self.inner.evicted(interface_id);
+    }
 }
 
 impl<O: Observer> Observer for SpanObserver<'_, O> {

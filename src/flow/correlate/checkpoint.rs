@@ -2,14 +2,14 @@
 
 use std::cmp::Reverse;
 
-use super::{Correlator, Interface};
+use super::{Correlator, Interface, Order};
 use crate::flow::address::{LearnedAddress, to_addr, to_ip};
 use crate::flow::checkpoint::{
     CorrelatorCheckpoint, DecisionCheckpoint, InterfaceCheckpoint, Learned, LegCheckpoint,
     RestoreError, SessionCheckpoint, Word,
 };
 use crate::flow::record::{Action, FlowDirection};
-use crate::flow::session::{Decision, Leg, Session, SessionKey, Side};
+use crate::flow::session::{Decision, Leg, NONE, Session, SessionKey, Side};
 use crate::flow::verdict::{Direction, Verdict};
 
 impl Correlator {
@@ -18,7 +18,7 @@ impl Correlator {
         // Each scheduled session has exactly one deadline of its generation.
         let mut due = vec![None; self.sessions.capacity()];
         for interface in &self.interfaces {
-            for &Reverse((time, slot, generation)) in interface.deadlines.iter() {
+            for &Reverse((time, generation, slot)) in interface.deadlines.iter() {
                 if self
                     .sessions
                     .get(slot as usize)
@@ -28,11 +28,19 @@ impl Correlator {
                 }
             }
         }
-        let mut slots: Vec<usize> = self.sessions.iter().map(|(slot, _)| slot).collect();
-        // In order of opening, so a restored table looks the same.
-        slots.sort_by_key(|slot| self.sessions[*slot].generation);
+        // Pending in order of opening, then decided in order of decision:
+        // restored in this order, the table evicts as this one would.
+        let mut slots = Vec::with_capacity(self.sessions.len());
+        for order in [self.pending_order, self.decided_order] {
+            let mut slot = order.head;
+            while slot != NONE {
+                slots.push(slot as usize);
+                slot = self.sessions[slot as usize].next;
+            }
+        }
         CorrelatorCheckpoint {
             arrivals: self.arrivals,
+            generations: self.generations,
             interfaces: self.interfaces.iter().map(interface_checkpoint).collect(),
             sessions: slots
                 .into_iter()
@@ -59,9 +67,12 @@ impl Correlator {
         self.interfaces.clear();
         self.interface_index.clear();
         self.sessions.clear();
-        self.session_index.clear();
+        self.pending_order = Order::EMPTY;
+        self.decided_order = Order::EMPTY;
+        self.idle_interfaces.clear();
         self.last_interface = 0;
         self.arrivals = checkpoint.arrivals;
+        self.generations = checkpoint.generations;
         let mut indices = Vec::with_capacity(count);
         for saved in checkpoint.interfaces {
             let index = self.interface(&saved.id);
@@ -74,14 +85,19 @@ impl Correlator {
                 .set_learned(saved.learned.map(restore_learned));
         }
         for (mut session, due) in sessions {
-            session.key.interface = indices[session.key.interface as usize];
-            self.generations = self.generations.wrapping_add(1);
-            session.generation = self.generations;
-            session.scheduled = due.is_some();
-            let key = session.key;
+            session.set_interface(indices[session.interface() as usize]);
+            // The same generations: equal deadlines fall due in the same order.
+            let generation = session.generation;
+            session.set_scheduled(due.is_some());
+            let key = session.key();
             let decided = session.decision.is_some();
             let slot = self.sessions.insert(session);
-            self.session_index.insert(key, slot);
+            let order = if decided {
+                &mut self.decided_order
+            } else {
+                &mut self.pending_order
+            };
+            order.push_back(&mut self.sessions, slot as u32);
             let interface = &mut self.interfaces[key.interface as usize];
             interface.open += 1;
             if !decided {
@@ -90,7 +106,7 @@ impl Correlator {
             if let Some(due) = due {
                 interface
                     .deadlines
-                    .push(Reverse((due, slot as u32, self.generations)));
+                    .push(Reverse((due, generation, slot as u32)));
             }
         }
         Ok(())
@@ -126,21 +142,30 @@ fn restore_learned(learned: Learned) -> LearnedAddress {
 
 fn session_checkpoint(session: &Session, due: Option<u64>) -> SessionCheckpoint {
     let endpoint = |(addr, port): (u128, u16)| (to_ip(addr), port);
+    let key = session.key();
+    let (start, end) = session.span();
+    // The order in which the two legs first arrived: 1, 2; 0 unseen.
+    let rank = |side: Side| match (session.leg(side).seen(), session.first_to_arrive() == side) {
+        (false, _) => 0,
+        (true, true) => 1,
+        (true, false) => 2,
+    };
     SessionCheckpoint {
-        interface: session.key.interface as usize,
-        protocol: session.key.protocol,
-        low: endpoint(session.key.low),
-        high: endpoint(session.key.high),
-        low_leg: leg_checkpoint(session.leg(Side::Low)),
-        high_leg: leg_checkpoint(session.leg(Side::High)),
-        first_time: session.first_time,
-        last_time: session.last_time,
-        start: session.start,
-        end: session.end,
+        interface: key.interface as usize,
+        protocol: key.protocol,
+        low: endpoint(key.low),
+        high: endpoint(key.high),
+        low_leg: leg_checkpoint(session.leg(Side::Low), rank(Side::Low)),
+        high_leg: leg_checkpoint(session.leg(Side::High), rank(Side::High)),
+        first_time: session.first_time(),
+        last_time: session.last_time(),
+        start,
+        end,
         packets: session.packets,
         bytes: session.bytes,
         decision: session.decision.map(decision_checkpoint),
         due,
+        generation: session.generation,
     }
 }
 
@@ -152,13 +177,14 @@ fn restore_session(saved: SessionCheckpoint) -> Option<(Session, Option<u64>)> {
         low: endpoint(saved.low),
         high: endpoint(saved.high),
     };
-    let mut session = Session::new(key, 0);
+    let mut session = Session::new(key, saved.generation.max(1));
     session.set_leg(Side::Low, restore_leg(saved.low_leg)?);
     session.set_leg(Side::High, restore_leg(saved.high_leg)?);
-    session.first_time = saved.first_time;
-    session.last_time = saved.last_time;
-    session.start = saved.start;
-    session.end = saved.end;
+    session.set_times(saved.first_time, saved.last_time, saved.start, saved.end);
+    let (low, high) = (saved.low_leg.arrival, saved.high_leg.arrival);
+    if high != 0 && (low == 0 || high < low) {
+        session.set_first_to_arrive(Side::High);
+    }
     session.packets = saved.packets;
     session.bytes = saved.bytes;
     session.decision = match saved.decision {
@@ -168,7 +194,7 @@ fn restore_session(saved: SessionCheckpoint) -> Option<(Session, Option<u64>)> {
     Some((session, saved.due))
 }
 
-fn leg_checkpoint(leg: &Leg) -> LegCheckpoint {
+fn leg_checkpoint(leg: Leg, arrival: u64) -> LegCheckpoint {
     LegCheckpoint {
         action: leg.action.map(|action| match action {
             Action::Accept => Word::Accept,
@@ -176,7 +202,7 @@ fn leg_checkpoint(leg: &Leg) -> LegCheckpoint {
         }),
         flags: leg.flags,
         start: leg.start,
-        arrival: leg.arrival,
+        arrival,
         flow_direction: leg.flow_direction.map(|direction| match direction {
             FlowDirection::Ingress => Word::Ingress,
             FlowDirection::Egress => Word::Egress,
@@ -201,7 +227,6 @@ fn restore_leg(saved: LegCheckpoint) -> Option<Leg> {
         action,
         flags: saved.flags,
         start: saved.start,
-        arrival: saved.arrival,
         flow_direction,
     })
 }

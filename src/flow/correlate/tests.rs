@@ -1,6 +1,10 @@
 //! The table over time: grace and idle deadlines, watermarks, advance_to
 //! and finish.
 
+use std::collections::HashMap;
+
+use super::MAX_IDLE_INTERFACES;
+use crate::flow::settings::Settings;
 use crate::flow::testkit::*;
 use crate::flow::verdict::{Direction, Verdict};
 
@@ -191,8 +195,7 @@ fn sessions_are_dropped_once_the_watermark_moves_far_ahead() {
     assert_eq!(h.load("eni-a"), (0, 0));
     assert_eq!(h.seen.decided.len(), 100);
     assert_eq!(h.seen.closed.len(), 100);
-    assert!(h.correlator.sessions.is_empty());
-    assert!(h.correlator.session_index.is_empty());
+    assert_eq!(h.correlator.sessions.len(), 0);
 }
 
 #[test]
@@ -306,6 +309,114 @@ fn a_record_without_a_time_joins_but_waits_for_the_end() {
     h.push_line("eni-a 198.51.100.7 10.0.0.10 40000 5432 6 1 44 - - ACCEPT OK - - i-1 -");
     h.advance_to(u64::MAX);
     assert!(h.seen.decided.is_empty());
+    assert_eq!(
+        h.finish().verdicts(),
+        [(Verdict::Unanswered, Direction::Ingress)]
+    );
+}
+
+// Memory bounds.
+
+fn bounded(max_open_sessions: usize) -> Harness {
+    Harness::with(
+        Settings {
+            max_open_sessions,
+            ..Settings::default()
+        },
+        HashMap::new(),
+    )
+}
+
+fn leak(text: String) -> &'static str {
+    text.leak()
+}
+
+#[test]
+fn past_the_bound_a_decided_session_is_dropped_before_any_pending_one() {
+    let mut h = bounded(3);
+    h.push(rec("198.51.100.7:40000", "10.0.0.10:22", "ACCEPT"));
+    h.push(rec("10.0.0.10:22", "198.51.100.7:40000", "ACCEPT"));
+    h.push(rec("198.51.100.8:40001", "10.0.0.10:5432", "ACCEPT"));
+    h.push(rec("198.51.100.9:40002", "10.0.0.10:5432", "ACCEPT"));
+    assert_eq!(h.load("eni-a"), (2, 3));
+    // A fourth session: the accepted one goes, closed with its totals.
+    h.push(rec("198.51.100.10:40003", "10.0.0.10:5432", "ACCEPT"));
+    assert_eq!(h.load("eni-a"), (3, 3));
+    assert_eq!(h.seen.closed.len(), 1);
+    assert_eq!(h.seen.closed[0].verdict, Verdict::Accepted);
+    assert!(h.seen.evicted.is_empty());
+}
+
+#[test]
+fn past_the_bound_the_oldest_pending_session_is_decided_early() {
+    let mut h = bounded(2);
+    h.push(rec("198.51.100.7:40000", "10.0.0.10:5432", "ACCEPT"));
+    h.push(rec("198.51.100.8:40001", "10.0.0.10:3389", "REJECT"));
+    h.push(rec("198.51.100.9:40002", "10.0.0.10:443", "ACCEPT"));
+    // The lone request, oldest, is decided with what it has: unanswered.
+    assert_eq!(
+        h.seen.verdicts(),
+        [(Verdict::Unanswered, Direction::Ingress)]
+    );
+    assert_eq!(h.seen.decided[0].responder, "10.0.0.10:5432");
+    assert_eq!(h.seen.evicted, ["eni-a"]);
+    assert_eq!(h.seen.closed.len(), 1);
+    assert_eq!(h.load("eni-a"), (2, 2));
+    // Every session is still counted once.
+    let seen = h.finish();
+    assert_eq!(seen.decided.len(), 3);
+    assert_eq!(seen.closed.len(), 3);
+}
+
+#[test]
+fn a_flood_is_counted_exactly_within_the_bound() {
+    let mut h = bounded(100);
+    for n in 0..5_000u32 {
+        let src = leak(format!(
+            "198.51.{}.{}:{}",
+            n / 250,
+            n % 250,
+            40000 + n % 20000
+        ));
+        h.push(rec(src, "10.0.0.10:22", "REJECT").at(1000, 1000 + u64::from(n % 60)));
+        let (_, open) = h.load("eni-a");
+        assert!(open <= 100);
+        let heap = h.correlator.interfaces[0].deadlines.len();
+        assert!(
+            heap <= 2 * open + 64,
+            "{heap} deadlines for {open} sessions"
+        );
+    }
+    assert_eq!(h.seen.evicted.len(), 4_900);
+    let seen = h.finish();
+    assert_eq!(seen.decided.len(), 5_000);
+    assert!(
+        seen.verdicts()
+            .iter()
+            .all(|v| *v == (Verdict::RejectedInbound, Direction::Ingress))
+    );
+}
+
+#[test]
+fn idle_interfaces_are_bounded() {
+    let mut h = Harness::new();
+    for n in 0..MAX_IDLE_INTERFACES + 1000 {
+        let interface = leak(format!("eni-{n:08x}"));
+        h.push_line(&status_line(interface, 1000, 1060, "NODATA"));
+    }
+    assert!(h.correlator.interfaces.len() <= MAX_IDLE_INTERFACES + 1);
+    assert_eq!(
+        h.correlator.interface_index.len(),
+        h.correlator.interfaces.len()
+    );
+    // A busy interface is never forgotten.
+    let mut h = Harness::new();
+    h.push(rec("198.51.100.7:40000", "10.0.0.10:5432", "ACCEPT"));
+    for n in 0..MAX_IDLE_INTERFACES + 10 {
+        let interface = leak(format!("eni-{n:08x}"));
+        h.push_line(&status_line(interface, 1000, 1060, "NODATA"));
+    }
+    assert_eq!(h.load("eni-a"), (1, 1));
     assert_eq!(
         h.finish().verdicts(),
         [(Verdict::Unanswered, Direction::Ingress)]
