@@ -573,14 +573,19 @@ impl SeriesBudget {
 
 /// Feeds the flow data metrics from the core.
 ///
-/// Record counts are summed in memory and added to the counters when the
-/// observer is dropped: a label lookup per record would cost more than
-/// parsing it.
+/// Record counts and traffic are summed in memory and added to the
+/// counters when the observer is dropped: a label lookup per record would
+/// cost more than parsing it.
 pub struct FlowMetrics<'a> {
     metrics: &'a Metrics,
     service_ports: &'a ServicePorts,
     records: FxHashMap<Box<str>, [u64; RECORD_KINDS]>,
+    traffic: FxHashMap<Box<str>, TrafficSums>,
 }
+
+/// (packets, bytes) of one interface by verdict and direction (in the
+/// order of `Verdict::ALL`, `Direction::ALL`); `None` where none came.
+type TrafficSums = [[Option<(u64, u64)>; 2]; Verdict::ALL.len()];
 
 /// (action, log status) pairs counted per interface.
 const RECORD_KINDS: usize = 9;
@@ -611,6 +616,7 @@ impl<'a> FlowMetrics<'a> {
             metrics,
             service_ports,
             records: FxHashMap::default(),
+            traffic: FxHashMap::default(),
         }
     }
 }
@@ -624,6 +630,20 @@ impl Drop for FlowMetrics<'_> {
                     .records
                     .with_label_values(&[interface_id, action, status])
                     .inc_by(*count);
+            }
+        }
+        for (interface_id, by_verdict) in &self.traffic {
+            for (verdict, by_direction) in Verdict::ALL.iter().zip(by_verdict) {
+                for (direction, sums) in Direction::ALL.iter().zip(by_direction) {
+                    if let Some((packets, bytes)) = sums {
+                        let labels = [&**interface_id, verdict.as_str(), direction.as_str()];
+                        self.metrics.bytes.with_label_values(&labels).inc_by(*bytes);
+                        self.metrics
+                            .packets
+                            .with_label_values(&labels)
+                            .inc_by(*packets);
+                    }
+                }
             }
         }
     }
@@ -652,12 +672,21 @@ impl SessionObserver for FlowMetrics<'_> {
         packets: u64,
         bytes: u64,
     ) {
-        let labels = [interface_id, verdict.as_str(), direction.as_str()];
-        self.metrics.bytes.with_label_values(&labels).inc_by(bytes);
-        self.metrics
-            .packets
-            .with_label_values(&labels)
-            .inc_by(packets);
+        let by_verdict = match self.traffic.get_mut(interface_id) {
+            Some(by_verdict) => by_verdict,
+            None => self.traffic.entry(interface_id.into()).or_default(),
+        };
+        let verdict = Verdict::ALL
+            .iter()
+            .position(|known| *known == verdict)
+            .unwrap_or(0);
+        let direction = match direction {
+            Direction::Ingress => 0,
+            Direction::Egress => 1,
+        };
+        let (sum_packets, sum_bytes) = by_verdict[verdict][direction].get_or_insert((0, 0));
+        *sum_packets = sum_packets.saturating_add(packets);
+        *sum_bytes = sum_bytes.saturating_add(bytes);
     }
 
     fn closed(&mut self, _: &SessionReport<'_>) {}
