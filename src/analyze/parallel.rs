@@ -93,6 +93,13 @@ pub fn analyze(
     progress: &dyn Fn(u64),
 ) -> Result<Summary, InputError> {
     let workers = workers.max(2);
+    // The bound on open sessions is the whole process's: each worker holds
+    // its share. Below the bound results are those of the single thread;
+    // past it, which pending sessions are decided early depends on the
+    // shards (`--threads 1` evicts exactly as the exporter does).
+    let mut shard = report.clone();
+    shard.settings.max_open_sessions = report.settings.max_open_sessions.div_ceil(workers);
+    let report = &shard;
     thread::scope(|scope| {
         let mut senders = Vec::with_capacity(workers);
         let mut handles = Vec::with_capacity(workers);
