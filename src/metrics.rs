@@ -73,6 +73,8 @@ pub struct Metrics {
     pub open_sessions: IntGaugeVec,
     pub sessions_evicted: IntCounterVec,
     pub interface_info: IntGaugeVec,
+    /// The label values of each interface's `vpcflow_interface_info`.
+    interface_info_values: Mutex<FxHashMap<String, Vec<String>>>,
     pub up: IntGauge,
     pub polls: IntCounterVec,
     pub poll_duration: Histogram,
@@ -208,8 +210,8 @@ impl Metrics {
         );
         let interface_info = gauge(
             "interface_info",
-            "Names given to interfaces in the configuration; always 1.",
-            &["interface_id", "name"],
+            "What is known about an interface, always 1, one series per interface seen: its name (configured, else its id) and the EC2 facts known about it (type, account, region, VPC, subnet, instance, security groups; empty when unknown). Join it for names: * on(interface_id) group_left(name) vpcflow_interface_info.",
+            &INTERFACE_INFO_LABELS,
         );
         let up = IntGauge::with_opts(opts(
             "up",
@@ -343,6 +345,7 @@ impl Metrics {
             open_sessions,
             sessions_evicted,
             interface_info,
+            interface_info_values: Mutex::default(),
             up,
             polls,
             poll_duration,
@@ -402,11 +405,43 @@ impl Metrics {
         self.pending_sessions.with_label_values(&[interface_id]);
         self.open_sessions.with_label_values(&[interface_id]);
         self.sessions_evicted.with_label_values(&[interface_id]);
-        if let Some(name) = name {
-            self.interface_info
-                .with_label_values(&[interface_id, name])
-                .set(1);
+        self.ensure_interface_info(interface_id, name);
+    }
+
+    /// A `vpcflow_interface_info` for an interface that has none yet, named
+    /// `name` or else by its id: dashboards join names in, and a join must
+    /// not drop it. Facts set before (a configured name) are kept.
+    pub fn ensure_interface_info(&self, interface_id: &str, name: Option<&str>) {
+        let known = self
+            .interface_info_values
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains_key(interface_id);
+        if !known {
+            self.set_interface_info(&InterfaceInfo {
+                interface_id: interface_id.to_string(),
+                name: name.unwrap_or(interface_id).to_string(),
+                ..InterfaceInfo::default()
+            });
         }
+    }
+
+    /// Sets `vpcflow_interface_info` of one interface, replacing the series
+    /// it had (facts change: a new tag, another instance).
+    pub fn set_interface_info(&self, info: &InterfaceInfo) {
+        let values = info.values();
+        let mut known = self
+            .interface_info_values
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(previous) = known.insert(info.interface_id.clone(), values.clone())
+            && previous != values
+        {
+            let previous: Vec<&str> = previous.iter().map(String::as_str).collect();
+            let _ = self.interface_info.remove_label_values(&previous);
+        }
+        let values: Vec<&str> = values.iter().map(String::as_str).collect();
+        self.interface_info.with_label_values(&values).set(1);
     }
 
     /// Counts one decided session of `interface_id` under `labels`, or
@@ -568,6 +603,50 @@ impl SeriesBudget {
                 SessionLabel::Port => labels.port,
             }))
             .collect()
+    }
+}
+
+/// The labels of `vpcflow_interface_info`, in order.
+const INTERFACE_INFO_LABELS: [&str; 9] = [
+    "interface_id",
+    "name",
+    "type",
+    "account_id",
+    "region",
+    "vpc_id",
+    "subnet_id",
+    "instance_id",
+    "security_groups",
+];
+
+/// One interface's `vpcflow_interface_info`; empty values are unknown.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InterfaceInfo {
+    pub interface_id: String,
+    pub name: String,
+    pub interface_type: String,
+    pub account_id: String,
+    pub region: String,
+    pub vpc_id: String,
+    pub subnet_id: String,
+    pub instance_id: String,
+    /// Comma-separated, sorted.
+    pub security_groups: String,
+}
+
+impl InterfaceInfo {
+    fn values(&self) -> Vec<String> {
+        vec![
+            self.interface_id.clone(),
+            self.name.clone(),
+            self.interface_type.clone(),
+            self.account_id.clone(),
+            self.region.clone(),
+            self.vpc_id.clone(),
+            self.subnet_id.clone(),
+            self.instance_id.clone(),
+            self.security_groups.clone(),
+        ]
     }
 }
 

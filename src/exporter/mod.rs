@@ -143,6 +143,7 @@ impl Health {
 
 fn update_load_gauges(metrics: &Metrics, pipeline: &Pipeline) {
     for load in pipeline.correlator().load() {
+        metrics.ensure_interface_info(load.interface_id, None);
         let pending = i64::try_from(load.pending).unwrap_or(i64::MAX);
         let open = i64::try_from(load.open).unwrap_or(i64::MAX);
         metrics

@@ -132,6 +132,26 @@ def test_interface_dashboard_variables():
     assert label == "port" and "$interface_id" in selector
 
 
+@pytest.mark.parametrize("name", ["overview.json", "interface.json"])
+def test_interfaces_are_shown_by_name(name):
+    """Queries that group by interface join the name in; the interface
+    variable lists names, and the ENI variable follows them."""
+    d = load_dashboard(DASHBOARD_DIR / name)
+    for _, target in dashboard_queries(d):
+        expr = target["expr"]
+        if "by (interface_id" in expr:
+            assert "* on(interface_id) group_left(name)" in expr, expr
+            assert "topk by (interface_id) (1, vpcflow_interface_info{" in expr, expr
+        assert "{{interface_id}}" not in target.get("legendFormat", ""), target
+    variables = {v["name"]: v for v in d["templating"]["list"]}
+    order = [v["name"] for v in d["templating"]["list"]]
+    assert order.index("name") < order.index("interface_id")
+    selector, label = label_values_query(variable_query(variables["name"]))
+    assert (label, selector.split("{")[0]) == ("name", "vpcflow_interface_info")
+    selector, label = label_values_query(variable_query(variables["interface_id"]))
+    assert label == "interface_id" and "$name" in selector
+
+
 def test_overview_speaks_the_operators_words():
     titles = {p["title"] for p in iter_panels(load_dashboard(DASHBOARD_DIR / "overview.json")["panels"])}
     for title in [
@@ -144,7 +164,7 @@ def test_overview_speaks_the_operators_words():
     ]:
         assert title in titles
     queries = [t["expr"] for _, t in dashboard_queries(load_dashboard(DASHBOARD_DIR / "overview.json"))]
-    assert any(q.startswith("topk(") for q in queries), "top interfaces and ports"
+    assert any(q.lstrip("(").startswith("topk(") for q in queries), "top interfaces and ports"
 
 
 def test_exporter_health_covers_the_self_metrics():
