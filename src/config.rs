@@ -158,13 +158,61 @@ impl ServerConfig {
     }
 }
 
-/// Where flow records come from: exactly one of `[cloudwatch]` and `[files]`.
+/// Where flow records come from: exactly one of `[cloudwatch]`, `[files]` and `[s3]`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceConfig {
     /// Poll CloudWatch Logs.
     CloudWatch(CloudWatchConfig),
     /// Read (and possibly replay) flow-log files.
     Files(FilesConfig),
+    /// Read the objects S3 delivery writes, as SQS announces them.
+    S3(S3Config),
+}
+
+/// `[s3]`: flow logs delivered to an S3 bucket whose event notifications
+/// (`s3:ObjectCreated:*`) go to an SQS queue.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// AWS region of the queue and bucket; `None` lets the AWS default chain decide.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Endpoint URL (http or https) instead of AWS's: moto, LocalStack, VPC endpoints.
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    /// The queue the bucket notifies, e.g.
+    /// `https://sqs.us-east-1.amazonaws.com/123456789012/flow-logs`.
+    #[serde(default)]
+    pub queue_url: String,
+}
+
+impl S3Config {
+    fn validate(&self, origins: &Origins) -> Result<(), ConfigError> {
+        if self.region.as_deref().is_some_and(str::is_empty) {
+            return Err(origins.error(
+                "s3.region",
+                "must not be empty (leave it out to let the AWS default chain decide)",
+            ));
+        }
+        if let Some(endpoint) = &self.endpoint_url
+            && !is_http_url(endpoint)
+        {
+            return Err(origins.error(
+                "s3.endpoint_url",
+                format!(r#"expected an http or https URL like "http://127.0.0.1:5000", got {endpoint:?}"#),
+            ));
+        }
+        if !is_http_url(&self.queue_url) {
+            return Err(origins.error(
+                "s3.queue_url",
+                format!(
+                    r#"expected the queue's URL like "https://sqs.us-east-1.amazonaws.com/123456789012/flow-logs", got {:?}"#,
+                    self.queue_url
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[cloudwatch]`.
@@ -539,6 +587,8 @@ struct RawConfig {
     #[serde(default)]
     files: Option<FilesConfig>,
     #[serde(default)]
+    s3: Option<S3Config>,
+    #[serde(default)]
     interfaces: BTreeMap<String, InterfaceConfig>,
     #[serde(default)]
     correlation: CorrelationConfig,
@@ -560,23 +610,30 @@ impl RawConfig {
             let origin = origins
                 .under("cloudwatch")
                 .or_else(|| origins.under("files"))
+                .or_else(|| origins.under("s3"))
                 .unwrap_or_else(|| origins.file.clone());
             ConfigError::Invalid {
                 origin,
-                message: format!("exactly one of [cloudwatch] and [files] must be set ({found})"),
+                message: format!(
+                    "exactly one of [cloudwatch], [files] and [s3] must be set ({found})"
+                ),
             }
         };
-        let source = match (self.cloudwatch, self.files) {
-            (Some(cloudwatch), None) => {
+        let source = match (self.cloudwatch, self.files, self.s3) {
+            (Some(cloudwatch), None, None) => {
                 cloudwatch.validate(origins)?;
                 SourceConfig::CloudWatch(cloudwatch)
             }
-            (None, Some(files)) => {
+            (None, Some(files), None) => {
                 files.validate(origins)?;
                 SourceConfig::Files(files)
             }
-            (Some(_), Some(_)) => return Err(one_source("both are")),
-            (None, None) => return Err(one_source("neither is")),
+            (None, None, Some(s3)) => {
+                s3.validate(origins)?;
+                SourceConfig::S3(s3)
+            }
+            (None, None, None) => return Err(one_source("none is")),
+            _ => return Err(one_source("more than one is")),
         };
         self.server.validate(origins)?;
         for (id, interface) in &self.interfaces {
@@ -1411,7 +1468,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "environment variable VPC_FLOW_EXPORTER__CLOUDWATCH__REGION: \
-             exactly one of [cloudwatch] and [files] must be set (both are)"
+             exactly one of [cloudwatch], [files] and [s3] must be set (more than one is)"
         );
     }
 

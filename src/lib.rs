@@ -31,6 +31,8 @@ pub enum Error {
     Config(#[from] config::ConfigError),
     #[error(transparent)]
     Input(#[from] input::InputError),
+    #[error(transparent)]
+    S3(#[from] analyze::S3AnalyzeError),
     #[error("reading {log_group}: {source}")]
     Api {
         log_group: String,
@@ -56,6 +58,7 @@ impl Error {
         match self {
             Error::Config(_) => "config",
             Error::Input(_) => "input",
+            Error::S3(_) => "s3",
             Error::Api { source, .. } => source.metric_label(),
             Error::Start(_) => "start",
             Error::Usage(_) => "usage",

@@ -6,12 +6,13 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use clap::{Args, Parser, Subcommand};
-use vpc_flow_exporter::analyze::{self, AnalyzeRequest};
+use vpc_flow_exporter::analyze::{self, AnalyzeRequest, S3Location};
 use vpc_flow_exporter::flow::{FormatChoice, RecordFilter, Settings, correlate};
 use vpc_flow_exporter::generate::{self, GeneratorConfig, RealisticConfig, Shape, Style};
 use vpc_flow_exporter::input::InputFormat;
 use vpc_flow_exporter::inspect::{self, FollowError, InspectRequest};
-use vpc_flow_exporter::report::{OutputFormat, ReportRequest};
+use vpc_flow_exporter::report::{self, OutputFormat, ReportRequest};
+use vpc_flow_exporter::source::s3::listing::S3Url;
 use vpc_flow_exporter::{Error, config, exporter, web};
 
 #[derive(Parser)]
@@ -52,7 +53,9 @@ enum Command {
 
 #[derive(Args)]
 struct AnalyzeArgs {
-    /// Flow-log files, plain or gzip; `-` reads stdin.
+    /// Flow-log files, plain or gzip; `-` reads stdin; or `s3://bucket/prefix`
+    /// (every object under it; --since/--until list only the date
+    /// partitions they need).
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
     /// How the files hold their records; `auto` tells from their content.
@@ -62,6 +65,12 @@ struct AnalyzeArgs {
     /// any number): 0 for one per core, 1 for a single thread.
     #[arg(long, default_value_t = 0, value_name = "N")]
     threads: usize,
+    /// For s3:// arguments: AWS region (default: the AWS configuration chain's).
+    #[arg(long)]
+    region: Option<String>,
+    /// For s3:// arguments: the S3 endpoint (VPC endpoints, LocalStack, moto).
+    #[arg(long = "endpoint-url", value_name = "URL")]
+    endpoint_url: Option<String>,
     #[command(flatten)]
     report: ReportArgs,
 }
@@ -323,13 +332,34 @@ fn report_request(args: &ReportArgs) -> Result<ReportRequest, Error> {
 }
 
 fn run_analyze(args: AnalyzeArgs) -> Result<(), Error> {
+    let urls: Vec<S3Url> = args
+        .files
+        .iter()
+        .filter_map(|path| path.to_str().and_then(S3Url::parse))
+        .collect();
     let request = AnalyzeRequest {
         report: report_request(&args.report)?,
         paths: args.files,
         input_format: args.input_format,
         threads: args.threads,
     };
-    let (text, warnings) = analyze::run(&request)?;
+    let (text, warnings) = if urls.is_empty() {
+        analyze::run(&request)?
+    } else {
+        if urls.len() != request.paths.len() {
+            return Err(Error::Usage(
+                "analyze reads either files or s3:// URLs, not both in one run".into(),
+            ));
+        }
+        let location = S3Location {
+            urls,
+            region: args.region,
+            endpoint_url: args.endpoint_url,
+        };
+        let summary = runtime()?.block_on(analyze::analyze_s3(&request, &location))?;
+        let text = report::render(&summary, request.report.output);
+        (text, summary.warnings)
+    };
     for warning in warnings {
         eprintln!("vpc-flow-exporter: warning: {warning}");
     }

@@ -803,6 +803,82 @@ impl Observer for FlowMetrics<'_> {
     }
 }
 
+/// The S3 source's own metrics: registered when `[s3]` is the source, so
+/// other sources do not serve series that can never move.
+pub struct S3Metrics {
+    /// By outcome: counted, duplicate, missing, denied, corrupt, error.
+    pub objects: IntCounterVec,
+    /// By outcome: deleted, test_event, unrecognized, retry, delete_failed.
+    pub messages: IntCounterVec,
+    pub bytes_read: IntCounter,
+    pub records_read: IntCounter,
+    pub object_delay: Histogram,
+}
+
+impl Metrics {
+    /// Registers the S3 source's metrics, with zeros for every outcome.
+    pub fn register_s3(&self, object_outcomes: &[&str], message_outcomes: &[&str]) -> S3Metrics {
+        let register = |collector: Box<dyn prometheus::core::Collector>| {
+            self.registry.register(collector).expect("unique metric");
+        };
+        let objects = IntCounterVec::new(
+            opts(
+                "s3_objects_total",
+                "S3 objects notified on the queue, by outcome: counted; duplicate (counted before: a redelivered message or a second notification); missing, denied (s3:GetObject refused), corrupt (not readable to the end: nothing of it counted), error (the API failed). Every outcome but counted and duplicate leaves the message for redelivery and, after maxReceiveCount, the dead-letter queue.",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let messages = IntCounterVec::new(
+            opts(
+                "sqs_messages_total",
+                "SQS messages received, by outcome: deleted (every object counted), test_event (s3:TestEvent, deleted), unrecognized (not an S3 event, left for the dead-letter queue), retry (an object could not be read, left for redelivery), delete_failed.",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let bytes_read = IntCounter::with_opts(opts(
+            "s3_object_bytes_read_total",
+            "Bytes of S3 objects downloaded (compressed, as stored).",
+        ))
+        .expect("valid metric");
+        let records_read = IntCounter::with_opts(opts(
+            "s3_object_records_read_total",
+            "Lines (records, malformed ones included) of S3 objects counted.",
+        ))
+        .expect("valid metric");
+        let object_delay = Histogram::with_opts(
+            HistogramOpts::new(
+                "s3_object_delay_seconds",
+                "S3 event time of an object minus the time in its name (when AWS closed the file): how late objects arrive.",
+            )
+            .namespace(NAMESPACE)
+            .buckets(vec![
+                30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 3600.0,
+            ]),
+        )
+        .expect("valid metric");
+        register(Box::new(objects.clone()));
+        register(Box::new(messages.clone()));
+        register(Box::new(bytes_read.clone()));
+        register(Box::new(records_read.clone()));
+        register(Box::new(object_delay.clone()));
+        for outcome in object_outcomes {
+            objects.with_label_values(&[outcome]);
+        }
+        for outcome in message_outcomes {
+            messages.with_label_values(&[outcome]);
+        }
+        S3Metrics {
+            objects,
+            messages,
+            bytes_read,
+            records_read,
+            object_delay,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

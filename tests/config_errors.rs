@@ -27,7 +27,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "unknown-top-level-key.toml",
-        "unknown key \"log\" (expected one of: server, cloudwatch, files, interfaces, correlation, api, metrics, shard, state)",
+        "unknown key \"log\" (expected one of: server, cloudwatch, files, s3, interfaces, correlation, api, metrics, shard, state)",
     ),
     (
         "unknown-nested-key.toml",
@@ -39,11 +39,11 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "both-sources.toml",
-        "exactly one of [cloudwatch] and [files] must be set (both are)",
+        "exactly one of [cloudwatch], [files] and [s3] must be set (more than one is)",
     ),
     (
         "no-source.toml",
-        "exactly one of [cloudwatch] and [files] must be set (neither is)",
+        "exactly one of [cloudwatch], [files] and [s3] must be set (none is)",
     ),
     (
         "bad-duration.toml",
@@ -68,6 +68,14 @@ const CASES: &[(&str, &str)] = &[
     (
         "max-catchup-below-lookback.toml",
         "cloudwatch.max_catchup: must be at least cloudwatch.lookback (20m), got 10m",
+    ),
+    (
+        "bad-s3-queue-url.toml",
+        "s3.queue_url: expected the queue's URL like \"https://sqs.us-east-1.amazonaws.com/123456789012/flow-logs\", got \"flow-logs\"",
+    ),
+    (
+        "unknown-s3-key.toml",
+        "unknown key \"s3.bucket\" (expected one of: region, endpoint_url, queue_url)",
     ),
     (
         "bad-endpoint-url.toml",
@@ -217,6 +225,10 @@ fn documented_example_commented_blocks_load() {
         matches!(config.source, SourceConfig::Files(_)),
         "{config:?}"
     );
+
+    let s3 = uncommented_block(&text, "[s3]");
+    let config = load_from(Some(&s3), "config.toml [s3]", Vec::new()).unwrap();
+    assert!(matches!(config.source, SourceConfig::S3(_)), "{config:?}");
 
     let interface = uncommented_block(&text, "[interfaces.eni-0123456789abcdef0]");
     let config = load_from(

@@ -1,10 +1,11 @@
 //! `vpc-flow-exporter serve`: the sources feed the core on their own timer,
 //! the core feeds the metrics, the HTTP server renders them. This module
-//! wires them; `cloudwatch` and `files` are the two source loops.
+//! wires them; `cloudwatch`, `files` and `s3` are the source loops.
 
 mod cloudwatch;
 mod deferred;
 mod files;
+mod s3;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -182,7 +183,7 @@ fn configured_interfaces(config: &Config, shard: Shard) -> Vec<(String, Option<S
             .filter(|id| shard.owns(id))
             .map(|id| (id.clone(), name(id)))
             .collect(),
-        SourceConfig::Files(_) => config
+        SourceConfig::Files(_) | SourceConfig::S3(_) => config
             .interfaces
             .keys()
             .map(|id| (id.clone(), name(id)))
@@ -213,6 +214,7 @@ fn describe_source(config: &Config) -> String {
             };
             format!("files {} ({mode})", paths.join(", "))
         }
+        SourceConfig::S3(s3) => format!("S3 objects announced on {}", s3.queue_url),
     }
 }
 
@@ -336,6 +338,16 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
             )?;
             tasks.push(tokio::spawn(files::run(
                 files.clone(),
+                pipeline,
+                metrics.clone(),
+                health(1),
+                shutdown.clone(),
+            )));
+        }
+        SourceConfig::S3(s3_config) => {
+            let pipeline = pipeline("s3".into(), "auto", &settings, &facts)?;
+            tasks.push(tokio::spawn(s3::run(
+                s3_config.clone(),
                 pipeline,
                 metrics.clone(),
                 health(1),

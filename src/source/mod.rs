@@ -6,7 +6,9 @@
 //! * [`files`]: flow-log files, read once or replayed with times shifted to now.
 //! * [`aws_clients`]: one CloudWatch Logs client per region and role (STS
 //!   AssumeRole into other accounts), shared by the groups that use it.
+//! * [`s3`]: objects S3 delivery writes, announced on SQS, each counted once.
 
 pub mod aws_clients;
 pub mod cloudwatch;
 pub mod files;
+pub mod s3;

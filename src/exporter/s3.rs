@@ -1,0 +1,304 @@
+//! The S3 source in `serve`: the queue reader fetches objects, this loop
+//! counts them through the core and the metrics, and the wall clock decides
+//! what a silent interface leaves pending.
+//!
+//! Each object is first read through a scratch pipeline that counts
+//! nothing: a corrupt gzip or Parquet object fails there, before a record of
+//! it reaches the metrics, so a redelivery that fails again never counts
+//! half an object twice.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::watch;
+
+use super::{Health, SourceHealth, now_seconds, sleep_or_stop, update_load_gauges};
+use crate::api::{ProofSource, Recorded, SessionLog};
+use crate::config::S3Config;
+use crate::flow::clock::wall_clock_watermark;
+use crate::flow::{
+    Action, Direction, FormatChoice, FormatWarning, LogStatus, Malformed, Observer, Pipeline,
+    RecordFilter, SessionObserver, SessionReport, Settings, Summary, Verdict,
+};
+use crate::input::{self, InputFormat, Origin};
+use crate::metrics::{FlowMetrics, Metrics, S3Metrics};
+use crate::source::cloudwatch::recent::RecentMax;
+use crate::source::cloudwatch::{ApiError, ApiObserver};
+use crate::source::s3::api::OPERATIONS;
+use crate::source::s3::notification::time_in_key;
+use crate::source::s3::seen::{DEFAULT_CAPACITY, RETENTION_SECONDS};
+use crate::source::s3::{
+    AwsS3Api, CreatedObject, MessageOutcome, ObjectOutcome, ObjectSink, Reader, ReaderObserver,
+    Seen,
+};
+
+/// A flow log closes a file every 5 minutes (the name carries that time)
+/// and delivers it within about 10: records of an interface can still come
+/// this long after the newest object's time.
+const FILE_INTERVAL_SECONDS: u64 = 300;
+/// Object delays larger than this are bogus for the watermark's purpose.
+const MAX_DELAY_SECONDS: u64 = 3600;
+
+/// Counts API calls in the metrics.
+struct ApiMetrics(Arc<Metrics>);
+
+impl ApiObserver for ApiMetrics {
+    fn api_call(&self, operation: &'static str, outcome: &'static str, seconds: f64) {
+        self.0
+            .api_calls
+            .with_label_values(&[operation, outcome])
+            .inc();
+        self.0
+            .api_call_duration
+            .with_label_values(&[operation])
+            .observe(seconds);
+    }
+}
+
+pub async fn run(
+    config: S3Config,
+    pipeline: Pipeline,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    metrics.expect_operations(OPERATIONS);
+    let object_outcomes: Vec<&str> = ObjectOutcome::ALL.iter().map(|o| o.as_str()).collect();
+    let message_outcomes: Vec<&str> = MessageOutcome::ALL.iter().map(|o| o.as_str()).collect();
+    let s3_metrics = metrics.register_s3(&object_outcomes, &message_outcomes);
+    let api = AwsS3Api::new(
+        config.region.clone(),
+        config.endpoint_url.clone(),
+        config.queue_url.clone(),
+        Arc::new(ApiMetrics(metrics.clone())),
+    )
+    .await;
+    // What was counted is kept in memory (no [state] support yet): a restart
+    // forgets it, so a message redelivered across a restart counts again.
+    let mut reader = Reader::new(api, Seen::new(DEFAULT_CAPACITY, RETENTION_SECONDS));
+    let mut sink = CountingSink {
+        pipeline,
+        metrics: metrics.clone(),
+        sessions: health.state.sessions.clone(),
+    };
+    let mut observer = MetricsObserver {
+        metrics: s3_metrics,
+        delays: RecentMax::new(i64::try_from(MAX_DELAY_SECONDS).unwrap_or(i64::MAX)),
+    };
+    let mut source = SourceHealth::default();
+    loop {
+        let started = Instant::now();
+        let result = tokio::select! {
+            result = reader.cycle(&mut sink, &mut observer, now_seconds) => result,
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        };
+        match result {
+            Ok(cycle) => {
+                health.poll_succeeded(&mut source, started.elapsed());
+                tracing::debug!(
+                    messages = cycle.messages,
+                    remembered = reader.seen().len(),
+                    "Read the queue"
+                );
+            }
+            Err(error) => {
+                health.poll_failed(&mut source, started.elapsed());
+                log_failure(&error);
+                if sleep_or_stop(std::time::Duration::from_secs(5), &mut shutdown).await {
+                    break;
+                }
+            }
+        }
+        sink.advance(observer.lag());
+    }
+}
+
+fn log_failure(error: &ApiError) {
+    if error.is_retriable() {
+        tracing::warn!(operation = error.operation(), kind = error.metric_label(), %error,
+            "Reading the queue failed; trying again");
+    } else {
+        tracing::error!(operation = error.operation(), %error,
+            "Reading the queue failed and retrying will not help until the cause is fixed (sqs:ReceiveMessage permission, queue_url)");
+    }
+}
+
+/// Counts objects into the exporter's pipeline.
+struct CountingSink {
+    pipeline: Pipeline,
+    metrics: Arc<Metrics>,
+    sessions: Arc<SessionLog>,
+}
+
+impl CountingSink {
+    /// Decides what a silent interface leaves pending: the wall clock less
+    /// the object delay and one file interval.
+    fn advance(&mut self, lag: u64) {
+        let now = now_seconds();
+        let watermark =
+            wall_clock_watermark(now, Some(lag), FILE_INTERVAL_SECONDS, MAX_DELAY_SECONDS);
+        let proof = ProofSource::Files {
+            paths: Vec::new(),
+            log_format: "auto".into(),
+            replayed: false,
+        };
+        let service_ports = self.pipeline.correlator().service_ports().clone();
+        let mut observer = Recorded::new(
+            FlowMetrics::new(&self.metrics, &service_ports),
+            &self.sessions,
+            &proof,
+            now,
+        );
+        self.pipeline.advance_to(watermark, &mut observer);
+        drop(observer);
+        update_load_gauges(&self.metrics, &self.pipeline);
+    }
+}
+
+impl ObjectSink for CountingSink {
+    async fn count(&mut self, object: &CreatedObject, body: bytes::Bytes) -> io::Result<u64> {
+        let proof = ProofSource::Files {
+            paths: vec![format!("s3://{}/{}", object.bucket, object.key)],
+            log_format: "auto".into(),
+            replayed: false,
+        };
+        // Counting is CPU work on a few MB: off the async threads' hands.
+        tokio::task::block_in_place(|| {
+            check_readable(&body)?;
+            let now = now_seconds();
+            self.pipeline.set_wall_clock(now);
+            let service_ports = self.pipeline.correlator().service_ports().clone();
+            let mut observer = Lines {
+                inner: Recorded::new(
+                    FlowMetrics::new(&self.metrics, &service_ports),
+                    &self.sessions,
+                    &proof,
+                    now,
+                ),
+                lines: 0,
+            };
+            input::feed_reader(
+                &body[..],
+                &Origin::default(),
+                InputFormat::Auto,
+                &mut self.pipeline,
+                &mut observer,
+            )?;
+            Ok(observer.lines)
+        })
+    }
+}
+
+/// Reads the whole object through a pipeline that admits no record: every
+/// decoding error shows, nothing is counted.
+fn check_readable(body: &[u8]) -> io::Result<()> {
+    let nothing = RecordFilter {
+        since: Some(u64::MAX),
+        ..RecordFilter::default()
+    };
+    let mut scratch = Pipeline::new(
+        FormatChoice::Auto,
+        Settings::default(),
+        HashMap::new(),
+        nothing,
+    );
+    let mut summary = Summary::new(scratch.correlator().service_ports().clone(), false);
+    input::feed_reader(
+        body,
+        &Origin::default(),
+        InputFormat::Auto,
+        &mut scratch,
+        &mut summary,
+    )
+}
+
+/// Forwards to `inner`, counting lines that were records or malformed.
+struct Lines<O> {
+    inner: O,
+    lines: u64,
+}
+
+impl<O: Observer> SessionObserver for Lines<O> {
+    fn decided(&mut self, session: &SessionReport<'_>) {
+        self.inner.decided(session);
+    }
+
+    fn traffic(
+        &mut self,
+        interface_id: &str,
+        verdict: Verdict,
+        direction: Direction,
+        packets: u64,
+        bytes: u64,
+    ) {
+        self.inner
+            .traffic(interface_id, verdict, direction, packets, bytes);
+    }
+
+    fn closed(&mut self, session: &SessionReport<'_>) {
+        self.inner.closed(session);
+    }
+}
+
+impl<O: Observer> Observer for Lines<O> {
+    fn record(&mut self, interface_id: &str, action: Option<Action>, log_status: LogStatus) {
+        self.lines += 1;
+        self.inner.record(interface_id, action, log_status);
+    }
+
+    fn malformed(&mut self, reason: Malformed) {
+        self.lines += 1;
+        self.inner.malformed(reason);
+    }
+
+    fn format_warning(&mut self, warning: &FormatWarning) {
+        self.inner.format_warning(warning);
+    }
+}
+
+/// Counts objects and messages by outcome; measures object delay.
+struct MetricsObserver {
+    metrics: S3Metrics,
+    delays: RecentMax,
+}
+
+impl MetricsObserver {
+    /// How far behind the wall clock records may still arrive: the largest
+    /// object delay of the last hour, at least one file interval.
+    fn lag(&self) -> u64 {
+        self.delays
+            .max()
+            .and_then(|delay| u64::try_from(delay).ok())
+            .unwrap_or(0)
+            .clamp(FILE_INTERVAL_SECONDS, MAX_DELAY_SECONDS)
+    }
+}
+
+impl ReaderObserver for MetricsObserver {
+    fn object(&mut self, object: &CreatedObject, outcome: ObjectOutcome, bytes: u64, records: u64) {
+        self.metrics
+            .objects
+            .with_label_values(&[outcome.as_str()])
+            .inc();
+        self.metrics.bytes_read.inc_by(bytes);
+        self.metrics.records_read.inc_by(records);
+        if outcome == ObjectOutcome::Counted
+            && let (Some(event_time), Some(closed)) = (object.event_time, time_in_key(&object.key))
+        {
+            let delay = event_time.saturating_sub(closed);
+            self.metrics.object_delay.observe(delay as f64);
+            let now = i64::try_from(now_seconds()).unwrap_or(i64::MAX);
+            self.delays
+                .record(now, Some(i64::try_from(delay).unwrap_or(i64::MAX)));
+        }
+    }
+
+    fn message(&mut self, outcome: MessageOutcome) {
+        self.metrics
+            .messages
+            .with_label_values(&[outcome.as_str()])
+            .inc();
+    }
+}

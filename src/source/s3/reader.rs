@@ -1,0 +1,286 @@
+//! The SQS side of the S3 source: receive notifications, fetch each created
+//! object, hand it to an [`ObjectSink`] to count, and delete the message only
+//! once every object in it is counted. Generic over the API traits, so the
+//! protocol is tested without AWS.
+//!
+//! * At least once: a message may come again (a delete lost, a visibility
+//!   timeout passed), and S3 may notify one upload twice. What was counted
+//!   is remembered ([`Seen`]) and never counted again; the message is
+//!   deleted.
+//! * Nothing lost: an object that cannot be read (missing, access denied,
+//!   corrupt) is logged and counted by outcome, and its message is left on
+//!   the queue, visible again at once: SQS hands it out again and, after the
+//!   queue's `maxReceiveCount`, moves it to the dead-letter queue, where an
+//!   operator can redrive it once the cause is fixed. A failed API call
+//!   (throttling, 5xx) makes the message visible again after
+//!   [`RETRY_SECONDS`] instead.
+//! * A large object keeps its message hidden: visibility is extended while
+//!   the object is fetched and counted.
+
+use std::future::Future;
+use std::time::Duration;
+
+use super::api::{ApiError, ObjectError, ObjectsApi, QueueApi, QueueMessage};
+use super::notification::{self, CreatedObject, Notification};
+use super::seen::Seen;
+
+/// Messages per `ReceiveMessage` (the SQS maximum).
+pub const MAX_MESSAGES: i32 = 10;
+/// Long polling: an empty queue costs one call per 20 s.
+pub const WAIT_SECONDS: i32 = 20;
+/// How long a received message stays hidden; extended every half of it
+/// while its objects are being read.
+pub const VISIBILITY_SECONDS: i32 = 300;
+/// When a message whose object failed on the API comes back.
+pub const RETRY_SECONDS: i32 = 30;
+
+/// What became of one notified object (a bounded metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectOutcome {
+    Counted,
+    /// Counted before: a redelivery or a second notification.
+    Duplicate,
+    Missing,
+    Denied,
+    /// Not gzip text, Parquet or JSON that reads to the end.
+    Corrupt,
+    /// The API failed (throttling, 5xx, network): tried again on redelivery.
+    Failed,
+}
+
+impl ObjectOutcome {
+    pub const ALL: [ObjectOutcome; 6] = [
+        ObjectOutcome::Counted,
+        ObjectOutcome::Duplicate,
+        ObjectOutcome::Missing,
+        ObjectOutcome::Denied,
+        ObjectOutcome::Corrupt,
+        ObjectOutcome::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectOutcome::Counted => "counted",
+            ObjectOutcome::Duplicate => "duplicate",
+            ObjectOutcome::Missing => "missing",
+            ObjectOutcome::Denied => "denied",
+            ObjectOutcome::Corrupt => "corrupt",
+            ObjectOutcome::Failed => "error",
+        }
+    }
+
+    /// Whether the message may be deleted as far as this object goes.
+    fn done(self) -> bool {
+        matches!(self, ObjectOutcome::Counted | ObjectOutcome::Duplicate)
+    }
+}
+
+/// What became of one SQS message (a bounded metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageOutcome {
+    /// Every object counted (or counted before): deleted.
+    Deleted,
+    /// `s3:TestEvent`: deleted.
+    TestEvent,
+    /// Not an S3 event: left for the dead-letter queue.
+    Unrecognized,
+    /// An object could not be read: left for redelivery.
+    Retry,
+    /// Counted, but `DeleteMessage` failed: it will come back as a duplicate.
+    DeleteFailed,
+}
+
+impl MessageOutcome {
+    pub const ALL: [MessageOutcome; 5] = [
+        MessageOutcome::Deleted,
+        MessageOutcome::TestEvent,
+        MessageOutcome::Unrecognized,
+        MessageOutcome::Retry,
+        MessageOutcome::DeleteFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageOutcome::Deleted => "deleted",
+            MessageOutcome::TestEvent => "test_event",
+            MessageOutcome::Unrecognized => "unrecognized",
+            MessageOutcome::Retry => "retry",
+            MessageOutcome::DeleteFailed => "delete_failed",
+        }
+    }
+}
+
+/// Counts one object's records; an error means nothing of it was counted
+/// (the sink checks the whole object reads before it counts any of it).
+pub trait ObjectSink {
+    /// Returns how many records the object held.
+    fn count(
+        &mut self,
+        object: &CreatedObject,
+        body: bytes::Bytes,
+    ) -> impl Future<Output = Result<u64, std::io::Error>> + Send;
+}
+
+/// Told what happened, for metrics.
+pub trait ReaderObserver {
+    fn object(&mut self, object: &CreatedObject, outcome: ObjectOutcome, bytes: u64, records: u64);
+    fn message(&mut self, outcome: MessageOutcome);
+}
+
+/// Reads the queue; remembers what it counted.
+pub struct Reader<A> {
+    api: A,
+    seen: Seen,
+}
+
+/// One receive and what came of it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Cycle {
+    pub messages: usize,
+}
+
+impl<A: ObjectsApi + QueueApi + Sync> Reader<A> {
+    pub fn new(api: A, seen: Seen) -> Reader<A> {
+        Reader { api, seen }
+    }
+
+    pub fn seen(&self) -> &Seen {
+        &self.seen
+    }
+
+    /// One `ReceiveMessage` (long polling) and every message it brought.
+    pub async fn cycle(
+        &mut self,
+        sink: &mut impl ObjectSink,
+        observer: &mut impl ReaderObserver,
+        now: impl Fn() -> u64,
+    ) -> Result<Cycle, ApiError> {
+        let messages = self
+            .api
+            .receive(MAX_MESSAGES, WAIT_SECONDS, VISIBILITY_SECONDS)
+            .await?;
+        for message in &messages {
+            let outcome = self.handle(message, sink, observer, &now).await;
+            observer.message(outcome);
+        }
+        Ok(Cycle {
+            messages: messages.len(),
+        })
+    }
+
+    async fn handle(
+        &mut self,
+        message: &QueueMessage,
+        sink: &mut impl ObjectSink,
+        observer: &mut impl ReaderObserver,
+        now: &impl Fn() -> u64,
+    ) -> MessageOutcome {
+        let objects = match notification::parse(&message.body) {
+            Notification::Test => return self.delete(message, MessageOutcome::TestEvent).await,
+            Notification::Unrecognized(why) => {
+                tracing::warn!(message_id = %message.message_id, receive_count = message.receive_count, why,
+                    "Not an S3 event notification; left on the queue for its dead-letter queue");
+                return MessageOutcome::Unrecognized;
+            }
+            Notification::Created(objects) => objects,
+        };
+        let mut all_done = true;
+        let mut transient = false;
+        for object in &objects {
+            let identity = object.identity();
+            if self.seen.contains(&identity) {
+                tracing::debug!(bucket = %object.bucket, key = %object.key, "Counted before; not again");
+                observer.object(object, ObjectOutcome::Duplicate, 0, 0);
+                continue;
+            }
+            let (outcome, bytes, records) = self.read_object(message, object, sink).await;
+            if outcome == ObjectOutcome::Counted {
+                self.seen.insert(&identity, now());
+            }
+            observer.object(object, outcome, bytes, records);
+            all_done &= outcome.done();
+            transient |= outcome == ObjectOutcome::Failed;
+        }
+        if all_done {
+            return self.delete(message, MessageOutcome::Deleted).await;
+        }
+        // Waiting out the visibility timeout will not mend a corrupt or
+        // missing object: on to the next receive (and the dead-letter queue).
+        let visible_in = if transient { RETRY_SECONDS } else { 0 };
+        if let Err(error) = self
+            .api
+            .extend_visibility(&message.receipt_handle, visible_in)
+            .await
+        {
+            tracing::warn!(message_id = %message.message_id, %error,
+                "Could not make the message visible again; it comes back after its visibility timeout");
+        }
+        MessageOutcome::Retry
+    }
+
+    /// Fetches and counts one object while keeping its message hidden.
+    async fn read_object(
+        &self,
+        message: &QueueMessage,
+        object: &CreatedObject,
+        sink: &mut impl ObjectSink,
+    ) -> (ObjectOutcome, u64, u64) {
+        let work = async {
+            let body = match self.api.get_object(&object.bucket, &object.key).await {
+                Ok(body) => body,
+                Err(error) => return (Err(error), 0),
+            };
+            let bytes = body.len() as u64;
+            (Ok(sink.count(object, body).await), bytes)
+        };
+        tokio::pin!(work);
+        let every = Duration::from_secs(u64::try_from(VISIBILITY_SECONDS / 2).unwrap_or(150));
+        let mut extend = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let (result, bytes) = loop {
+            tokio::select! {
+                done = &mut work => break done,
+                _ = extend.tick() => {
+                    if let Err(error) = self.api.extend_visibility(&message.receipt_handle, VISIBILITY_SECONDS).await {
+                        tracing::warn!(%error, key = %object.key, "Could not extend the message's visibility; it may be read twice (and counted once)");
+                    }
+                }
+            }
+        };
+        let (bucket, key) = (&object.bucket, &object.key);
+        match result {
+            Ok(Ok(records)) => {
+                tracing::debug!(%bucket, %key, bytes, records, "Counted an object");
+                (ObjectOutcome::Counted, bytes, records)
+            }
+            Ok(Err(error)) => {
+                tracing::error!(%bucket, %key, bytes, %error,
+                    "Object is not readable flow-log data (corrupt gzip or Parquet?): nothing of it counted; left for the dead-letter queue");
+                (ObjectOutcome::Corrupt, bytes, 0)
+            }
+            Err(ObjectError::Missing) => {
+                tracing::warn!(%bucket, %key, "Notified object does not exist (deleted, or a lifecycle rule?); left for redelivery");
+                (ObjectOutcome::Missing, 0, 0)
+            }
+            Err(ObjectError::Denied(error)) => {
+                tracing::error!(%bucket, %key, %error,
+                    "Access denied reading the object: the role needs s3:GetObject on the flow-log prefix (and kms:Decrypt for SSE-KMS)");
+                (ObjectOutcome::Denied, 0, 0)
+            }
+            Err(ObjectError::Api(error)) => {
+                tracing::warn!(%bucket, %key, %error, "Fetching the object failed; left for redelivery");
+                (ObjectOutcome::Failed, 0, 0)
+            }
+        }
+    }
+
+    async fn delete(&self, message: &QueueMessage, outcome: MessageOutcome) -> MessageOutcome {
+        match self.api.delete(&message.receipt_handle).await {
+            Ok(()) => outcome,
+            Err(error) => {
+                tracing::warn!(message_id = %message.message_id, %error,
+                    "Deleting a handled message failed; it will come again and be taken as a duplicate");
+                MessageOutcome::DeleteFailed
+            }
+        }
+    }
+}

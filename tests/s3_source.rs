@@ -1,0 +1,490 @@
+//! The S3 source against moto.
+//!
+//! `serve` with `[s3]`: a bucket whose event notifications go to an SQS
+//! queue (with a dead-letter queue), objects laid out as S3 delivery writes
+//! them for two accounts and two regions, gzip text and Parquet, the request
+//! and reply of a session in different objects, one object notified twice
+//! and one corrupt object. Exact totals, each object counted once, the queue
+//! drained, the corrupt object in the dead-letter queue and counted as such.
+//!
+//! `analyze s3://bucket/prefix` gives what `analyze` gives on the same files,
+//! with and without time filters (which list only the partitions needed).
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_credential_types::Credentials;
+use aws_sdk_s3::config::{BehaviorVersion, Region};
+use aws_sdk_sqs::types::QueueAttributeName;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+
+use common::exporter::{Exporter, Scrape};
+use common::moto::Moto;
+
+const BUCKET: &str = "central-flow-logs";
+const V2_HEADER: &str = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status";
+
+fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
+    let config = aws_sdk_sqs::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+        .endpoint_url(endpoint)
+        .build();
+    aws_sdk_sqs::Client::from_conf(config)
+}
+
+fn gzip(text: &str) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+    encoder.write_all(text.as_bytes()).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// `AWSLogs/<account>/vpcflowlogs/<region>/yyyy/mm/dd/<name>` with the file
+/// time in the name, as S3 delivery names objects.
+fn key(account: &str, region: &str, time: u64, suffix: &str, ext: &str) -> String {
+    partitioned_key(account, region, time, suffix, ext, false)
+}
+
+/// As [`key`], in hourly partitions (`…/yyyy/mm/dd/hh/`) when `hourly`.
+fn partitioned_key(
+    account: &str,
+    region: &str,
+    time: u64,
+    suffix: &str,
+    ext: &str,
+    hourly: bool,
+) -> String {
+    let stamp =
+        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(time)).to_string();
+    let (date, clock) = (&stamp[..10], &stamp[11..16]);
+    let compact = format!("{}T{}Z", date.replace('-', ""), clock.replace(':', ""));
+    let hour = if hourly {
+        format!("{}/", &clock[..2])
+    } else {
+        String::new()
+    };
+    format!(
+        "AWSLogs/{account}/vpcflowlogs/{region}/{}/{hour}{account}_vpcflowlogs_{region}_fl-0a1b2c3d_{compact}_{suffix}.{ext}",
+        date.replace('-', "/")
+    )
+}
+
+/// A version-2 record of `account` from `flow`: interface, source and
+/// destination address, source and destination port, action.
+fn record(account: &str, flow: &str, end: u64) -> String {
+    let [eni, src, dst, sport, dport, action]: [&str; 6] =
+        flow.split(' ').collect::<Vec<_>>().try_into().unwrap();
+    let start = end - 30;
+    format!("2 {account} {eni} {src} {dst} {sport} {dport} 6 3 180 {start} {end} {action} OK")
+}
+
+fn queue_counts(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    runtime: &tokio::runtime::Runtime,
+) -> (u64, u64) {
+    let attributes = runtime
+        .block_on(
+            sqs.get_queue_attributes()
+                .queue_url(url)
+                .attribute_names(QueueAttributeName::All)
+                .send(),
+        )
+        .unwrap();
+    let attributes = attributes.attributes().unwrap();
+    let number = |name: QueueAttributeName| {
+        attributes
+            .get(&name)
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(u64::MAX)
+    };
+    (
+        number(QueueAttributeName::ApproximateNumberOfMessages),
+        number(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+    )
+}
+
+#[test]
+fn objects_of_many_accounts_and_regions_are_each_counted_once() {
+    let moto = Moto::start();
+    let endpoint = moto.endpoint_url();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (s3, sqs) = (s3_client(&endpoint), sqs_client(&endpoint));
+
+    // The queue, its dead-letter queue (after 2 receives) and the bucket's
+    // notification to it.
+    let dlq_url = runtime
+        .block_on(sqs.create_queue().queue_name("flow-logs-dlq").send())
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    let redrive = serde_json::json!({
+        "deadLetterTargetArn": "arn:aws:sqs:us-east-1:123456789012:flow-logs-dlq",
+        "maxReceiveCount": "2"
+    })
+    .to_string();
+    let queue_url = runtime
+        .block_on(
+            sqs.create_queue()
+                .queue_name("flow-logs")
+                .attributes(QueueAttributeName::RedrivePolicy, redrive)
+                .send(),
+        )
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    runtime
+        .block_on(s3.create_bucket().bucket(BUCKET).send())
+        .unwrap();
+    let notification = aws_sdk_s3::types::NotificationConfiguration::builder()
+        .queue_configurations(
+            aws_sdk_s3::types::QueueConfiguration::builder()
+                .queue_arn("arn:aws:sqs:us-east-1:123456789012:flow-logs")
+                .events(aws_sdk_s3::types::Event::from("s3:ObjectCreated:*"))
+                .build()
+                .unwrap(),
+        )
+        .build();
+    runtime
+        .block_on(
+            s3.put_bucket_notification_configuration()
+                .bucket(BUCKET)
+                .notification_configuration(notification)
+                .send(),
+        )
+        .unwrap();
+
+    // Records twenty minutes old, in files named for their window.
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let t = now - 1200;
+    let (a, b) = ("111111111111", "222222222222");
+    let lines = |records: &[String]| {
+        let mut text = format!("{V2_HEADER}\n");
+        for line in records {
+            text.push_str(line);
+            text.push('\n');
+        }
+        text
+    };
+    // Account a, us-east-1, eni-a1: a session whose reply is in the next
+    // object, a whole one, and a rejected probe ten minutes earlier.
+    let (e1, e2, e3) = (
+        "eni-0a000000000000001",
+        "eni-0a000000000000002",
+        "eni-0b000000000000001",
+    );
+    // Lone records come first: a record already past its grace when it
+    // arrives waits for the next record of its interface to be decided.
+    let a1 = lines(&[
+        record(
+            a,
+            &format!("{e1} 203.0.113.9 10.0.0.10 50000 3389 REJECT"),
+            t - 600,
+        ),
+        record(
+            a,
+            &format!("{e1} 198.51.100.7 10.0.0.10 40000 22 ACCEPT"),
+            t,
+        ),
+        record(
+            a,
+            &format!("{e1} 198.51.100.8 10.0.0.10 40001 443 ACCEPT"),
+            t,
+        ),
+        record(
+            a,
+            &format!("{e1} 10.0.0.10 198.51.100.8 443 40001 ACCEPT"),
+            t,
+        ),
+    ]);
+    let a2 = lines(&[record(
+        a,
+        &format!("{e1} 10.0.0.10 198.51.100.7 22 40000 ACCEPT"),
+        t,
+    )]);
+    // Account b, eu-west-1: an unanswered request and a whole session.
+    let b1 = lines(&[
+        record(
+            b,
+            &format!("{e3} 198.51.100.21 10.1.0.10 41001 8080 ACCEPT"),
+            t - 600,
+        ),
+        record(
+            b,
+            &format!("{e3} 198.51.100.20 10.1.0.10 41000 5432 ACCEPT"),
+            t,
+        ),
+        record(
+            b,
+            &format!("{e3} 10.1.0.10 198.51.100.20 5432 41000 ACCEPT"),
+            t,
+        ),
+    ]);
+    // Account a, eu-west-1, as Parquet: one whole session.
+    let parquet_text = lines(&[
+        record(
+            a,
+            &format!("{e2} 198.51.100.30 10.2.0.10 42000 80 ACCEPT"),
+            t,
+        ),
+        record(
+            a,
+            &format!("{e2} 10.2.0.10 198.51.100.30 80 42000 ACCEPT"),
+            t,
+        ),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let text_path = dir.path().join("p.log");
+    std::fs::write(&text_path, &parquet_text).unwrap();
+    let parquet_path = dir.path().join("p.parquet");
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let status = Command::new(python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/text-to-parquet"))
+        .arg(&text_path)
+        .arg(&parquet_path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "scripts/text-to-parquet");
+    let parquet = std::fs::read(&parquet_path).unwrap();
+    let mut corrupt = gzip(&a2);
+    corrupt.truncate(corrupt.len() / 2);
+    corrupt.extend_from_slice(b"not gzip any more");
+
+    let objects: Vec<(String, Vec<u8>)> = vec![
+        (key(a, "us-east-1", t, "a1", "log.gz"), gzip(&a1)),
+        (key(a, "us-east-1", t + 300, "a2", "log.gz"), gzip(&a2)),
+        (key(b, "eu-west-1", t, "b1", "log.gz"), gzip(&b1)),
+        (key(a, "eu-west-1", t, "p1", "log.parquet"), parquet),
+        (key(b, "eu-west-1", t + 300, "bad", "log.gz"), corrupt),
+    ];
+    let exporter_config = format!(
+        "[s3]\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\nqueue_url = \"{queue_url}\"\n"
+    );
+    let mut exporter = Exporter::start(Some(&exporter_config), &[]);
+    for (key, body) in &objects {
+        runtime
+            .block_on(
+                s3.put_object()
+                    .bucket(BUCKET)
+                    .key(key)
+                    .body(body.clone().into())
+                    .send(),
+            )
+            .unwrap();
+    }
+    // The first object notified a second time (S3 delivers at least once).
+    let head = runtime
+        .block_on(s3.head_object().bucket(BUCKET).key(&objects[0].0).send())
+        .unwrap();
+    let again = serde_json::json!({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventTime": "2024-01-05T10:05:30.000Z", "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": BUCKET}, "object": {
+            "key": objects[0].0.replace('_', "%5F"), "size": objects[0].1.len(),
+            "eTag": head.e_tag().unwrap().trim_matches('"')}}}]})
+    .to_string();
+    runtime
+        .block_on(
+            sqs.send_message()
+                .queue_url(&queue_url)
+                .message_body(again)
+                .send(),
+        )
+        .unwrap();
+
+    let scrape = exporter.wait_for("every object handled", |scrape: &Scrape| {
+        let counted = scrape.sum("vpcflow_s3_objects_total", &[("outcome", "counted")]);
+        let corrupt = scrape.sum("vpcflow_s3_objects_total", &[("outcome", "corrupt")]);
+        (counted >= 4.0 && corrupt >= 2.0 && scrape.sessions("unanswered") >= 1.0)
+            .then(|| scrape.clone())
+    });
+    let s3_objects = |outcome| scrape.sum("vpcflow_s3_objects_total", &[("outcome", outcome)]);
+    assert_eq!(s3_objects("counted"), 4.0, "each good object once");
+    assert_eq!(s3_objects("duplicate"), 1.0, "the second notification");
+    assert_eq!(
+        s3_objects("corrupt"),
+        2.0,
+        "received twice, then the dead-letter queue"
+    );
+    assert_eq!(scrape.sessions("accepted"), 4.0);
+    assert_eq!(scrape.sessions("rejected_inbound"), 1.0);
+    assert_eq!(scrape.sessions("unanswered"), 1.0);
+    assert_eq!(scrape.sum("vpcflow_records_total", &[]), 10.0);
+    assert_eq!(
+        scrape.sum(
+            "vpcflow_records_total",
+            &[("interface_id", "eni-0b000000000000001")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        scrape.sum("vpcflow_s3_object_records_read_total", &[]),
+        10.0
+    );
+    assert_eq!(scrape.sum("vpcflow_malformed_records_total", &[]), 0.0);
+    let messages = |outcome| scrape.sum("vpcflow_sqs_messages_total", &[("outcome", outcome)]);
+    assert_eq!(messages("deleted"), 5.0, "four objects and the duplicate");
+    assert_eq!(messages("retry"), 2.0);
+    assert_eq!(
+        messages("test_event"),
+        1.0,
+        "sent when the notification was set up"
+    );
+    assert_eq!(scrape.sum("vpcflow_up", &[]), 1.0);
+
+    // Drained: nothing visible or in flight; the corrupt object's message
+    // sits in the dead-letter queue.
+    common::wait_until(Duration::from_secs(30), "the queue drained", || {
+        (queue_counts(&sqs, &queue_url, &runtime) == (0, 0)).then_some(())
+    });
+    let dead = runtime
+        .block_on(
+            sqs.receive_message()
+                .queue_url(&dlq_url)
+                .max_number_of_messages(10)
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(dead.messages().len(), 1);
+    assert!(dead.messages()[0].body().unwrap().contains("_bad.log.gz"));
+    let log = exporter.log_tail();
+    assert!(log.contains("corrupt"), "{log}");
+}
+
+#[test]
+fn analyze_s3_equals_analyze_on_the_same_files() {
+    let moto = Moto::start();
+    let endpoint = moto.endpoint_url();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let s3 = s3_client(&endpoint);
+    runtime
+        .block_on(s3.create_bucket().bucket(BUCKET).send())
+        .unwrap();
+    // A generated day of records, cut into hourly objects in daily and
+    // hourly partitions of two accounts.
+    let start = 1_704_412_800; // 2024-01-05T00:00:00Z
+    let generated = Command::new(env!("CARGO_BIN_EXE_vpc-flow-exporter"))
+        .args([
+            "generate",
+            "--records",
+            "6000",
+            "--seed",
+            "3",
+            "--sessions-per-window",
+            "4",
+        ])
+        .args(["--start", &start.to_string()])
+        .output()
+        .unwrap();
+    assert!(generated.status.success());
+    let text = String::from_utf8(generated.stdout).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    let mut by_hour: std::collections::BTreeMap<u64, Vec<&str>> = Default::default();
+    for line in text.lines() {
+        let end: u64 = line
+            .split(' ')
+            .nth(11)
+            .and_then(|end| end.parse().ok())
+            .unwrap_or(start);
+        by_hour.entry((end - start) / 3600).or_default().push(line);
+    }
+    assert!(
+        by_hour.len() >= 3,
+        "records spread over hours: {:?}",
+        by_hour.keys()
+    );
+    for (hour, lines) in &by_hour {
+        let account = if hour % 2 == 0 {
+            "111111111111"
+        } else {
+            "222222222222"
+        };
+        let time = start + hour * 3600 + 300;
+        let body = gzip(&format!("{V2_HEADER}\n{}\n", lines.join("\n")));
+        let key = partitioned_key(
+            account,
+            "us-east-1",
+            time,
+            &format!("h{hour}"),
+            "log.gz",
+            hour % 2 == 1,
+        );
+        let path = dir.path().join(format!("h{hour}.log.gz"));
+        std::fs::write(&path, &body).unwrap();
+        files.push((key.clone(), path));
+        runtime
+            .block_on(
+                s3.put_object()
+                    .bucket(BUCKET)
+                    .key(&key)
+                    .body(body.into())
+                    .send(),
+            )
+            .unwrap();
+    }
+    let analyze = |args: &[&str]| {
+        let output = common::exporter::binary()
+            .args([
+                "analyze",
+                "--output",
+                "json",
+                "--details",
+                "--endpoint-url",
+                &endpoint,
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    // The listing's order (keys sorted): correlation depends on order.
+    files.sort();
+    let file_args: Vec<&str> = files
+        .iter()
+        .map(|(_, path)| path.to_str().unwrap())
+        .collect();
+    let local = analyze(&file_args);
+    assert!(local["sessions"]["accepted"].as_u64().unwrap() > 50);
+    assert_eq!(analyze(&[&format!("s3://{BUCKET}/")]), local);
+    assert_eq!(analyze(&[&format!("s3://{BUCKET}/AWSLogs/")]), local);
+    // A window: the same records kept, whichever partitions were listed.
+    let since = (start + 3600).to_string();
+    let until = (start + 2 * 3600).to_string();
+    let window = ["--since", since.as_str(), "--until", until.as_str()];
+    let mut local_args = window.to_vec();
+    local_args.extend(&file_args);
+    let local_window = analyze(&local_args);
+    let mut s3_args = window.to_vec();
+    let url = format!("s3://{BUCKET}/AWSLogs/");
+    s3_args.push(&url);
+    assert_eq!(analyze(&s3_args), local_window);
+    assert!(local_window["records"]["total"].as_u64() < local["records"]["total"].as_u64());
+}
