@@ -79,6 +79,7 @@ fuzz_target!(|data: &[u8]| {
         } else {
             vec![22, 443, 8080, 12333]
         },
+        ..Settings::default()
     };
     let mut pipeline = Pipeline::new(
         FormatChoice::Auto,
