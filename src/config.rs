@@ -90,6 +90,8 @@ pub struct Config {
     pub shard: ShardConfig,
     /// `[state]`: where checkpoints go; `None`: a restart starts afresh.
     pub state: Option<StateConfig>,
+    /// `[ec2]`: interface facts from `DescribeNetworkInterfaces`.
+    pub ec2: Ec2Config,
 }
 
 /// `[state]`: checkpoints, so that a restart neither loses nor double-counts.
@@ -347,6 +349,64 @@ pub struct ApiConfig {
     pub accepted_sessions: usize,
 }
 
+/// `[ec2]`: addresses, types and names of the watched interfaces from
+/// EC2's `DescribeNetworkInterfaces`, in the region of each log group.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ec2Config {
+    /// Off by default: it needs `ec2:DescribeNetworkInterfaces`.
+    #[serde(default)]
+    pub describe_interfaces: bool,
+    /// How often the facts are described again; at least 1m.
+    #[serde(default = "default_ec2_refresh_interval", deserialize_with = "parsed")]
+    pub refresh_interval: Duration,
+    /// Endpoint URL instead of EC2's; unset, the SDK's own settings apply
+    /// (`AWS_ENDPOINT_URL_EC2`).
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+}
+
+fn default_ec2_refresh_interval() -> Duration {
+    Duration::from_secs(10 * 60)
+}
+
+impl Default for Ec2Config {
+    fn default() -> Self {
+        Self {
+            describe_interfaces: false,
+            refresh_interval: default_ec2_refresh_interval(),
+            endpoint_url: None,
+        }
+    }
+}
+
+impl Ec2Config {
+    fn validate(&self, origins: &Origins, source: &SourceConfig) -> Result<(), ConfigError> {
+        if let Some(endpoint) = &self.endpoint_url
+            && !is_http_url(endpoint)
+        {
+            return Err(origins.error(
+                "ec2.endpoint_url",
+                format!(r#"expected an http or https URL like "http://127.0.0.1:5000", got {endpoint:?}"#),
+            ));
+        }
+        at_least(
+            origins,
+            "ec2.refresh_interval",
+            self.refresh_interval,
+            Duration::from_secs(60),
+            None,
+        )?;
+        if self.describe_interfaces && !matches!(source, SourceConfig::CloudWatch(_)) {
+            return Err(origins.error(
+                "ec2.describe_interfaces",
+                "needs [cloudwatch]: interfaces are described in the region of their log group",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The most sessions one ring may hold: a bound on memory, not on use.
 pub const MAX_RING_SESSIONS: usize = 1_000_000;
 
@@ -600,6 +660,8 @@ struct RawConfig {
     shard: scale::RawShardConfig,
     #[serde(default)]
     state: Option<StateConfig>,
+    #[serde(default)]
+    ec2: Ec2Config,
 }
 
 impl RawConfig {
@@ -663,6 +725,7 @@ impl RawConfig {
                 "must not be empty (leave [state] out to start afresh on every restart)",
             ));
         }
+        self.ec2.validate(origins, &source)?;
         Ok(Config {
             server: self.server,
             source,
@@ -672,6 +735,7 @@ impl RawConfig {
             metrics: self.metrics,
             shard,
             state: self.state,
+            ec2: self.ec2,
         })
     }
 }

@@ -210,7 +210,7 @@ impl Metrics {
         );
         let interface_info = gauge(
             "interface_info",
-            "What is known about an interface, always 1, one series per interface seen: its name (configured, else its id) and the EC2 facts known about it (type, account, region, VPC, subnet, instance, security groups; empty when unknown). Join it for names: * on(interface_id) group_left(name) vpcflow_interface_info.",
+            "What is known about an interface, always 1, one series per interface seen: its name (configured, else its EC2 Name tag, else its id) and, with [ec2] describe_interfaces, its EC2 type, account, region, VPC, subnet, instance and security groups. Join it for names: * on(interface_id) group_left(name) vpcflow_interface_info.",
             &INTERFACE_INFO_LABELS,
         );
         let up = IntGauge::with_opts(opts(
@@ -410,7 +410,7 @@ impl Metrics {
 
     /// A `vpcflow_interface_info` for an interface that has none yet, named
     /// `name` or else by its id: dashboards join names in, and a join must
-    /// not drop it. Facts set before (a configured name) are kept.
+    /// not drop it. What EC2 told is never replaced by it.
     pub fn ensure_interface_info(&self, interface_id: &str, name: Option<&str>) {
         let known = self
             .interface_info_values

@@ -27,7 +27,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "unknown-top-level-key.toml",
-        "unknown key \"log\" (expected one of: server, cloudwatch, files, s3, interfaces, correlation, api, metrics, shard, state)",
+        "unknown key \"log\" (expected one of: server, cloudwatch, files, s3, interfaces, correlation, api, metrics, shard, state, ec2)",
     ),
     (
         "unknown-nested-key.toml",
@@ -148,6 +148,14 @@ const CASES: &[(&str, &str)] = &[
     (
         "max-open-sessions-zero.toml",
         "correlation.max_open_sessions: must be at least 1 (default 1000000), got 0",
+    ),
+    (
+        "ec2-without-cloudwatch.toml",
+        "ec2.describe_interfaces: needs [cloudwatch]: interfaces are described in the region of their log group",
+    ),
+    (
+        "ec2-refresh-too-short.toml",
+        "ec2.refresh_interval: must be at least 1m, got 10s",
     ),
     (
         "api-ring-too-large.toml",

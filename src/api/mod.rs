@@ -88,11 +88,13 @@ pub fn interfaces(view: &ApiView<'_>, query: Option<&str>) -> Response<Full<Byte
     }
     let now = now_seconds();
     let counted = view.sessions.last_hour(now);
+    let learned = view.sessions.names();
     let name_of = |id: &str| {
         view.interfaces
             .iter()
             .find(|(known, _)| known == id)
             .and_then(|(_, name)| name.as_deref())
+            .or_else(|| learned.get(id).map(String::as_str))
     };
     let mut interfaces: Vec<Interface<'_>> = counted
         .iter()
@@ -102,11 +104,11 @@ pub fn interfaces(view: &ApiView<'_>, query: Option<&str>) -> Response<Full<Byte
             last_hour: *counts,
         })
         .collect();
-    for (id, name) in view.interfaces {
+    for (id, _) in view.interfaces {
         if !counted.iter().any(|(counted, _)| counted == id) {
             interfaces.push(Interface {
                 interface_id: id,
-                name: name.as_deref(),
+                name: name_of(id),
                 last_hour: VerdictCounts::default(),
             });
         }

@@ -214,6 +214,8 @@ struct Rings {
 pub struct SessionLog {
     sizes: RingSizes,
     rings: Mutex<Rings>,
+    /// Names learned while running (EC2 `Name` tags), by interface id.
+    names: Mutex<HashMap<String, String>>,
 }
 
 fn verdict_index(verdict: Verdict) -> usize {
@@ -232,7 +234,24 @@ impl SessionLog {
                 hourly: HashMap::new(),
                 sequence: 0,
             }),
+            names: Mutex::default(),
         }
+    }
+
+    /// A name learned while running; configured names win over it.
+    pub fn set_name(&self, interface_id: &str, name: &str) {
+        self.names
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(interface_id.to_string(), name.to_string());
+    }
+
+    /// The names learned while running.
+    pub fn names(&self) -> HashMap<String, String> {
+        self.names
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub fn sizes(&self) -> RingSizes {

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::deferred::Deferred;
+use super::ec2::Ec2Facts;
 use super::{Health, SourceHealth, now_seconds, sleep_or_stop, update_load_gauges};
 use crate::api::{ProofSource, Recorded};
 use crate::config::{CloudWatchConfig, LogGroupConfig};
@@ -27,6 +28,7 @@ use crate::source::cloudwatch::{
     ShardedLogs, interface_of_stream,
 };
 use crate::source::cloudwatch::{BudgetObserver, Budgeted, RequestBudget};
+use crate::source::ec2::AwsEc2Api;
 use crate::state::{self, Loaded, StateFile};
 
 /// Counts AWS API calls (one per operation call, its final outcome) and
@@ -223,6 +225,8 @@ pub struct GroupLoop {
     group: String,
     /// Where this group's checkpoint goes (`[state]`).
     state: Option<StateFile>,
+    /// Interface facts from EC2, when `[ec2] describe_interfaces`.
+    ec2: Option<Ec2Facts<AwsEc2Api>>,
 }
 
 impl GroupLoop {
@@ -274,6 +278,7 @@ impl GroupLoop {
             },
             group: access.describe(&group.name),
             state,
+            ec2: None,
         }
     }
 
@@ -281,6 +286,12 @@ impl GroupLoop {
     /// that share a request budget over the poll interval.
     pub fn starting_after(mut self, delay: Duration) -> GroupLoop {
         self.first_delay = delay;
+        self
+    }
+
+    /// Describes the group's interfaces in EC2 before their records are fed.
+    pub fn with_ec2(mut self, ec2: Ec2Facts<AwsEc2Api>) -> GroupLoop {
+        self.ec2 = Some(ec2);
         self
     }
 
@@ -305,6 +316,15 @@ impl GroupLoop {
                             outcome.api_calls,
                             self.poll_interval,
                         );
+                    }
+                    if let Some(ec2) = &mut self.ec2 {
+                        let interfaces: Vec<&str> = self
+                            .poller
+                            .streams()
+                            .iter()
+                            .map(|s| interface_of_stream(s))
+                            .collect();
+                        ec2.update(&interfaces, &mut self.pipeline).await;
                     }
                     self.take(&outcome);
                     self.shared

@@ -4,6 +4,7 @@
 
 mod cloudwatch;
 mod deferred;
+mod ec2;
 mod files;
 mod s3;
 
@@ -301,6 +302,8 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
                     .or_default() += 1;
             }
             let mut started: HashMap<(String, String), u32> = HashMap::new();
+            let configured: Arc<HashMap<_, _>> =
+                Arc::new(config.interfaces.clone().into_iter().collect());
             for (group, pipeline) in loops {
                 let access = Access::of(group, cloudwatch.region.as_deref());
                 let key = cloudwatch::Budgets::key_of(&access);
@@ -317,7 +320,27 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
                         cloudwatch.poll_interval,
                     );
                 }
-                let group_loop = cloudwatch::GroupLoop::new(
+                let ec2_facts = if config.ec2.describe_interfaces {
+                    let ec2_api = clients
+                        .ec2_client(&access, config.ec2.endpoint_url.as_deref())
+                        .await;
+                    let region = access
+                        .region
+                        .clone()
+                        .or_else(|| ec2_api.region())
+                        .unwrap_or_default();
+                    Some(ec2::Ec2Facts::new(
+                        ec2_api,
+                        region,
+                        config.ec2.refresh_interval,
+                        Arc::clone(&configured),
+                        metrics.clone(),
+                        state.sessions.clone(),
+                    ))
+                } else {
+                    None
+                };
+                let mut group_loop = cloudwatch::GroupLoop::new(
                     cloudwatch,
                     group,
                     access,
@@ -326,6 +349,9 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
                     shared.clone(),
                 )
                 .starting_after(first_delay);
+                if let Some(ec2_facts) = ec2_facts {
+                    group_loop = group_loop.with_ec2(ec2_facts);
+                }
                 tasks.push(tokio::spawn(group_loop.run(shutdown.clone())));
             }
         }

@@ -71,6 +71,12 @@ impl LocalAddresses {
         }
     }
 
+    /// Addresses learned while running (EC2 facts): they replace the
+    /// configured ones; what the records taught is kept.
+    pub(crate) fn set_configured(&mut self, configured: &[IpAddr]) {
+        self.configured = configured.iter().copied().map(to_addr).collect();
+    }
+
     /// Learns from one record's source and destination.
     pub(crate) fn observe(&mut self, src: Addr, dst: Addr) {
         if family(src) == family(dst) {

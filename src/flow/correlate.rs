@@ -161,6 +161,18 @@ impl Correlator {
         &self.service_ports
     }
 
+    /// Facts that became known while running (EC2): they hold for the
+    /// interface's sessions decided from now on, and for an interface not
+    /// seen yet from its first record.
+    pub fn set_facts(&mut self, id: &str, facts: InterfaceFacts) {
+        if let Some(&index) = self.interface_index.get(id) {
+            let interface = &mut self.interfaces[index as usize];
+            interface.local.set_configured(&facts.addresses);
+            interface.intermediate |= facts.intermediate;
+        }
+        self.facts.insert(id.to_string(), facts);
+    }
+
     /// Sessions held per interface.
     pub fn load(&self) -> impl Iterator<Item = InterfaceLoad<'_>> {
         self.interfaces.iter().map(|interface| InterfaceLoad {

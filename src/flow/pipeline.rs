@@ -180,6 +180,12 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Facts about an interface learned while running (EC2); see
+    /// [`Correlator::set_facts`].
+    pub fn set_interface_facts(&mut self, id: &str, facts: InterfaceFacts) {
+        self.correlator.set_facts(id, facts);
+    }
+
     /// The next line starts a new input (a file): it may be a header line.
     pub fn begin_input(&mut self) {
         self.at_input_start = true;

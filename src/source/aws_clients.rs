@@ -1,4 +1,5 @@
-//! The CloudWatch Logs clients of one exporter: one per (region, role) —
+//! The AWS clients of one exporter (CloudWatch Logs, and EC2 for
+//! interface facts): one per (region, role) —
 //! a role names its account — shared by every log group that reads with
 //! it. A group with `role_arn` reads with credentials from STS AssumeRole
 //! (aws-config's `AssumeRoleProvider`: base credentials from the standard
@@ -13,6 +14,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aws_config::SdkConfig;
 use aws_config::sts::AssumeRoleProvider;
 use aws_credential_types::provider::{self, ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_cloudwatchlogs::Client;
@@ -20,6 +22,7 @@ use aws_sdk_cloudwatchlogs::error::DisplayErrorContext;
 
 use super::cloudwatch::aws::sdk_loader;
 use super::cloudwatch::{ApiObserver, AwsLogsApi};
+use super::ec2::AwsEc2Api;
 use crate::config::{LogGroupConfig, account_of_role};
 
 /// Operation label of STS `AssumeRole` (metrics, logs).
@@ -86,7 +89,11 @@ pub struct AwsClients {
     endpoint_url: Option<String>,
     attempt_timeout: Duration,
     observer: Arc<dyn ApiObserver>,
+    /// Region and credentials of each access, shared by its Logs and EC2
+    /// clients (one identity cache, one AssumeRole per renewal).
+    configs: HashMap<Access, SdkConfig>,
     clients: HashMap<Access, AwsLogsApi>,
+    ec2_clients: HashMap<Access, AwsEc2Api>,
 }
 
 impl AwsClients {
@@ -101,7 +108,9 @@ impl AwsClients {
             endpoint_url,
             attempt_timeout,
             observer,
+            configs: HashMap::new(),
             clients: HashMap::new(),
+            ec2_clients: HashMap::new(),
         }
     }
 
@@ -109,6 +118,33 @@ impl AwsClients {
     pub async fn client(&mut self, access: &Access) -> AwsLogsApi {
         if let Some(client) = self.clients.get(access) {
             return client.clone();
+        }
+        let config = self.sdk_config(access).await;
+        let client = AwsLogsApi::from_client(Client::new(&config), self.observer.clone())
+            .with_attempt_timeout(self.attempt_timeout);
+        self.clients.insert(access.clone(), client.clone());
+        client
+    }
+
+    /// The EC2 client for `access` (`[ec2] describe_interfaces`): the
+    /// region and credentials of its Logs client. `endpoint_url` (`[ec2]
+    /// endpoint_url`) replaces EC2's endpoint; without it the SDK's
+    /// settings apply (`AWS_ENDPOINT_URL_EC2`, else the Logs endpoint_url).
+    pub async fn ec2_client(&mut self, access: &Access, endpoint_url: Option<&str>) -> AwsEc2Api {
+        if let Some(client) = self.ec2_clients.get(access) {
+            return client.clone();
+        }
+        let config = self.sdk_config(access).await;
+        let client = AwsEc2Api::from_config(&config, endpoint_url);
+        self.ec2_clients.insert(access.clone(), client.clone());
+        client
+    }
+
+    /// The SDK config of `access`: its region, and for a role credentials
+    /// from AssumeRole, counted and logged.
+    async fn sdk_config(&mut self, access: &Access) -> SdkConfig {
+        if let Some(config) = self.configs.get(access) {
+            return config.clone();
         }
         let base = sdk_loader(access.region.clone(), self.endpoint_url.clone())
             .load()
@@ -132,10 +168,8 @@ impl AwsClients {
                     .build()
             }
         };
-        let client = AwsLogsApi::from_client(Client::new(&config), self.observer.clone())
-            .with_attempt_timeout(self.attempt_timeout);
-        self.clients.insert(access.clone(), client.clone());
-        client
+        self.configs.insert(access.clone(), config.clone());
+        config
     }
 
     /// Clients built so far: one per distinct access.

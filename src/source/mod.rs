@@ -10,5 +10,6 @@
 
 pub mod aws_clients;
 pub mod cloudwatch;
+pub mod ec2;
 pub mod files;
 pub mod s3;
