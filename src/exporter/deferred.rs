@@ -66,6 +66,7 @@ enum Event {
         bytes: u64,
     },
     Closed(OwnedReport),
+    Evicted(Box<str>),
     Record {
         interface_id: Box<str>,
         action: Option<Action>,
@@ -100,6 +101,7 @@ impl Deferred {
                     bytes,
                 } => observer.traffic(&interface_id, verdict, direction, packets, bytes),
                 Event::Closed(report) => observer.closed(&report.report()),
+                Event::Evicted(interface_id) => observer.evicted(&interface_id),
                 Event::Record {
                     interface_id,
                     action,
@@ -135,6 +137,10 @@ impl SessionObserver for Deferred {
 
     fn closed(&mut self, session: &SessionReport<'_>) {
         self.events.push(Event::Closed(OwnedReport::of(session)));
+    }
+
+    fn evicted(&mut self, interface_id: &str) {
+        self.events.push(Event::Evicted(interface_id.into()));
     }
 }
 
@@ -190,5 +196,29 @@ mod tests {
         deferred.replay(&mut summary);
         assert_eq!((summary.records.total, summary.records.malformed), (2, 1));
         assert_eq!(summary.sessions.accepted, 1);
+    }
+
+    #[test]
+    fn replays_evictions() {
+        #[derive(Default)]
+        struct Evictions(Vec<String>);
+        impl SessionObserver for Evictions {
+            fn decided(&mut self, _: &SessionReport<'_>) {}
+            fn traffic(&mut self, _: &str, _: Verdict, _: Direction, _: u64, _: u64) {}
+            fn closed(&mut self, _: &SessionReport<'_>) {}
+            fn evicted(&mut self, interface_id: &str) {
+                self.0.push(interface_id.to_owned());
+            }
+        }
+        impl Observer for Evictions {
+            fn record(&mut self, _: &str, _: Option<Action>, _: LogStatus) {}
+            fn malformed(&mut self, _: Malformed) {}
+        }
+        let mut deferred = Deferred::new();
+        deferred.evicted("eni-a");
+        deferred.evicted("eni-b");
+        let mut evictions = Evictions::default();
+        deferred.replay(&mut evictions);
+        assert_eq!(evictions.0, ["eni-a", "eni-b"]);
     }
 }

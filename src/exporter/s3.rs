@@ -240,6 +240,10 @@ impl<O: Observer> SessionObserver for Lines<O> {
     fn closed(&mut self, session: &SessionReport<'_>) {
         self.inner.closed(session);
     }
+
+    fn evicted(&mut self, interface_id: &str) {
+        self.inner.evicted(interface_id);
+    }
 }
 
 impl<O: Observer> Observer for Lines<O> {
