@@ -186,10 +186,29 @@ pub struct S3Config {
     /// `https://sqs.us-east-1.amazonaws.com/123456789012/flow-logs`.
     #[serde(default)]
     pub queue_url: String,
+    /// How long a received message stays hidden from other readers while
+    /// its objects are read (extended as long as reading takes); a message
+    /// whose delete was lost comes back after this long. 2s to 12h (SQS).
+    #[serde(default = "default_visibility_timeout", deserialize_with = "parsed")]
+    pub visibility_timeout: Duration,
+}
+
+fn default_visibility_timeout() -> Duration {
+    Duration::from_secs(300)
 }
 
 impl S3Config {
     fn validate(&self, origins: &Origins) -> Result<(), ConfigError> {
+        let visibility = self.visibility_timeout;
+        if !(Duration::from_secs(2)..=Duration::from_secs(12 * 3600)).contains(&visibility) {
+            return Err(origins.error(
+                "s3.visibility_timeout",
+                format!(
+                    "expected between 2s and 12h (the SQS limits), got {}",
+                    humantime::format_duration(visibility)
+                ),
+            ));
+        }
         if self.region.as_deref().is_some_and(str::is_empty) {
             return Err(origins.error(
                 "s3.region",

@@ -74,8 +74,12 @@ const CASES: &[(&str, &str)] = &[
         "s3.queue_url: expected the queue's URL like \"https://sqs.us-east-1.amazonaws.com/123456789012/flow-logs\", got \"flow-logs\"",
     ),
     (
+        "s3-visibility-too-short.toml",
+        "s3.visibility_timeout: expected between 2s and 12h (the SQS limits), got 1s",
+    ),
+    (
         "unknown-s3-key.toml",
-        "unknown key \"s3.bucket\" (expected one of: region, endpoint_url, queue_url)",
+        "unknown key \"s3.bucket\" (expected one of: region, endpoint_url, queue_url, visibility_timeout)",
     ),
     (
         "bad-endpoint-url.toml",

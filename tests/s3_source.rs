@@ -488,3 +488,191 @@ fn analyze_s3_equals_analyze_on_the_same_files() {
     assert_eq!(analyze(&s3_args), local_window);
     assert!(local_window["records"]["total"].as_u64() < local["records"]["total"].as_u64());
 }
+
+/// A queue (no dead-letter queue: a redelivery must come back to the
+/// exporter) that the bucket notifies of every created object.
+fn bucket_notifying_queue(
+    s3: &aws_sdk_s3::Client,
+    sqs: &aws_sdk_sqs::Client,
+    runtime: &tokio::runtime::Runtime,
+) -> String {
+    let queue_url = runtime
+        .block_on(sqs.create_queue().queue_name("flow-logs").send())
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    runtime
+        .block_on(s3.create_bucket().bucket(BUCKET).send())
+        .unwrap();
+    let notification = aws_sdk_s3::types::NotificationConfiguration::builder()
+        .queue_configurations(
+            aws_sdk_s3::types::QueueConfiguration::builder()
+                .queue_arn("arn:aws:sqs:us-east-1:123456789012:flow-logs")
+                .events(aws_sdk_s3::types::Event::from("s3:ObjectCreated:*"))
+                .build()
+                .unwrap(),
+        )
+        .build();
+    runtime
+        .block_on(
+            s3.put_bucket_notification_configuration()
+                .bucket(BUCKET)
+                .notification_configuration(notification)
+                .send(),
+        )
+        .unwrap();
+    queue_url
+}
+
+/// With `[state]`: the exporter counts an object, checkpoints, and is
+/// killed (`kill -9`) before its message is deleted (every `DeleteMessage`
+/// fails through the fault proxy). SQS hands the message out again: the
+/// successor takes it for a duplicate, and pairs the reply of the next
+/// object with the request its predecessor read. Summed over the two
+/// processes every record and session is counted once; the queue drains.
+/// A corrupt state file is then ignored, logged and counted.
+#[test]
+fn kill_9_before_the_delete_counts_each_object_and_session_once() {
+    use common::fault_proxy::{Fault, FaultProxy};
+    let moto = Moto::start();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (s3, sqs) = (
+        s3_client(&moto.endpoint_url()),
+        sqs_client(&moto.endpoint_url()),
+    );
+    let queue_url = bucket_notifying_queue(&s3, &sqs, &runtime);
+    let proxy = FaultProxy::start(&moto.endpoint_url());
+    proxy.set(Fault::Status(500), Some("DeleteMessage"));
+    let state = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[s3]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\nqueue_url = \"{queue_url}\"\nvisibility_timeout = \"3s\"\n\n[state]\ndirectory = \"{}\"\n",
+        proxy.url(),
+        state.path().display()
+    );
+    let put = |key: &str, body: Vec<u8>| {
+        runtime
+            .block_on(
+                s3.put_object()
+                    .bucket(BUCKET)
+                    .key(key)
+                    .body(body.into())
+                    .send(),
+            )
+            .unwrap();
+    };
+    let account = "111111111111";
+    let eni = "eni-0a000000000000001";
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 60;
+    // A whole session, and a request whose reply is in the next object.
+    let first = [
+        record(
+            account,
+            &format!("{eni} 198.51.100.8 10.0.0.10 40001 443 ACCEPT"),
+            t,
+        ),
+        record(
+            account,
+            &format!("{eni} 10.0.0.10 198.51.100.8 443 40001 ACCEPT"),
+            t,
+        ),
+        record(
+            account,
+            &format!("{eni} 198.51.100.7 10.0.0.10 40000 22 ACCEPT"),
+            t,
+        ),
+    ];
+    let reply = record(
+        account,
+        &format!("{eni} 10.0.0.10 198.51.100.7 22 40000 ACCEPT"),
+        t,
+    );
+    let text = |records: &[String]| format!("{V2_HEADER}\n{}\n", records.join("\n"));
+    let checkpoints = |scrape: &Scrape, outcome| {
+        scrape.sum("vpcflow_state_checkpoints_total", &[("outcome", outcome)])
+    };
+    let objects =
+        |scrape: &Scrape, outcome| scrape.sum("vpcflow_s3_objects_total", &[("outcome", outcome)]);
+    let records = |scrape: &Scrape| scrape.sum("vpcflow_records_total", &[]);
+
+    let mut exporter = Exporter::start(Some(&config), &[]);
+    put(
+        &key(account, "us-east-1", t, "one", "log.gz"),
+        gzip(&text(&first)),
+    );
+    let before = exporter.wait_for("the object counted, its delete failed", |s: &Scrape| {
+        let failed = s.sum(
+            "vpcflow_sqs_messages_total",
+            &[("outcome", "delete_failed")],
+        );
+        (objects(s, "counted") == 1.0 && failed >= 1.0).then(|| s.clone())
+    });
+    assert_eq!(records(&before), 3.0);
+    assert_eq!(
+        before.sessions("accepted"),
+        1.0,
+        "the pair; the request waits"
+    );
+    assert!(checkpoints(&before, "written") >= 1.0);
+    exporter.kill();
+
+    proxy.clear();
+    let mut successor = Exporter::start(Some(&config), &[]);
+    successor.wait_for(
+        "the redelivered message taken for a duplicate",
+        |s: &Scrape| (objects(s, "duplicate") >= 1.0).then_some(()),
+    );
+    put(
+        &key(account, "us-east-1", t + 300, "two", "log.gz"),
+        gzip(&text(&[reply])),
+    );
+    let after = successor.wait_for("the reply counted", |s: &Scrape| {
+        (objects(s, "counted") == 1.0 && s.sessions("accepted") >= 1.0).then(|| s.clone())
+    });
+    assert_eq!(
+        checkpoints(&after, "restored"),
+        1.0,
+        "{}",
+        successor.log_tail()
+    );
+    assert_eq!(records(&after), 1.0, "only the new object's record");
+    assert_eq!(
+        after.sessions("accepted"),
+        1.0,
+        "paired with the restored request"
+    );
+    assert_eq!(after.sessions("unanswered"), 0.0);
+    assert_eq!(records(&before) + records(&after), 4.0);
+    common::wait_until(Duration::from_secs(30), "the queue drained", || {
+        (queue_counts(&sqs, &queue_url, &runtime) == (0, 0)).then_some(())
+    });
+    successor.kill();
+
+    // Half a file, as a full disk might leave it behind.
+    let main = std::fs::read_dir(state.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with("s3-") && name.ends_with(".json") && !name.ends_with("-counted.json")
+        })
+        .expect("the checkpoint file");
+    let written = std::fs::read(&main).unwrap();
+    std::fs::write(&main, &written[..written.len() / 2]).unwrap();
+    let mut fresh = Exporter::start(Some(&config), &[]);
+    let scrape = fresh.wait_for("the corrupt checkpoint counted", |s: &Scrape| {
+        (checkpoints(s, "corrupt") >= 1.0).then(|| s.clone())
+    });
+    assert_eq!(checkpoints(&scrape, "corrupt"), 1.0);
+    assert_eq!(checkpoints(&scrape, "restored"), 0.0);
+    assert!(
+        fresh.log_tail().contains("Checkpoint ignored (corrupt)"),
+        "{}",
+        fresh.log_tail()
+    );
+    fresh.kill();
+}

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use super::deferred::Deferred;
 use super::ec2::Ec2Facts;
-use super::{Health, SourceHealth, now_seconds, sleep_or_stop, update_load_gauges};
+use super::{ApiMetrics, Health, SourceHealth, now_seconds, sleep_or_stop, update_load_gauges};
 use crate::api::{ProofSource, Recorded};
 use crate::config::{CloudWatchConfig, LogGroupConfig};
 use crate::flow::clock::wall_clock_watermark;
@@ -24,36 +24,12 @@ use crate::metrics::{CheckpointOutcome, FlowMetrics, Metrics};
 use crate::shard::Shard;
 use crate::source::aws_clients::{Access, AwsClients};
 use crate::source::cloudwatch::{
-    ApiError, ApiObserver, AwsLogsApi, LogEvent, PollOutcome, Poller, PollerConfig, PollerState,
-    ShardedLogs, interface_of_stream,
+    ApiError, AwsLogsApi, LogEvent, PollOutcome, Poller, PollerConfig, PollerState, ShardedLogs,
+    interface_of_stream,
 };
 use crate::source::cloudwatch::{BudgetObserver, Budgeted, RequestBudget};
 use crate::source::ec2::AwsEc2Api;
 use crate::state::{self, Loaded, StateFile};
-
-/// Counts AWS API calls (one per operation call, its final outcome) and
-/// throttled attempts in the metrics.
-struct ApiMetrics(Arc<Metrics>);
-
-impl ApiObserver for ApiMetrics {
-    fn api_call(&self, operation: &'static str, outcome: &'static str, seconds: f64) {
-        self.0
-            .api_calls
-            .with_label_values(&[operation, outcome])
-            .inc();
-        self.0
-            .api_call_duration
-            .with_label_values(&[operation])
-            .observe(seconds);
-    }
-
-    /// Every throttled attempt, including those the SDK's retries got past.
-    fn attempt_failed(&self, operation: &'static str, outcome: &'static str) {
-        if outcome == "throttled" {
-            self.0.api_throttles.with_label_values(&[operation]).inc();
-        }
-    }
-}
 
 /// The SDK clients of the log groups: one per region and role, each with
 /// the configured per-attempt timeout.

@@ -88,6 +88,11 @@ impl Deferred {
         Deferred::default()
     }
 
+    /// Whether nothing was told since it was made.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
     /// Tells `observer` everything, in the order it happened.
     pub fn replay(self, observer: &mut impl Observer) {
         for event in self.events {

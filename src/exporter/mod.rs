@@ -10,6 +10,7 @@ mod s3;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -24,7 +25,9 @@ use crate::metrics::Metrics;
 use crate::server::{self, ServerState};
 use crate::shard::Shard;
 use crate::source::aws_clients::{ASSUME_ROLE, Access};
-use crate::source::cloudwatch::{DESCRIBE_LOG_STREAMS, FILTER_LOG_EVENTS, MAX_STREAMS_PER_CALL};
+use crate::source::cloudwatch::{
+    ApiObserver, DESCRIBE_LOG_STREAMS, FILTER_LOG_EVENTS, MAX_STREAMS_PER_CALL,
+};
 use crate::web::WatchedConfig;
 
 pub use cloudwatch::feed_events;
@@ -86,6 +89,43 @@ fn pipeline(
         facts.clone(),
         Default::default(),
     ))
+}
+
+/// Counts AWS API calls (one per operation call, its final outcome) and
+/// throttled attempts in the metrics: the sources' [`ApiObserver`].
+struct ApiMetrics(Arc<Metrics>);
+
+impl ApiObserver for ApiMetrics {
+    fn api_call(&self, operation: &'static str, outcome: &'static str, seconds: f64) {
+        self.0
+            .api_calls
+            .with_label_values(&[operation, outcome])
+            .inc();
+        self.0
+            .api_call_duration
+            .with_label_values(&[operation])
+            .observe(seconds);
+    }
+
+    /// Every throttled attempt, including those the SDK's retries got past.
+    fn attempt_failed(&self, operation: &'static str, outcome: &'static str) {
+        if outcome == "throttled" {
+            self.0.api_throttles.with_label_values(&[operation]).inc();
+        }
+    }
+}
+
+/// `[state] directory`, made ready for checkpoints (with their zero
+/// series); `None` without `[state]`. A directory that cannot be made is
+/// an error to log, not a reason not to start.
+fn state_directory(config: &Config, metrics: &Metrics) -> Option<PathBuf> {
+    let state = config.state.as_ref()?;
+    metrics.expect_state_checkpoints();
+    if let Err(error) = std::fs::create_dir_all(&state.directory) {
+        tracing::error!(directory = %state.directory.display(), %error,
+            "Cannot create the state directory: checkpoints will fail, a restart will count again what this process counts");
+    }
+    Some(state.directory.clone())
 }
 
 fn now_seconds() -> u64 {
@@ -282,15 +322,8 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
                 names,
                 watched: Arc::new(AtomicUsize::new(0)),
                 shard,
-                state_directory: config.state.as_ref().map(|state| state.directory.clone()),
+                state_directory: state_directory(&config, &metrics),
             };
-            if let Some(state) = &config.state {
-                metrics.expect_state_checkpoints();
-                if let Err(error) = std::fs::create_dir_all(&state.directory) {
-                    tracing::error!(directory = %state.directory.display(), %error,
-                        "Cannot create the state directory: checkpoints will fail, a restart will count the lookback again");
-                }
-            }
             let mut clients = cloudwatch::clients(cloudwatch, metrics.clone());
             let mut budgets = cloudwatch::Budgets::new(cloudwatch, metrics.clone());
             // The groups of one budget start spread over the poll interval.
@@ -374,6 +407,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
             let pipeline = pipeline("s3".into(), "auto", &settings, &facts)?;
             tasks.push(tokio::spawn(s3::run(
                 s3_config.clone(),
+                state_directory(&config, &metrics),
                 pipeline,
                 metrics.clone(),
                 health(1),

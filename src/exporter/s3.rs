@@ -6,15 +6,26 @@
 //! nothing: a corrupt gzip or Parquet object fails there, before a record of
 //! it reaches the metrics, so a redelivery that fails again never counts
 //! half an object twice.
+//!
+//! With `[state]`, what an object's records decide is held back
+//! ([`Deferred`]) until the reader commits the message: then the open
+//! sessions and the counted objects are checkpointed ([`checkpoint`]),
+//! and only then published and the message deleted. What the wall clock
+//! decides is checkpointed the same way before it is published.
+
+mod checkpoint;
 
 use std::collections::HashMap;
 use std::io;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::watch;
 
-use super::{Health, SourceHealth, now_seconds, sleep_or_stop, update_load_gauges};
+use self::checkpoint::Checkpoints;
+use super::deferred::Deferred;
+use super::{ApiMetrics, Health, SourceHealth, now_seconds, sleep_or_stop, update_load_gauges};
 use crate::api::{ProofSource, Recorded, SessionLog};
 use crate::config::S3Config;
 use crate::flow::clock::wall_clock_watermark;
@@ -24,8 +35,8 @@ use crate::flow::{
 };
 use crate::input::{self, InputFormat, Origin};
 use crate::metrics::{FlowMetrics, Metrics, S3Metrics};
+use crate::source::cloudwatch::ApiError;
 use crate::source::cloudwatch::recent::RecentMax;
-use crate::source::cloudwatch::{ApiError, ApiObserver};
 use crate::source::s3::api::OPERATIONS;
 use crate::source::s3::notification::time_in_key;
 use crate::source::s3::seen::{DEFAULT_CAPACITY, RETENTION_SECONDS};
@@ -41,25 +52,10 @@ const FILE_INTERVAL_SECONDS: u64 = 300;
 /// Object delays larger than this are bogus for the watermark's purpose.
 const MAX_DELAY_SECONDS: u64 = 3600;
 
-/// Counts API calls in the metrics.
-struct ApiMetrics(Arc<Metrics>);
-
-impl ApiObserver for ApiMetrics {
-    fn api_call(&self, operation: &'static str, outcome: &'static str, seconds: f64) {
-        self.0
-            .api_calls
-            .with_label_values(&[operation, outcome])
-            .inc();
-        self.0
-            .api_call_duration
-            .with_label_values(&[operation])
-            .observe(seconds);
-    }
-}
-
 pub async fn run(
     config: S3Config,
-    pipeline: Pipeline,
+    state_directory: Option<PathBuf>,
+    mut pipeline: Pipeline,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     mut shutdown: watch::Receiver<bool>,
@@ -75,13 +71,23 @@ pub async fn run(
         Arc::new(ApiMetrics(metrics.clone())),
     )
     .await;
-    // What was counted is kept in memory (no [state] support yet): a restart
-    // forgets it, so a message redelivered across a restart counts again.
-    let mut reader = Reader::new(api, Seen::new(DEFAULT_CAPACITY, RETENTION_SECONDS));
+    // Without [state] what was counted is only in memory: a message
+    // redelivered across a restart counts again.
+    let mut seen = Seen::new(DEFAULT_CAPACITY, RETENTION_SECONDS);
+    let checkpoints = state_directory.map(|directory| {
+        let mut checkpoints = Checkpoints::new(&directory, &config.queue_url);
+        checkpoints.restore(&mut pipeline, &mut seen, &metrics);
+        checkpoints
+    });
+    let visibility = i32::try_from(config.visibility_timeout.as_secs()).unwrap_or(i32::MAX);
+    let mut reader = Reader::new(api, seen).with_visibility(visibility);
     let mut sink = CountingSink {
         pipeline,
         metrics: metrics.clone(),
         sessions: health.state.sessions.clone(),
+        checkpoints,
+        pending: Deferred::new(),
+        pending_paths: Vec::new(),
     };
     let mut observer = MetricsObserver {
         metrics: s3_metrics,
@@ -111,7 +117,7 @@ pub async fn run(
                 }
             }
         }
-        sink.advance(observer.lag());
+        sink.advance(observer.lag(), reader.seen());
     }
 }
 
@@ -130,20 +136,95 @@ struct CountingSink {
     pipeline: Pipeline,
     metrics: Arc<Metrics>,
     sessions: Arc<SessionLog>,
+    /// `[state]`: what is counted is published only once checkpointed.
+    checkpoints: Option<Checkpoints>,
+    /// What the core decided since the last commit (with `[state]` only).
+    pending: Deferred,
+    /// The objects whose records are in `pending`, for `inspect`.
+    pending_paths: Vec<String>,
 }
 
 impl CountingSink {
     /// Decides what a silent interface leaves pending: the wall clock less
     /// the object delay and one file interval.
-    fn advance(&mut self, lag: u64) {
+    fn advance(&mut self, lag: u64, seen: &Seen) {
         let now = now_seconds();
         let watermark =
             wall_clock_watermark(now, Some(lag), FILE_INTERVAL_SECONDS, MAX_DELAY_SECONDS);
-        let proof = ProofSource::Files {
-            paths: Vec::new(),
-            log_format: "auto".into(),
-            replayed: false,
+        if self.checkpoints.is_some() {
+            self.pipeline.advance_to(watermark, &mut self.pending);
+            if !self.pending.is_empty() {
+                self.commit(seen);
+            }
+        } else {
+            let proof = files_proof(Vec::new());
+            let service_ports = self.pipeline.correlator().service_ports().clone();
+            let mut observer = Recorded::new(
+                FlowMetrics::new(&self.metrics, &service_ports),
+                &self.sessions,
+                &proof,
+                now,
+            );
+            self.pipeline.advance_to(watermark, &mut observer);
+        }
+        update_load_gauges(&self.metrics, &self.pipeline);
+    }
+}
+
+fn files_proof(paths: Vec<String>) -> ProofSource {
+    ProofSource::Files {
+        paths,
+        log_format: "auto".into(),
+        replayed: false,
+    }
+}
+
+impl ObjectSink for CountingSink {
+    async fn count(&mut self, object: &CreatedObject, body: bytes::Bytes) -> io::Result<u64> {
+        let path = format!("s3://{}/{}", object.bucket, object.key);
+        // Counting is CPU work on a few MB: off the async threads' hands.
+        tokio::task::block_in_place(|| {
+            check_readable(&body)?;
+            let now = now_seconds();
+            self.pipeline.set_wall_clock(now);
+            if self.checkpoints.is_some() {
+                let mut observer = Lines {
+                    inner: std::mem::take(&mut self.pending),
+                    lines: 0,
+                };
+                let fed = feed_object(&body, &mut self.pipeline, &mut observer);
+                self.pending = observer.inner;
+                self.pending_paths.push(path);
+                fed.map(|()| observer.lines)
+            } else {
+                let proof = files_proof(vec![path]);
+                let service_ports = self.pipeline.correlator().service_ports().clone();
+                let mut observer = Lines {
+                    inner: Recorded::new(
+                        FlowMetrics::new(&self.metrics, &service_ports),
+                        &self.sessions,
+                        &proof,
+                        now,
+                    ),
+                    lines: 0,
+                };
+                feed_object(&body, &mut self.pipeline, &mut observer)?;
+                Ok(observer.lines)
+            }
+        })
+    }
+
+    /// Checkpoints, then publishes what was held back. A checkpoint that
+    /// cannot be written is logged and counted; the counts are published
+    /// anyway (the exporter keeps working on a full disk; only a crash
+    /// before the next good checkpoint would count them again).
+    fn commit(&mut self, seen: &Seen) {
+        let Some(checkpoints) = &mut self.checkpoints else {
+            return;
         };
+        let now = now_seconds();
+        checkpoints.store(&self.pipeline, seen, &self.metrics, now);
+        let proof = files_proof(std::mem::take(&mut self.pending_paths));
         let service_ports = self.pipeline.correlator().service_ports().clone();
         let mut observer = Recorded::new(
             FlowMetrics::new(&self.metrics, &service_ports),
@@ -151,44 +232,22 @@ impl CountingSink {
             &proof,
             now,
         );
-        self.pipeline.advance_to(watermark, &mut observer);
-        drop(observer);
-        update_load_gauges(&self.metrics, &self.pipeline);
+        std::mem::take(&mut self.pending).replay(&mut observer);
     }
 }
 
-impl ObjectSink for CountingSink {
-    async fn count(&mut self, object: &CreatedObject, body: bytes::Bytes) -> io::Result<u64> {
-        let proof = ProofSource::Files {
-            paths: vec![format!("s3://{}/{}", object.bucket, object.key)],
-            log_format: "auto".into(),
-            replayed: false,
-        };
-        // Counting is CPU work on a few MB: off the async threads' hands.
-        tokio::task::block_in_place(|| {
-            check_readable(&body)?;
-            let now = now_seconds();
-            self.pipeline.set_wall_clock(now);
-            let service_ports = self.pipeline.correlator().service_ports().clone();
-            let mut observer = Lines {
-                inner: Recorded::new(
-                    FlowMetrics::new(&self.metrics, &service_ports),
-                    &self.sessions,
-                    &proof,
-                    now,
-                ),
-                lines: 0,
-            };
-            input::feed_reader(
-                &body[..],
-                &Origin::default(),
-                InputFormat::Auto,
-                &mut self.pipeline,
-                &mut observer,
-            )?;
-            Ok(observer.lines)
-        })
-    }
+fn feed_object(
+    body: &[u8],
+    pipeline: &mut Pipeline,
+    observer: &mut impl Observer,
+) -> io::Result<()> {
+    input::feed_reader(
+        body,
+        &Origin::default(),
+        InputFormat::Auto,
+        pipeline,
+        observer,
+    )
 }
 
 /// Reads the whole object through a pipeline that admits no record: every

@@ -16,6 +16,9 @@
 //!   [`RETRY_SECONDS`] instead.
 //! * A large object keeps its message hidden: visibility is extended while
 //!   the object is fetched and counted.
+//! * Before a message is deleted, the sink is told what is now remembered
+//!   ([`ObjectSink::commit`]): with `[state]` it checkpoints there, so a
+//!   crash before the delete brings the message back as a duplicate.
 
 use std::future::Future;
 use std::time::Duration;
@@ -28,8 +31,9 @@ use super::seen::Seen;
 pub const MAX_MESSAGES: i32 = 10;
 /// Long polling: an empty queue costs one call per 20 s.
 pub const WAIT_SECONDS: i32 = 20;
-/// How long a received message stays hidden; extended every half of it
-/// while its objects are being read.
+/// How long a received message stays hidden unless configured
+/// (`[s3] visibility_timeout`); extended every half of it while its objects
+/// are being read.
 pub const VISIBILITY_SECONDS: i32 = 300;
 /// When a message whose object failed on the API comes back.
 pub const RETRY_SECONDS: i32 = 30;
@@ -119,6 +123,11 @@ pub trait ObjectSink {
         object: &CreatedObject,
         body: bytes::Bytes,
     ) -> impl Future<Output = Result<u64, std::io::Error>> + Send;
+
+    /// Called after objects of a message were counted and noted in `seen`,
+    /// before the message is deleted: what was counted must be kept (and
+    /// may be published) now.
+    fn commit(&mut self, seen: &Seen);
 }
 
 /// Told what happened, for metrics.
@@ -131,6 +140,7 @@ pub trait ReaderObserver {
 pub struct Reader<A> {
     api: A,
     seen: Seen,
+    visibility_seconds: i32,
 }
 
 /// One receive and what came of it.
@@ -141,7 +151,18 @@ pub struct Cycle {
 
 impl<A: ObjectsApi + QueueApi + Sync> Reader<A> {
     pub fn new(api: A, seen: Seen) -> Reader<A> {
-        Reader { api, seen }
+        Reader {
+            api,
+            seen,
+            visibility_seconds: VISIBILITY_SECONDS,
+        }
+    }
+
+    /// Hides received messages for `seconds` (at least 2) instead of
+    /// [`VISIBILITY_SECONDS`].
+    pub fn with_visibility(mut self, seconds: i32) -> Reader<A> {
+        self.visibility_seconds = seconds.max(2);
+        self
     }
 
     pub fn seen(&self) -> &Seen {
@@ -157,7 +178,7 @@ impl<A: ObjectsApi + QueueApi + Sync> Reader<A> {
     ) -> Result<Cycle, ApiError> {
         let messages = self
             .api
-            .receive(MAX_MESSAGES, WAIT_SECONDS, VISIBILITY_SECONDS)
+            .receive(MAX_MESSAGES, WAIT_SECONDS, self.visibility_seconds)
             .await?;
         for message in &messages {
             let outcome = self.handle(message, sink, observer, &now).await;
@@ -186,6 +207,7 @@ impl<A: ObjectsApi + QueueApi + Sync> Reader<A> {
         };
         let mut all_done = true;
         let mut transient = false;
+        let mut counted = false;
         for object in &objects {
             let identity = object.identity();
             if self.seen.contains(&identity) {
@@ -196,10 +218,14 @@ impl<A: ObjectsApi + QueueApi + Sync> Reader<A> {
             let (outcome, bytes, records) = self.read_object(message, object, sink).await;
             if outcome == ObjectOutcome::Counted {
                 self.seen.insert(&identity, now());
+                counted = true;
             }
             observer.object(object, outcome, bytes, records);
             all_done &= outcome.done();
             transient |= outcome == ObjectOutcome::Failed;
+        }
+        if counted {
+            sink.commit(&self.seen);
         }
         if all_done {
             return self.delete(message, MessageOutcome::Deleted).await;
@@ -234,13 +260,13 @@ impl<A: ObjectsApi + QueueApi + Sync> Reader<A> {
             (Ok(sink.count(object, body).await), bytes)
         };
         tokio::pin!(work);
-        let every = Duration::from_secs(u64::try_from(VISIBILITY_SECONDS / 2).unwrap_or(150));
+        let every = Duration::from_secs(u64::try_from(self.visibility_seconds / 2).unwrap_or(1));
         let mut extend = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         let (result, bytes) = loop {
             tokio::select! {
                 done = &mut work => break done,
                 _ = extend.tick() => {
-                    if let Err(error) = self.api.extend_visibility(&message.receipt_handle, VISIBILITY_SECONDS).await {
+                    if let Err(error) = self.api.extend_visibility(&message.receipt_handle, self.visibility_seconds).await {
                         tracing::warn!(%error, key = %object.key, "Could not extend the message's visibility; it may be read twice (and counted once)");
                     }
                 }
