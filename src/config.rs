@@ -270,6 +270,11 @@ pub struct CloudWatchConfig {
         deserialize_with = "parsed"
     )]
     pub max_requests_per_second: f64,
+    /// Event fingerprints one log group remembers to count re-reads of the
+    /// overlap once (about 35 bytes each); past it, after a flood, the
+    /// oldest are forgotten early. At least 1.
+    #[serde(default = "default_max_seen_events", deserialize_with = "parsed")]
+    pub max_seen_events: usize,
     /// `[[cloudwatch.log_groups]]`: at least one.
     #[serde(default)]
     pub log_groups: Vec<LogGroupConfig>,
@@ -502,6 +507,9 @@ fn default_session_idle_timeout() -> Duration {
 }
 fn default_service_ports() -> Vec<u16> {
     correlate::DEFAULT_SERVICE_PORTS.to_vec()
+}
+fn default_max_seen_events() -> usize {
+    crate::source::cloudwatch::poller::DEFAULT_MAX_SEEN_EVENTS
 }
 fn default_max_open_sessions() -> usize {
     correlate::DEFAULT_MAX_OPEN_SESSIONS
@@ -812,6 +820,15 @@ impl CloudWatchConfig {
             None,
         )?;
         scale::check_max_requests_per_second(origins, self.max_requests_per_second)?;
+        if self.max_seen_events == 0 {
+            return Err(origins.error(
+                "cloudwatch.max_seen_events",
+                format!(
+                    "must be at least 1 (default {}), got 0",
+                    default_max_seen_events()
+                ),
+            ));
+        }
         if self.log_groups.is_empty() {
             return Err(origins.error(
                 "cloudwatch.log_groups",

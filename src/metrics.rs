@@ -84,6 +84,8 @@ pub struct Metrics {
     pub api_throttles: IntCounterVec,
     pub events_fetched: IntCounter,
     pub events_new: IntCounter,
+    pub events_forgotten: IntCounter,
+    pub events_remembered: IntGauge,
     pub delivery_delay: Histogram,
     pub catchup_skipped: IntCounter,
     state_checkpoints: IntCounterVec,
@@ -278,6 +280,22 @@ impl Metrics {
         registry
             .register(Box::new(events_new.clone()))
             .expect("unique metric");
+        let events_forgotten = IntCounter::with_opts(opts(
+            "log_events_forgotten_total",
+            "Log event fingerprints forgotten early, before their time left the overlap window, to hold cloudwatch.max_seen_events (a flood of events). Re-reads of them are still counted once, but a record delivered later with a timestamp that old is dropped as a re-read: if this grows outside a flood, raise cloudwatch.max_seen_events (about 35 bytes each) or lower cloudwatch.lookback.",
+        ))
+        .expect("valid metric");
+        registry
+            .register(Box::new(events_forgotten.clone()))
+            .expect("unique metric");
+        let events_remembered = IntGauge::with_opts(opts(
+            "log_events_remembered",
+            "Log event fingerprints held to count re-read events once, all log groups together; each group holds at most cloudwatch.max_seen_events after a poll.",
+        ))
+        .expect("valid metric");
+        registry
+            .register(Box::new(events_remembered.clone()))
+            .expect("unique metric");
         let delivery_delay = histogram(
             "delivery_delay_seconds",
             "CloudWatch ingestion time minus the flow record's end: how late records arrive.",
@@ -355,6 +373,8 @@ impl Metrics {
             api_throttles,
             events_fetched,
             events_new,
+            events_forgotten,
+            events_remembered,
             delivery_delay,
             catchup_skipped,
             state_checkpoints,

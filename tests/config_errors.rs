@@ -31,7 +31,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "unknown-nested-key.toml",
-        "unknown key \"cloudwatch.regoin\" (expected one of: region, endpoint_url, poll_interval, lookback, max_catchup, discovery_interval, attempt_timeout, max_requests_per_second, log_groups)",
+        "unknown key \"cloudwatch.regoin\" (expected one of: region, endpoint_url, poll_interval, lookback, max_catchup, discovery_interval, attempt_timeout, max_requests_per_second, max_seen_events, log_groups)",
     ),
     (
         "unknown-log-group-key.toml",
@@ -152,6 +152,10 @@ const CASES: &[(&str, &str)] = &[
     (
         "max-open-sessions-zero.toml",
         "correlation.max_open_sessions: must be at least 1 (default 1000000), got 0",
+    ),
+    (
+        "max-seen-events-zero.toml",
+        "cloudwatch.max_seen_events: must be at least 1 (default 1000000), got 0",
     ),
     (
         "ec2-without-cloudwatch.toml",

@@ -203,6 +203,8 @@ pub struct GroupLoop {
     state: Option<StateFile>,
     /// Interface facts from EC2, when `[ec2] describe_interfaces`.
     ec2: Option<Ec2Facts<AwsEc2Api>>,
+    /// This group's share of `vpcflow_log_events_remembered`.
+    remembered: i64,
 }
 
 impl GroupLoop {
@@ -220,6 +222,7 @@ impl GroupLoop {
             lookback: config.lookback,
             max_catchup: config.max_catchup,
             discovery_interval: config.discovery_interval,
+            max_seen_events: config.max_seen_events,
             ..PollerConfig::new(group.name.clone())
         };
         let api = ShardedLogs::new(api, shared.shard);
@@ -255,6 +258,7 @@ impl GroupLoop {
             group: access.describe(&group.name),
             state,
             ec2: None,
+            remembered: 0,
         }
     }
 
@@ -343,6 +347,7 @@ impl GroupLoop {
 
     fn take(&mut self, outcome: &PollOutcome) {
         self.note_interfaces();
+        self.note_dedup_memory(outcome);
         let metrics = &self.shared.metrics;
         metrics.events_fetched.inc_by(outcome.fetched);
         metrics.events_new.inc_by(outcome.new);
@@ -389,6 +394,32 @@ impl GroupLoop {
         deferred.replay(&mut observer);
         drop(observer);
         update_load_gauges(metrics, &self.pipeline);
+    }
+
+    /// Counts the fingerprints forgotten early (`max_seen_events`) and
+    /// keeps this group's share of the remembered ones in the gauge.
+    fn note_dedup_memory(&mut self, outcome: &PollOutcome) {
+        let metrics = &self.shared.metrics;
+        if outcome.forgotten > 0 {
+            metrics.events_forgotten.inc_by(outcome.forgotten);
+            let taken_as_seen_before = outcome
+                .forgotten_before_ms
+                .and_then(|ms| u64::try_from(ms / 1000).ok())
+                .map(|seconds| {
+                    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(seconds))
+                        .to_string()
+                });
+            tracing::warn!(
+                log_group = %self.group,
+                forgotten = outcome.forgotten,
+                remembered = self.poller.seen_len(),
+                taken_as_seen_before = taken_as_seen_before.as_deref().unwrap_or("-"),
+                "Too many events inside the overlap for cloudwatch.max_seen_events: the oldest were forgotten early, and a record arriving later with a timestamp before taken_as_seen_before will be dropped as a re-read"
+            );
+        }
+        let remembered = i64::try_from(self.poller.seen_len()).unwrap_or(i64::MAX);
+        metrics.events_remembered.add(remembered - self.remembered);
+        self.remembered = remembered;
     }
 
     /// Writes this group's checkpoint, when `[state]` is configured.

@@ -58,8 +58,14 @@
 //!
 //! The overlap re-reads events; an event (stream + event id) is remembered
 //! while its timestamp can still fall in a future window, i.e. not before
-//! the last probe's end less `lookback`, and forgotten after. Memory is
-//! bounded by the events of `lookback + probe_interval` and one poll.
+//! the last probe's end less `lookback`, and forgotten after. That bounds
+//! the memory by the events of `lookback + probe_interval` — by the input,
+//! so it is bounded by configuration too: past `max_seen_events` after a
+//! poll, the events of the oldest timestamps are forgotten early, and from
+//! then on every event older than the newest one forgotten is taken as
+//! seen. A re-read is thus never counted twice; what the bound costs is a
+//! record that arrives late with such an old timestamp, which is dropped.
+//! [`PollOutcome::forgotten`] reports it, for the caller to count and log.
 //!
 //! A stream that appears at a later discovery is read back to the previous
 //! discovery less `lookback`, since its first events may be that old.
@@ -84,6 +90,11 @@ use siphasher::sip128::{Hasher128, SipHasher13};
 use super::api::{ApiError, FilterRequest, LogEvent, LogsApi};
 use super::streams::{is_stream_of, select_streams};
 use super::window::{Plan, Request, WindowPlanner, WindowSettings, WindowState};
+
+/// Default of [`PollerConfig::max_seen_events`]: about 35 MB of
+/// fingerprints when many events share a timestamp (a flood), up to ~190 MB
+/// when each has its own.
+pub const DEFAULT_MAX_SEEN_EVENTS: usize = 1_000_000;
 
 /// How often one request's paging is restarted after an expired
 /// `nextToken` before the poll fails (and is retried as any failure).
@@ -112,6 +123,9 @@ pub struct PollerConfig {
     pub probe_interval: Duration,
     /// Longest wait between polls after failures (default 5m).
     pub max_backoff: Duration,
+    /// Event fingerprints remembered for dedup at most (after a poll);
+    /// past it the oldest are forgotten early (see the module documentation).
+    pub max_seen_events: usize,
 }
 
 impl PollerConfig {
@@ -127,6 +141,7 @@ impl PollerConfig {
             discovery_interval: Duration::from_secs(5 * 60),
             probe_interval: Duration::from_secs(10 * 60),
             max_backoff: Duration::from_secs(5 * 60),
+            max_seen_events: DEFAULT_MAX_SEEN_EVENTS,
         }
     }
 
@@ -171,20 +186,38 @@ pub struct PollOutcome {
     pub caught_up: bool,
     /// Times paging was restarted after an expired `nextToken`.
     pub paging_restarts: u32,
+    /// Event fingerprints forgotten early by this poll to stay within
+    /// `max_seen_events` (a restore into a smaller bound counts in the
+    /// first poll).
+    pub forgotten: u64,
+    /// Events with an earlier timestamp are taken as seen, when fingerprints
+    /// were forgotten early and that time is still inside the overlap.
+    pub forgotten_before_ms: Option<i64>,
 }
 
-/// Fingerprints of the events seen, by event timestamp (pruned by range):
-/// what makes the overlap's re-reads count once.
+/// Fingerprints of the events seen, by event timestamp: what makes the
+/// overlap's re-reads count once. Pruned by time ([`SeenEvents::prune`])
+/// and held within a count ([`SeenEvents::bound`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "Vec<(i64, Vec<u128>)>", into = "Vec<(i64, Vec<u128>)>")]
 pub struct SeenEvents {
     by_time: BTreeMap<i64, FxHashSet<u128>>,
     len: usize,
+    /// Fingerprints of events with an earlier timestamp were forgotten
+    /// early: any such event is taken as seen. Checkpointed beside the
+    /// fingerprints ([`PollerState::seen_forgotten_before_ms`]).
+    forgotten_before_ms: Option<i64>,
 }
 
 impl SeenEvents {
     /// True when the event was not seen before (and now is).
     fn insert(&mut self, event: &LogEvent) -> bool {
+        if self
+            .forgotten_before_ms
+            .is_some_and(|before| event.timestamp_ms < before)
+        {
+            return false;
+        }
         let fresh = self
             .by_time
             .entry(event.timestamp_ms)
@@ -194,11 +227,34 @@ impl SeenEvents {
         fresh
     }
 
-    /// Forgets events with a timestamp before `cutoff_ms`.
+    /// Forgets events with a timestamp before `cutoff_ms`: no later window
+    /// reads them again.
     fn prune(&mut self, cutoff_ms: i64) {
         let kept = self.by_time.split_off(&cutoff_ms);
         let dropped = std::mem::replace(&mut self.by_time, kept);
         self.len -= dropped.values().map(FxHashSet::len).sum::<usize>();
+        if self
+            .forgotten_before_ms
+            .is_some_and(|before| before <= cutoff_ms)
+        {
+            self.forgotten_before_ms = None;
+        }
+    }
+
+    /// Forgets the events of the oldest timestamps until at most `max`
+    /// are left (a timestamp's events all go together, so that "older than
+    /// the newest forgotten" means "forgotten"). Returns how many went.
+    fn bound(&mut self, max: usize) -> u64 {
+        let mut forgotten = 0;
+        while self.len > max {
+            let Some((time, set)) = self.by_time.pop_first() else {
+                break;
+            };
+            self.len -= set.len();
+            forgotten += set.len() as u64;
+            self.forgotten_before_ms = self.forgotten_before_ms.max(Some(time + 1));
+        }
+        forgotten
     }
 
     pub fn len(&self) -> usize {
@@ -207,6 +263,11 @@ impl SeenEvents {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Events with an earlier timestamp are taken as seen (see [`SeenEvents::bound`]).
+    pub fn forgotten_before_ms(&self) -> Option<i64> {
+        self.forgotten_before_ms
     }
 }
 
@@ -242,6 +303,10 @@ impl From<SeenEvents> for Vec<(i64, Vec<u128>)> {
 pub struct PollerState {
     pub window: WindowState,
     pub seen: SeenEvents,
+    /// [`SeenEvents::forgotten_before_ms`] (absent from checkpoints written
+    /// before `max_seen_events` existed: nothing was forgotten early then).
+    #[serde(default)]
+    pub seen_forgotten_before_ms: Option<i64>,
 }
 
 /// Reads one log group poll after poll. See the module documentation.
@@ -251,6 +316,10 @@ pub struct Poller<A> {
     interfaces: Vec<String>,
     window: WindowPlanner,
     seen: SeenEvents,
+    max_seen_events: usize,
+    /// Forgotten when a restored state exceeded the bound: reported by the
+    /// next poll.
+    forgotten_unreported: u64,
 }
 
 impl<A: LogsApi> Poller<A> {
@@ -267,16 +336,27 @@ impl<A: LogsApi> Poller<A> {
     pub fn restore(api: A, config: PollerConfig, state: PollerState) -> Self {
         let seed = std::collections::hash_map::RandomState::new().hash_one(&config.log_group);
         let window = WindowPlanner::restore(config.window_settings(), state.window, seed);
-        Self::with_window(api, config, window, state.seen)
+        let mut seen = state.seen;
+        seen.forgotten_before_ms = state.seen_forgotten_before_ms;
+        Self::with_window(api, config, window, seen)
     }
 
-    fn with_window(api: A, config: PollerConfig, window: WindowPlanner, seen: SeenEvents) -> Self {
+    fn with_window(
+        api: A,
+        config: PollerConfig,
+        window: WindowPlanner,
+        mut seen: SeenEvents,
+    ) -> Self {
+        let max_seen_events = config.max_seen_events.max(1);
+        let forgotten_unreported = seen.bound(max_seen_events);
         Self {
             api,
             log_group: config.log_group,
             interfaces: config.interfaces,
             window,
             seen,
+            max_seen_events,
+            forgotten_unreported,
         }
     }
 
@@ -285,6 +365,7 @@ impl<A: LogsApi> Poller<A> {
         PollerState {
             window: self.window.state().clone(),
             seen: self.seen.clone(),
+            seen_forgotten_before_ms: self.seen.forgotten_before_ms,
         }
     }
 
@@ -384,6 +465,8 @@ impl<A: LogsApi> Poller<A> {
         events.sort_by_key(|e| e.timestamp_ms);
         let cutoff = self.window.commit(plan, max_delay);
         self.seen.prune(cutoff);
+        let forgotten =
+            self.seen.bound(self.max_seen_events) + std::mem::take(&mut self.forgotten_unreported);
         let outcome = PollOutcome {
             new: events.len() as u64,
             events,
@@ -397,6 +480,8 @@ impl<A: LogsApi> Poller<A> {
             streams: self.window.streams().len(),
             caught_up: self.window.caught_up(),
             paging_restarts,
+            forgotten,
+            forgotten_before_ms: self.seen.forgotten_before_ms(),
         };
         tracing::debug!(
             log_group = %self.log_group,
@@ -465,6 +550,7 @@ pub async fn read_window<A: LogsApi>(
         };
         read_request(api, log_group, &request, &mut events).await?;
     }
+    // One fixed window, all of it in memory anyway: no bound needed.
     let mut seen = SeenEvents::default();
     events.retain(|e| seen.insert(e));
     events.sort_by_key(|e| e.timestamp_ms);
@@ -816,6 +902,122 @@ mod tests {
             })
             .sum::<i64>();
         assert_eq!(total_new as i64, delivered);
+    }
+
+    fn event(stream: &str, id: &str, timestamp_ms: i64) -> LogEvent {
+        LogEvent {
+            stream: stream.into(),
+            event_id: id.into(),
+            timestamp_ms,
+            ingestion_time_ms: timestamp_ms,
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_bound_forgets_whole_oldest_timestamps_and_then_takes_older_events_as_seen() {
+        let mut seen = SeenEvents::default();
+        for (i, time) in [10, 10, 10, 20, 20, 30].into_iter().enumerate() {
+            assert!(seen.insert(&event("eni-a-all", &i.to_string(), time)));
+        }
+        assert_eq!(seen.bound(6), 0, "within the bound");
+        assert_eq!(seen.forgotten_before_ms(), None);
+        // 5 allowed: the three events of time 10 go together.
+        assert_eq!(seen.bound(5), 3);
+        assert_eq!(seen.len(), 3);
+        assert_eq!(seen.forgotten_before_ms(), Some(11));
+        // A re-read of a forgotten event is not new; neither is anything
+        // that old; time 20 is still remembered event by event.
+        assert!(!seen.insert(&event("eni-a-all", "0", 10)));
+        assert!(!seen.insert(&event("eni-a-all", "late", 10)));
+        assert!(!seen.insert(&event("eni-a-all", "3", 20)));
+        assert!(seen.insert(&event("eni-a-all", "new", 20)));
+        // Pruned up to the forgotten time, the mark has nothing left to do.
+        seen.prune(5);
+        assert_eq!(seen.forgotten_before_ms(), Some(11));
+        seen.prune(11);
+        assert_eq!((seen.len(), seen.forgotten_before_ms()), (4, None));
+    }
+
+    #[tokio::test]
+    async fn a_flood_inside_the_overlap_stays_within_max_seen_events_and_counts_once() {
+        let api = FakeLogs::new(1000);
+        let mut cfg = config();
+        cfg.max_seen_events = 1000;
+        api.create_stream("eni-a-all");
+        let mut poller = Poller::new(api.clone(), cfg, T0);
+        poll_at(&mut poller, T0).await.unwrap();
+        // A scan: 200 distinct records a second for 30 s, each second's
+        // records with one timestamp, delivered 90 s later.
+        let mut flood = Vec::new();
+        for second in 0..30 {
+            let ts = T0 + second * SEC;
+            for _ in 0..200 {
+                flood.push(api.put("eni-a-all", ts, ts + 90 * SEC));
+            }
+        }
+        let mut returned = Vec::new();
+        let mut forgotten = 0;
+        let mut late = None;
+        // Polled every 30 s for 25 minutes: every record re-read many times.
+        for k in 1..=50 {
+            let now = T0 + k * 30 * SEC;
+            let outcome = poll_at(&mut poller, now).await.unwrap();
+            assert!(
+                poller.seen_len() <= 1000,
+                "{} remembered",
+                poller.seen_len()
+            );
+            forgotten += outcome.forgotten;
+            returned.extend(ids(&outcome));
+            if k == 4 {
+                // All read: the 1000 of the last 5 timestamps are remembered.
+                assert_eq!(outcome.forgotten, 5000);
+                assert_eq!(outcome.forgotten_before_ms, Some(T0 + 24 * SEC + 1));
+                // What the bound costs: a late record with a timestamp that
+                // old is taken for a re-read.
+                late = Some(api.put("eni-a-all", T0 + 23 * SEC, now + 10 * SEC));
+            }
+        }
+        returned.sort();
+        flood.sort();
+        assert_eq!(returned, flood, "each record of the flood once");
+        assert_eq!(forgotten, 5000);
+        assert!(!returned.contains(&late.unwrap()));
+    }
+
+    #[tokio::test]
+    async fn the_forgotten_mark_survives_a_checkpoint_and_a_smaller_bound_applies_at_restore() {
+        let api = FakeLogs::new(1000);
+        for i in 0..150 {
+            api.put("eni-a-all", T0 - 5 * MIN + i * SEC, T0 - 10 * SEC);
+        }
+        let mut cfg = config();
+        cfg.max_seen_events = 100;
+        let mut poller = Poller::new(api.clone(), cfg.clone(), T0);
+        let first = poll_at(&mut poller, T0).await.unwrap();
+        assert_eq!((first.new, first.forgotten), (150, 50));
+        let json = serde_json::to_string(&poller.state()).unwrap();
+        let restored: PollerState = serde_json::from_str(&json).unwrap();
+        assert_eq!(restored.seen_forgotten_before_ms, first.forgotten_before_ms);
+        // The successor re-reads the overlap: nothing is new.
+        let mut successor = Poller::restore(api.clone(), cfg.clone(), restored);
+        let again = poll_at(&mut successor, T0 + 30 * SEC).await.unwrap();
+        assert_eq!((again.fetched, again.new, again.forgotten), (150, 0, 0));
+
+        // A checkpoint from before the bound existed (no mark) restored
+        // into a bound of 60: 90 are forgotten, told by the first poll.
+        let mut unbounded = Poller::new(api.clone(), config(), T0);
+        assert_eq!(poll_at(&mut unbounded, T0).await.unwrap().forgotten, 0);
+        let json = serde_json::to_string(&unbounded.state()).unwrap();
+        let mark = r#","seen_forgotten_before_ms":null"#;
+        assert!(json.contains(mark), "{json}");
+        let legacy: PollerState = serde_json::from_str(&json.replace(mark, "")).unwrap();
+        cfg.max_seen_events = 60;
+        let mut smaller = Poller::restore(api.clone(), cfg, legacy);
+        assert_eq!(smaller.seen_len(), 60);
+        let outcome = poll_at(&mut smaller, T0 + 30 * SEC).await.unwrap();
+        assert_eq!((outcome.forgotten, outcome.new), (90, 0));
     }
 
     #[tokio::test]
