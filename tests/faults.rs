@@ -22,9 +22,10 @@ use std::time::Duration;
 use common::Moto;
 use common::exporter::{Exporter, Scrape, now_s, put_records, seed};
 use common::fault_proxy::{Fault, FaultProxy};
+use common::flows::{
+    CloudWatchToml, GROUP, correlation, flow_counters, interface_addresses, record,
+};
 
-const GROUP: &str = "/vpc/flow-logs";
-const ACCOUNT: &str = "123456789010";
 const ENI_A: &str = "eni-0aaa0000000000001";
 const ENI_B: &str = "eni-0bbb0000000000002";
 const FILTER: &str = "FilterLogEvents";
@@ -35,40 +36,14 @@ const SESSIONS_PER_BATCH: f64 = 8.0;
 const RECORDS_PER_BATCH: f64 = 12.0;
 
 fn config(endpoint: &str, lookback: &str) -> String {
-    format!(
-        r#"
-[cloudwatch]
-region = "us-east-1"
-endpoint_url = "{endpoint}"
-poll_interval = "1s"
-lookback = "{lookback}"
-attempt_timeout = "1s"
-
-[[cloudwatch.log_groups]]
-name = "{GROUP}"
-
-[interfaces.{ENI_A}]
-addresses = ["10.0.1.10"]
-
-[interfaces.{ENI_B}]
-addresses = ["10.0.2.20"]
-
-[correlation]
-reply_grace = "2s"
-session_idle_timeout = "30s"
-"#
-    )
-}
-
-fn record(eni: &str, src: (&str, u16), dst: (&str, u16), t: i64, action: &str) -> String {
-    format!(
-        "2 {ACCOUNT} {eni} {} {} {} {} 6 3 180 {t} {} {action} OK",
-        src.0,
-        dst.0,
-        src.1,
-        dst.1,
-        t + 1
-    )
+    CloudWatchToml {
+        lookback,
+        cloudwatch: r#"attempt_timeout = "1s""#,
+        rest: interface_addresses(&[(ENI_A, "10.0.1.10"), (ENI_B, "10.0.2.20")])
+            + &correlation("2s", "30s"),
+        ..CloudWatchToml::new(endpoint)
+    }
+    .toml()
 }
 
 /// Per interface: two accepted pairs, a rejected inbound and an unanswered
@@ -96,28 +71,6 @@ fn put_batch(moto: &Moto, n: u16) {
     for (eni, records) in batch(n) {
         put_records(moto, GROUP, eni, &records);
     }
-}
-
-/// The flow counters of a scrape, every label: what must match exactly.
-fn flow_counters(scrape: &Scrape) -> Vec<String> {
-    let mut lines: Vec<String> = scrape
-        .text
-        .lines()
-        .filter(|l| {
-            [
-                "vpcflow_sessions_total{",
-                "vpcflow_bytes_total{",
-                "vpcflow_packets_total{",
-                "vpcflow_records_total{",
-                "vpcflow_malformed_records_total{",
-            ]
-            .iter()
-            .any(|p| l.starts_with(p))
-        })
-        .map(str::to_owned)
-        .collect();
-    lines.sort();
-    lines
 }
 
 /// Waits until `exporter` has counted `batches` batches, then a few polls more.

@@ -4,7 +4,9 @@
 //! between polls while checkpoints are being written every second — and
 //! the counts summed over the processes equal those of an exporter that
 //! ran undisturbed, series by series. A corrupt or foreign state file is
-//! ignored with a log line and a counted outcome.
+//! ignored with a log line and a counted outcome; a state directory that
+//! cannot be written is logged and counted (`write_failed`) while the
+//! exporter goes on serving and counting.
 //!
 //! Every kill happens once the process has counted what was put (what it
 //! published is then known from a scrape): the sum over processes is exact
@@ -18,9 +20,10 @@ use std::path::Path;
 
 use common::Moto;
 use common::exporter::{Exporter, Scrape, now_s, put_records, seed};
+use common::flows::{
+    CloudWatchToml, GROUP, correlation, flow_counters, interface_addresses, record,
+};
 
-const GROUP: &str = "/vpc/flow-logs";
-const ACCOUNT: &str = "123456789010";
 const ENIS: [(&str, &str); 2] = [
     ("eni-0aaa0000000000001", "10.0.1.10"),
     ("eni-0bbb0000000000002", "10.0.2.20"),
@@ -32,41 +35,13 @@ fn config(endpoint: &str, state: Option<&Path>, log_format: &str) -> String {
     let state = state.map_or(String::new(), |dir| {
         format!("[state]\ndirectory = \"{}\"\n", dir.display())
     });
-    let interfaces: String = ENIS
-        .iter()
-        .map(|(eni, address)| format!("[interfaces.{eni}]\naddresses = [\"{address}\"]\n"))
-        .collect();
-    format!(
-        r#"
-[cloudwatch]
-region = "us-east-1"
-endpoint_url = "{endpoint}"
-poll_interval = "1s"
-lookback = "5m"
-
-[[cloudwatch.log_groups]]
-name = "{GROUP}"
-log_format = "{log_format}"
-
-{interfaces}
-[correlation]
-reply_grace = "15s"
-session_idle_timeout = "60s"
-
-{state}
-"#
-    )
-}
-
-fn record(eni: &str, src: (&str, u16), dst: (&str, u16), t: i64, action: &str) -> String {
-    format!(
-        "2 {ACCOUNT} {eni} {} {} {} {} 6 3 180 {t} {} {action} OK",
-        src.0,
-        dst.0,
-        src.1,
-        dst.1,
-        t + 1
-    )
+    let group = format!("log_format = \"{log_format}\"");
+    CloudWatchToml {
+        group: &group,
+        rest: interface_addresses(&ENIS) + &correlation("15s", "60s") + &state,
+        ..CloudWatchToml::new(endpoint)
+    }
+    .toml()
 }
 
 /// Puts `make(eni, local address)` for each interface; returns how many records.
@@ -80,33 +55,17 @@ fn put_each(moto: &Moto, make: impl Fn(&str, &str) -> Vec<String>) -> f64 {
     n as f64
 }
 
-/// The flow counters of a scrape, by series.
-fn flow_counters(scrape: &Scrape) -> BTreeMap<String, f64> {
-    scrape
-        .text
-        .lines()
-        .filter(|l| {
-            [
-                "vpcflow_sessions_total{",
-                "vpcflow_bytes_total{",
-                "vpcflow_packets_total{",
-                "vpcflow_records_total{",
-            ]
-            .iter()
-            .any(|p| l.starts_with(p))
-        })
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            Some((series.to_owned(), value.parse().ok()?))
-        })
-        .filter(|(_, value)| *value != 0.0)
-        .collect()
-}
-
+/// Adds the flow counters of `scrape` that are not zero to `total`.
 fn add(total: &mut BTreeMap<String, f64>, scrape: &Scrape) {
-    for (series, value) in flow_counters(scrape) {
+    for (series, value) in nonzero_flow_counters(scrape) {
         *total.entry(series).or_default() += value;
     }
+}
+
+fn nonzero_flow_counters(scrape: &Scrape) -> BTreeMap<String, f64> {
+    let mut counters = flow_counters(scrape);
+    counters.retain(|_, value| *value != 0.0);
+    counters
 }
 
 fn records(scrape: &Scrape) -> f64 {
@@ -223,7 +182,7 @@ fn kill_9_at_several_points_counts_exactly_over_the_processes() {
     let undisturbed = direct.wait_polls(&undisturbed, 3.0);
     assert_eq!(
         total,
-        flow_counters(&undisturbed),
+        nonzero_flow_counters(&undisturbed),
         "summed over the processes vs undisturbed\n{}",
         last.log_tail()
     );
@@ -303,4 +262,57 @@ fn a_corrupt_or_foreign_state_file_is_ignored_and_counted() {
         again.log_tail()
     );
     assert_eq!(records(&scrape), 0.0, "nothing read twice after a restore");
+}
+
+#[test]
+fn a_state_directory_that_cannot_be_written_is_logged_and_counted_while_serving() {
+    let moto = Moto::start();
+    seed(&moto, GROUP, &ENIS.map(|(eni, _)| (eni, Vec::new())));
+    // Tests run as root, which no permission stops: a directory under a
+    // regular file can be neither created nor written, by anyone.
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let not_a_directory = scratch.path().join("not-a-directory");
+    std::fs::write(&not_a_directory, b"a regular file").expect("write the file");
+    let unwritable = not_a_directory.join("state");
+    let config = config(&moto.endpoint_url(), Some(&unwritable), "auto");
+    let t = now_s() - 2;
+    let mut put = put_each(&moto, |eni, local| {
+        vec![
+            record(eni, ("203.0.113.10", 40001), (local, 443), t, "ACCEPT"),
+            record(eni, (local, 443), ("203.0.113.10", 40001), t, "ACCEPT"),
+        ]
+    });
+    let mut exporter = Exporter::start_ready(Some(&config), &[]);
+    let failing = exporter.wait_for("records counted, checkpoints failing", |s| {
+        (records(s) >= put && checkpoints(s, "write_failed") >= 2.0).then(|| s.clone())
+    });
+    assert_eq!(checkpoints(&failing, "written"), 0.0);
+    assert_eq!(failing.sum("vpcflow_up", &[]), 1.0, "the API is fine");
+    assert_eq!(failing.sessions("accepted"), ENIS.len() as f64);
+    let log = exporter.log_tail();
+    assert!(log.contains("Cannot create the state directory"), "{log}");
+    assert!(log.contains("Checkpoint not written"), "{log}");
+    // Alive and ready, as docs/operations.md says: a failing checkpoint
+    // makes a restart costly, not the exporter unhealthy.
+    assert_eq!(exporter.get("/healthz").0, 200);
+    assert_eq!(exporter.get("/ready").0, 200);
+
+    // It goes on counting, each record once, and failing to checkpoint.
+    let t = now_s() - 2;
+    put += put_each(&moto, |eni, local| {
+        vec![
+            record(eni, ("203.0.113.20", 41001), (local, 80), t, "ACCEPT"),
+            record(eni, (local, 80), ("203.0.113.20", 41001), t, "ACCEPT"),
+        ]
+    });
+    let before = checkpoints(&failing, "write_failed");
+    let later = exporter.wait_for("the new records counted", |s| {
+        (records(s) >= put && checkpoints(s, "write_failed") > before).then(|| s.clone())
+    });
+    let later = exporter.wait_polls(&later, 3.0);
+    assert_eq!(records(&later), put, "{}", later.flow_lines());
+    assert_eq!(later.sessions("accepted"), 2.0 * ENIS.len() as f64);
+    assert_eq!(checkpoints(&later, "written"), 0.0);
+    assert!(!unwritable.exists());
+    exporter.assert_running();
 }

@@ -27,36 +27,15 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::exporter::{Exporter, Scrape, binary, now_s, promtool_check, put_records, seed};
+use common::flows::{ACCOUNT, CloudWatchToml, GROUP, flow_record as record};
 use common::{Moto, free_port, http_get};
 
-const GROUP: &str = "/vpc/flow-logs";
-const ACCOUNT: &str = "123456789010";
 const ENI_A: &str = "eni-0aaa0000000000001";
 const ENI_B: &str = "eni-0bbb0000000000002";
 const ENI_C: &str = "eni-0ccc0000000000003";
 
 // ---------------------------------------------------------------------------
 // Seeds
-
-/// A version-2 flow record.
-#[allow(clippy::too_many_arguments)]
-fn record(
-    eni: &str,
-    src: &str,
-    dst: &str,
-    sport: u16,
-    dport: u16,
-    protocol: u8,
-    bytes: u64,
-    start: i64,
-    end: i64,
-    action: &str,
-) -> String {
-    format!(
-        "2 {ACCOUNT} {eni} {src} {dst} {sport} {dport} {protocol} {packets} {bytes} {start} {end} {action} OK",
-        packets = bytes.div_ceil(100)
-    )
-}
 
 /// The request and its mirrored reply: same capture window, both actions given.
 #[allow(clippy::too_many_arguments)]
@@ -100,20 +79,11 @@ fn pair(
 /// A `[cloudwatch]` config for `endpoint` with short timings and `extra`
 /// TOML appended.
 fn cloudwatch_config(endpoint: &str, extra: &str) -> String {
-    format!(
-        r#"
-[cloudwatch]
-region = "us-east-1"
-endpoint_url = "{endpoint}"
-poll_interval = "1s"
-lookback = "5m"
-
-[[cloudwatch.log_groups]]
-name = "{GROUP}"
-
-{extra}
-"#
-    )
+    CloudWatchToml {
+        rest: extra.to_owned(),
+        ..CloudWatchToml::new(endpoint)
+    }
+    .toml()
 }
 
 /// ENI_A's own address, so that its first session does not rest on the

@@ -11,41 +11,24 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::Moto;
 use common::exporter::{Exporter, Scrape, now_s, seed, stream_name};
+use common::flows::{CloudWatchToml, GROUP, correlation, record};
 
-const GROUP: &str = "/vpc/flow-logs";
 const INTERFACES: u32 = 250;
 
+/// A pair: a request to 443 and its reply.
 fn records(eni: &str, t: i64) -> Vec<String> {
-    let account = "123456789010";
     vec![
-        format!(
-            "2 {account} {eni} 203.0.113.10 10.0.9.9 40000 443 6 1 100 {t} {} ACCEPT OK",
-            t + 1
-        ),
-        format!(
-            "2 {account} {eni} 10.0.9.9 203.0.113.10 443 40000 6 1 300 {t} {} ACCEPT OK",
-            t + 1
-        ),
+        record(eni, ("203.0.113.10", 40000), ("10.0.9.9", 443), t, "ACCEPT"),
+        record(eni, ("10.0.9.9", 443), ("203.0.113.10", 40000), t, "ACCEPT"),
     ]
 }
 
 fn config(endpoint: &str, index: usize) -> String {
-    format!(
-        r#"
-[cloudwatch]
-region = "us-east-1"
-endpoint_url = "{endpoint}"
-poll_interval = "1s"
-lookback = "5m"
-
-[[cloudwatch.log_groups]]
-name = "{GROUP}"
-
-[shard]
-index = {index}
-count = 2
-"#
-    )
+    CloudWatchToml {
+        rest: format!("[shard]\nindex = {index}\ncount = 2\n") + &correlation("2s", "30s"),
+        ..CloudWatchToml::new(endpoint)
+    }
+    .toml()
 }
 
 /// Accepted sessions by interface.
@@ -82,12 +65,11 @@ fn two_replicas_split_250_interfaces_exactly() {
     seed(&moto, GROUP, &interfaces);
     moto.start_recording();
 
-    let short_grace = "\n[correlation]\nreply_grace = \"2s\"\nsession_idle_timeout = \"30s\"\n";
     let mut replicas: Vec<Exporter> = (0..2)
         .map(|index| {
             let key = format!("REPLICA{index}");
             Exporter::start(
-                Some(&(config(&moto.endpoint_url(), index) + short_grace)),
+                Some(&config(&moto.endpoint_url(), index)),
                 &[("AWS_ACCESS_KEY_ID", key.as_str())],
             )
         })

@@ -12,6 +12,7 @@
 
 pub mod exporter;
 pub mod fault_proxy;
+pub mod flows;
 pub mod moto;
 pub mod prometheus;
 pub mod sts_proxy;
