@@ -10,13 +10,17 @@ use prometheus::{
 
 use std::sync::Mutex;
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
 use crate::flow::verdict::protocol_name;
 use crate::flow::{
     Action, Direction, LogStatus, Malformed, Observer, ServicePorts, SessionObserver,
     SessionReport, Verdict,
 };
+
+mod series;
+
+pub use series::{Counter, CounterFamily, Gauge, GaugeFamily};
 
 const NAMESPACE: &str = "vpcflow";
 
@@ -55,24 +59,24 @@ impl CheckpointOutcome {
 
 pub struct Metrics {
     registry: Registry,
-    pub sessions: IntCounterVec,
+    pub sessions: CounterFamily,
     /// Which session labels are kept and how many session series an interface may have.
     budget: SeriesBudget,
-    /// The `vpcflow_sessions_total` label sets of each interface, to hold the budget.
-    session_series: Mutex<FxHashMap<Box<str>, FxHashSet<Box<str>>>>,
+    /// How many `vpcflow_sessions_total` series each interface has, to hold the budget.
+    session_series: Mutex<FxHashMap<Box<str>, usize>>,
     pub series_dropped: IntCounter,
     pub shard_info: IntGaugeVec,
     pub api_budget_used: GaugeVec,
     pub api_budget_demand: GaugeVec,
     pub api_calls_delayed: IntCounterVec,
-    pub records: IntCounterVec,
-    pub bytes: IntCounterVec,
-    pub packets: IntCounterVec,
+    pub records: CounterFamily,
+    pub bytes: CounterFamily,
+    pub packets: CounterFamily,
     pub malformed: IntCounterVec,
-    pub pending_sessions: IntGaugeVec,
-    pub open_sessions: IntGaugeVec,
-    pub sessions_evicted: IntCounterVec,
-    pub interface_info: IntGaugeVec,
+    pub pending_sessions: GaugeFamily,
+    pub open_sessions: GaugeFamily,
+    pub sessions_evicted: CounterFamily,
+    pub interface_info: GaugeFamily,
     /// The label values of each interface's `vpcflow_interface_info`.
     interface_info_values: Mutex<FxHashMap<String, Vec<String>>>,
     pub up: IntGauge,
@@ -91,6 +95,8 @@ pub struct Metrics {
     state_checkpoints: IntCounterVec,
     pub interfaces_watched: IntGauge,
     pub build_info: GaugeVec,
+    /// Length of the last `/metrics`, to allocate the next one at once.
+    last_render_len: std::sync::atomic::AtomicUsize,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -131,7 +137,14 @@ impl Metrics {
                 .expect("unique metric");
             metric
         };
-        let sessions = counter(
+        // The per-interface families: rendered by `series`, not gathered.
+        let family = |name: &str, help: &str, labels: &[&'static str]| {
+            CounterFamily::new(NAMESPACE, name, help, labels)
+        };
+        let gauge_family = |name: &str, help: &str, labels: &[&'static str]| {
+            GaugeFamily::new(NAMESPACE, name, help, labels)
+        };
+        let sessions = family(
             "sessions_total",
             &format!(
                 "Sessions decided, by verdict: accepted (both directions accepted), rejected_inbound (blocked entering the interface), rejected_outbound (blocked leaving it), unanswered (let in, never answered), refused (answered with a reset only). direction is ingress when the remote side started the session; port is the responder's service port or 'other'. A verdict is counted once, when both directions are seen or reply_grace after the first record. {STALENESS}"
@@ -173,19 +186,19 @@ impl Metrics {
             "CloudWatch Logs calls that waited for their turn in the account and region's request budget (cloudwatch.max_requests_per_second).",
             &["account_id", "region"],
         );
-        let records = counter(
+        let records = family(
             "records_total",
             &format!(
                 "Well-formed flow log records read, by action and log status (SKIPDATA means records were lost at capture). {STALENESS}"
             ),
             &["interface_id", "action", "log_status"],
         );
-        let bytes = counter(
+        let bytes = family(
             "bytes_total",
             &format!("Bytes of decided sessions, both directions, by verdict. {STALENESS}"),
             &["interface_id", "verdict", "direction"],
         );
-        let packets = counter(
+        let packets = family(
             "packets_total",
             &format!("Packets of decided sessions, both directions, by verdict. {STALENESS}"),
             &["interface_id", "verdict", "direction"],
@@ -195,22 +208,22 @@ impl Metrics {
             "Lines skipped because they are not a usable flow log record, by reason.",
             &["reason"],
         );
-        let pending_sessions = gauge(
+        let pending_sessions = gauge_family(
             "pending_sessions",
             "Sessions waiting for their other direction or for reply_grace to pass.",
             &["interface_id"],
         );
-        let open_sessions = gauge(
+        let open_sessions = gauge_family(
             "open_sessions",
             "Sessions held in memory: pending, or decided and not yet idle for session_idle_timeout.",
             &["interface_id"],
         );
-        let sessions_evicted = counter(
+        let sessions_evicted = family(
             "sessions_evicted_total",
             "Pending sessions decided early, with the verdict their records so far give (a lone request: unanswered), because correlation.max_open_sessions sessions were held. They are also counted in vpcflow_sessions_total; a non-zero rate means the bound is too low for the traffic (or a flood), and some late replies may be counted as sessions of their own.",
             &["interface_id"],
         );
-        let interface_info = gauge(
+        let interface_info = gauge_family(
             "interface_info",
             "What is known about an interface, always 1, one series per interface seen: its name (configured, else its EC2 Name tag, else its id) and, with [ec2] describe_interfaces, its EC2 type, account, region, VPC, subnet, instance and security groups. Join it for names: * on(interface_id) group_left(name) vpcflow_interface_info.",
             &INTERFACE_INFO_LABELS,
@@ -380,6 +393,7 @@ impl Metrics {
             state_checkpoints,
             interfaces_watched,
             build_info,
+            last_render_len: Default::default(),
         }
     }
 
@@ -468,32 +482,36 @@ impl Metrics {
     /// under `port="other"` (or nowhere) when a new series would exceed
     /// the interface's budget.
     fn session_decided(&self, interface_id: &str, labels: SessionLabels<'_>) {
-        let values = self.budget.values(interface_id, &labels);
+        let mut buffer = [""; 5];
+        let values = self.budget.values(interface_id, &labels, &mut buffer);
+        // Held while a series may be created, so that the count stays exact.
         let mut series = self
             .session_series
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let known = match series.get_mut(interface_id) {
-            Some(known) => known,
+        if self.sessions.inc_existing(values, 1) {
+            return;
+        }
+        let count = match series.get_mut(interface_id) {
+            Some(count) => count,
             None => series.entry(interface_id.into()).or_default(),
         };
-        let key = series_key(&values);
-        if known.contains(key.as_str()) {
-            self.sessions.with_label_values(&values).inc();
-        } else if known.len() < self.budget.max_series_per_interface {
-            known.insert(key.into());
-            self.sessions.with_label_values(&values).inc();
+        if *count < self.budget.max_series_per_interface {
+            *count += 1;
+            self.sessions.with_label_values(values).inc();
         } else {
             self.series_dropped.inc();
+            let mut buffer = [""; 5];
             let folded = self.budget.values(
                 interface_id,
                 &SessionLabels {
                     port: OTHER_PORT,
                     ..labels
                 },
+                &mut buffer,
             );
-            if folded != values && known.contains(series_key(&folded).as_str()) {
-                self.sessions.with_label_values(&folded).inc();
+            if folded != values {
+                self.sessions.inc_existing(folded, 1);
             }
         }
     }
@@ -504,16 +522,43 @@ impl Metrics {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(interface_id)
-            .map_or(0, FxHashSet::len)
+            .copied()
+            .unwrap_or(0)
     }
 
-    /// The text exposition format.
+    /// The text exposition format: the per-interface families written by
+    /// `series`, the others gathered from the registry; in order of name,
+    /// as one registry would give them.
     pub fn render(&self) -> String {
-        let mut buffer = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buffer)
-            .expect("encoding to memory cannot fail");
-        String::from_utf8(buffer).expect("the text format is UTF-8")
+        let own: [&dyn series::Render; 8] = [
+            &self.bytes,
+            &self.interface_info,
+            &self.open_sessions,
+            &self.packets,
+            &self.pending_sessions,
+            &self.records,
+            &self.sessions_evicted,
+            &self.sessions,
+        ];
+        debug_assert!(own.is_sorted_by_key(|family| family.name()));
+        let len = self.last_render_len.load(std::sync::atomic::Ordering::Relaxed);
+        let mut out = String::with_capacity(len + len / 8);
+        let mut own = own.into_iter().peekable();
+        let encoder = TextEncoder::new();
+        for gathered in self.registry.gather() {
+            while let Some(family) = own.next_if(|family| family.name() < gathered.name()) {
+                family.render_into(&mut out);
+            }
+            encoder
+                .encode_utf8(std::slice::from_ref(&gathered), &mut out)
+                .expect("encoding to memory cannot fail");
+        }
+        for family in own {
+            family.render_into(&mut out);
+        }
+        self.last_render_len
+            .store(out.len(), std::sync::atomic::Ordering::Relaxed);
+        out
     }
 }
 
@@ -521,12 +566,6 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
     }
-}
-
-/// One interface's series, from its label values after `interface_id`
-/// (which never contain a control character).
-fn series_key(values: &[&str]) -> String {
-    values[1..].join("\u{1f}")
 }
 
 /// The port label of sessions whose responder port is not a service port,
@@ -613,16 +652,26 @@ impl SeriesBudget {
             .collect()
     }
 
-    /// `interface_id` and the kept labels' values, in the order of [`Self::label_names`].
-    fn values<'a>(&self, interface_id: &'a str, labels: &SessionLabels<'a>) -> Vec<&'a str> {
-        std::iter::once(interface_id)
-            .chain(self.kept().map(|label| match label {
+    /// `interface_id` and the kept labels' values, in the order of
+    /// [`Self::label_names`], in `buffer`.
+    fn values<'a, 'b>(
+        &self,
+        interface_id: &'a str,
+        labels: &SessionLabels<'a>,
+        buffer: &'b mut [&'a str; 5],
+    ) -> &'b [&'a str] {
+        buffer[0] = interface_id;
+        let mut len = 1;
+        for label in self.kept() {
+            buffer[len] = match label {
                 SessionLabel::Verdict => labels.verdict,
                 SessionLabel::Direction => labels.direction,
                 SessionLabel::Protocol => labels.protocol,
                 SessionLabel::Port => labels.port,
-            }))
-            .collect()
+            };
+            len += 1;
+        }
+        &buffer[..len]
     }
 }
 
@@ -931,20 +980,9 @@ mod tests {
     fn session_series(metrics: &Metrics) -> (HashMap<String, usize>, u64) {
         let mut series = HashMap::new();
         let mut total = 0;
-        for family in metrics.registry.gather() {
-            if family.name() != "vpcflow_sessions_total" {
-                continue;
-            }
-            for metric in family.get_metric() {
-                let interface = metric
-                    .get_label()
-                    .iter()
-                    .find(|label| label.name() == "interface_id")
-                    .map(|label| label.value().to_owned())
-                    .unwrap();
-                *series.entry(interface).or_default() += 1;
-                total += metric.get_counter().value() as u64;
-            }
+        for (values, value) in metrics.sessions.snapshot() {
+            *series.entry(values[0].clone()).or_default() += 1;
+            total += value as u64;
         }
         (series, total)
     }
