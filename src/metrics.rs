@@ -4,8 +4,8 @@
 //! metrics are set by the poll loop.
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use std::sync::Mutex;
@@ -20,7 +20,7 @@ use crate::flow::{
 
 mod series;
 
-pub use series::{Counter, CounterFamily, Gauge, GaugeFamily};
+pub use series::{CounterFamily, GaugeFamily};
 
 const NAMESPACE: &str = "vpcflow";
 
@@ -541,7 +541,9 @@ impl Metrics {
             &self.sessions,
         ];
         debug_assert!(own.is_sorted_by_key(|family| family.name()));
-        let len = self.last_render_len.load(std::sync::atomic::Ordering::Relaxed);
+        let len = self
+            .last_render_len
+            .load(std::sync::atomic::Ordering::Relaxed);
         let mut out = String::with_capacity(len + len / 8);
         let mut own = own.into_iter().peekable();
         let encoder = TextEncoder::new();

@@ -246,7 +246,7 @@ impl<V: Value> Family<V> {
         };
         let Table { series, index, .. } = table;
         index.insert_unique(hash, slot, |&slot| {
-            self.hash(&series[slot as usize].as_ref().expect("indexed").values)
+            self.hash(&series[slot as usize].as_ref().expect("indexed").values[..])
         });
         table.ordered = false;
         value
@@ -304,7 +304,11 @@ impl<V: Value> Family<V> {
             .iter()
             .flatten()
             .map(|series| {
-                let values = series.values.iter().map(|value| value.to_string()).collect();
+                let values = series
+                    .values
+                    .iter()
+                    .map(|value| value.to_string())
+                    .collect();
                 (values, series.value.get())
             })
             .collect()
@@ -378,20 +382,28 @@ impl<V: Value> Render for Family<V> {
 }
 
 fn same_values<V>(series: &Option<Series<V>>, values: &[&str]) -> bool {
-    series
-        .as_ref()
-        .is_some_and(|series| series.values.iter().map(|value| &**value).eq(values.iter().copied()))
+    series.as_ref().is_some_and(|series| {
+        series
+            .values
+            .iter()
+            .map(|value| &**value)
+            .eq(values.iter().copied())
+    })
 }
 
 impl<V> Table<V> {
     fn find(&self, hash: u64, values: &[&str]) -> Option<u32> {
         self.index
-            .find(hash, |&slot| same_values(&self.series[slot as usize], values))
+            .find(hash, |&slot| {
+                same_values(&self.series[slot as usize], values)
+            })
             .copied()
     }
 
     fn occupied(&self, slot: u32) -> &Series<V> {
-        self.series[slot as usize].as_ref().expect("indexed slots are occupied")
+        self.series[slot as usize]
+            .as_ref()
+            .expect("indexed slots are occupied")
     }
 }
 
@@ -460,7 +472,12 @@ mod tests {
 
     #[test]
     fn counters_render_as_the_crate_renders_them() {
-        let family = CounterFamily::new("vpcflow", "bytes_total", "Help with \\ and\nnewline.", &LABELS);
+        let family = CounterFamily::new(
+            "vpcflow",
+            "bytes_total",
+            "Help with \\ and\nnewline.",
+            &LABELS,
+        );
         let registry = Registry::new();
         let reference = IntCounterVec::new(
             Opts::new("bytes_total", "Help with \\ and\nnewline.").namespace("vpcflow"),
@@ -487,9 +504,11 @@ mod tests {
     fn gauges_render_as_the_crate_renders_them_after_removals() {
         let family = GaugeFamily::new("vpcflow", "open_sessions", "Open.", &LABELS);
         let registry = Registry::new();
-        let reference =
-            IntGaugeVec::new(Opts::new("open_sessions", "Open.").namespace("vpcflow"), &LABELS)
-                .unwrap();
+        let reference = IntGaugeVec::new(
+            Opts::new("open_sessions", "Open.").namespace("vpcflow"),
+            &LABELS,
+        )
+        .unwrap();
         registry.register(Box::new(reference.clone())).unwrap();
         for (n, labels) in label_sets().iter().enumerate() {
             let value = [-3, 0, 5, i64::MIN, i64::MAX, 1][n];
@@ -505,8 +524,12 @@ mod tests {
         }
         assert!(!family.remove_label_values(&label_sets()[1]));
         // A removed slot is reused by the next series.
-        family.with_label_values(&["eni-c", "unanswered", "egress"]).set(9);
-        reference.with_label_values(&["eni-c", "unanswered", "egress"]).set(9);
+        family
+            .with_label_values(&["eni-c", "unanswered", "egress"])
+            .set(9);
+        reference
+            .with_label_values(&["eni-c", "unanswered", "egress"])
+            .set(9);
         let mut after = String::new();
         family.render_into(&mut after);
         assert_eq!(after, crate_text(&registry));
