@@ -21,8 +21,10 @@ use crate::flow::{
     SessionObserver, SessionReport, Summary, Verdict,
 };
 use crate::report::{self, OutputFormat, ReportRequest};
+use crate::source::aws_clients::{Access, AwsClients, Role};
 use crate::source::cloudwatch::{
-    ApiError, AwsLogsApi, NoopObserver, Poller, PollerConfig, interface_of_stream, read_window,
+    ATTEMPT_TIMEOUT, ApiError, AwsLogsApi, NoopObserver, Poller, PollerConfig, interface_of_stream,
+    read_window,
 };
 
 /// What `inspect` was asked.
@@ -31,19 +33,33 @@ pub struct InspectRequest {
     pub log_group: String,
     pub region: Option<String>,
     pub endpoint_url: Option<String>,
+    /// A group of another account, read as `serve` reads it: with
+    /// credentials from STS AssumeRole (`--role-arn`, `--external-id`).
+    pub role: Option<Role>,
     /// Its filter's `since` and `until` bound the CloudWatch window (30
     /// minutes back to now when absent); its interface selects the streams.
     pub report: ReportRequest,
 }
 
-/// Reads the window and returns the finished summary.
-pub async fn inspect(request: &InspectRequest, now: u64) -> Result<Summary, ApiError> {
-    let api = AwsLogsApi::new(
-        request.region.clone(),
+/// The client `serve` would read the group with: its region, and its
+/// role's credentials when it has one.
+async fn logs_api(request: &InspectRequest) -> AwsLogsApi {
+    let access = Access {
+        region: request.region.clone(),
+        role: request.role.clone(),
+    };
+    AwsClients::new(
         request.endpoint_url.clone(),
+        ATTEMPT_TIMEOUT,
         Arc::new(NoopObserver),
     )
-    .await;
+    .client(&access)
+    .await
+}
+
+/// Reads the window and returns the finished summary.
+pub async fn inspect(request: &InspectRequest, now: u64) -> Result<Summary, ApiError> {
+    let api = logs_api(request).await;
     let filter = &request.report.filter;
     let since = filter.since.unwrap_or(now.saturating_sub(30 * 60));
     let until = filter.until.unwrap_or(now);
@@ -166,12 +182,7 @@ pub async fn follow(
     out: &mut impl Write,
     stop: impl Future<Output = ()>,
 ) -> Result<(), FollowError> {
-    let api = AwsLogsApi::new(
-        request.region.clone(),
-        request.endpoint_url.clone(),
-        Arc::new(NoopObserver),
-    )
-    .await;
+    let api = logs_api(request).await;
     let filter = &request.report.filter;
     let now = u64::try_from(now_ms() / 1000).unwrap_or(0);
     let back = filter

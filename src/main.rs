@@ -12,6 +12,7 @@ use vpc_flow_exporter::generate::{self, GeneratorConfig, RealisticConfig, Shape,
 use vpc_flow_exporter::input::InputFormat;
 use vpc_flow_exporter::inspect::{self, FollowError, InspectRequest};
 use vpc_flow_exporter::report::{self, OutputFormat, ReportRequest};
+use vpc_flow_exporter::source::aws_clients::{DEFAULT_SESSION_NAME, Role};
 use vpc_flow_exporter::source::s3::listing::S3Url;
 use vpc_flow_exporter::{Error, config, exporter, web};
 
@@ -86,6 +87,13 @@ struct InspectArgs {
     /// CloudWatch Logs endpoint (VPC endpoints, LocalStack, moto).
     #[arg(long = "endpoint-url", value_name = "URL")]
     endpoint_url: Option<String>,
+    /// A log group of another account: read with credentials from STS
+    /// AssumeRole of this role, as `serve` reads a group with `role_arn`.
+    #[arg(long = "role-arn", value_name = "ARN")]
+    role_arn: Option<String>,
+    /// With --role-arn: the ExternalId the role's trust policy requires.
+    #[arg(long = "external-id", value_name = "ID", requires = "role_arn")]
+    external_id: Option<String>,
     /// Keep polling and print each session as it is decided, like `tail -f`
     /// (one line each; JSON Lines with --output json). Ctrl-C stops.
     #[arg(long)]
@@ -372,6 +380,11 @@ fn run_inspect(args: InspectArgs) -> Result<(), Error> {
         log_group: args.log_group,
         region: args.region,
         endpoint_url: args.endpoint_url,
+        role: args.role_arn.map(|arn| Role {
+            arn,
+            external_id: args.external_id,
+            session_name: DEFAULT_SESSION_NAME.to_owned(),
+        }),
     };
     if args.follow {
         return run_follow(&request, args.poll_interval.into());

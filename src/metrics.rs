@@ -225,7 +225,7 @@ impl Metrics {
         );
         let interface_info = gauge_family(
             "interface_info",
-            "What is known about an interface, always 1, one series per interface seen: its name (configured, else its EC2 Name tag, else its id) and, with [ec2] describe_interfaces, its EC2 type, account, region, VPC, subnet, instance and security groups. Join it for names: * on(interface_id) group_left(name) vpcflow_interface_info.",
+            "What is known about an interface, always 1, one series per interface seen: its name (configured, else its EC2 Name tag, else its id), the account and region of the log group its records come from and, with [ec2] describe_interfaces, its EC2 type, owner account, VPC, subnet, instance and security groups. Join it for names: * on(interface_id) group_left(name) vpcflow_interface_info.",
             &INTERFACE_INFO_LABELS,
         );
         let up = IntGauge::with_opts(opts(
@@ -478,6 +478,32 @@ impl Metrics {
         self.interface_info.with_label_values(&values).set(1);
     }
 
+    /// Fills the account and region of an interface's
+    /// `vpcflow_interface_info` where they are still unknown: those of the
+    /// log group its records come from. What EC2 told is kept.
+    pub fn locate_interface(&self, interface_id: &str, account_id: &str, region: &str) {
+        self.ensure_interface_info(interface_id, None);
+        let mut known = self
+            .interface_info_values
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(values) = known.get_mut(interface_id) else {
+            return;
+        };
+        let previous = values.clone();
+        for (index, value) in [(ACCOUNT_ID_LABEL, account_id), (REGION_LABEL, region)] {
+            if values[index].is_empty() {
+                value.clone_into(&mut values[index]);
+            }
+        }
+        if *values != previous {
+            let previous: Vec<&str> = previous.iter().map(String::as_str).collect();
+            let _ = self.interface_info.remove_label_values(&previous);
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
+            self.interface_info.with_label_values(&values).set(1);
+        }
+    }
+
     /// Counts one decided session of `interface_id` under `labels`, or
     /// under `port="other"` (or nowhere) when a new series would exceed
     /// the interface's budget.
@@ -689,6 +715,10 @@ const INTERFACE_INFO_LABELS: [&str; 9] = [
     "instance_id",
     "security_groups",
 ];
+
+/// Where `account_id` and `region` are in [`INTERFACE_INFO_LABELS`].
+const ACCOUNT_ID_LABEL: usize = 3;
+const REGION_LABEL: usize = 4;
 
 /// One interface's `vpcflow_interface_info`; empty values are unknown.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -976,6 +1006,55 @@ mod tests {
             start: Some(1),
             end: Some(2),
         }
+    }
+
+    /// The `vpcflow_interface_info` lines of a render.
+    fn info_lines(metrics: &Metrics) -> Vec<String> {
+        metrics
+            .render()
+            .lines()
+            .filter(|line| line.starts_with("vpcflow_interface_info{"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn interface_info_takes_account_and_region_of_its_log_group_where_ec2_said_nothing() {
+        let metrics = Metrics::new();
+        metrics.expect_interface("eni-1", Some("bastion"));
+        metrics.locate_interface("eni-1", "222222222222", "eu-west-1");
+        assert_eq!(
+            info_lines(&metrics),
+            [
+                r#"vpcflow_interface_info{account_id="222222222222",instance_id="",interface_id="eni-1",name="bastion",region="eu-west-1",security_groups="",subnet_id="",type="",vpc_id=""} 1"#
+            ]
+        );
+        // EC2's facts win, and a later location does not undo them.
+        metrics.set_interface_info(&InterfaceInfo {
+            interface_id: "eni-1".into(),
+            name: "bastion".into(),
+            account_id: "444444444444".into(),
+            region: "eu-west-1".into(),
+            vpc_id: "vpc-1".into(),
+            ..InterfaceInfo::default()
+        });
+        metrics.locate_interface("eni-1", "222222222222", "us-east-1");
+        let lines = info_lines(&metrics);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].contains(r#"account_id="444444444444""#),
+            "{lines:?}"
+        );
+        assert!(lines[0].contains(r#"region="eu-west-1""#), "{lines:?}");
+        // An interface seen first through its group gets an info series too.
+        metrics.locate_interface("eni-2", "", "us-east-1");
+        assert!(
+            info_lines(&metrics).iter().any(
+                |line| line.contains(r#"interface_id="eni-2",name="eni-2",region="us-east-1""#)
+            ),
+            "{:?}",
+            info_lines(&metrics)
+        );
     }
 
     /// Series of `vpcflow_sessions_total` by interface, and the sum of their values.

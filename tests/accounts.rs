@@ -6,7 +6,9 @@
 //! since moto grants every AssumeRole). The totals over the readable ones
 //! are exact; the refused one is logged, counted as
 //! `vpcflow_api_calls_total{operation="AssumeRole",outcome="error"}`,
-//! retried, and stops nothing else.
+//! retried, and stops nothing else. Each interface's
+//! `vpcflow_interface_info` carries the account and region of its group,
+//! and `inspect --role-arn` reads another account's group as serve does.
 
 mod common;
 
@@ -19,7 +21,7 @@ use aws_sdk_cloudwatchlogs::config::Region;
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 
 use common::Moto;
-use common::exporter::{Exporter, now_s};
+use common::exporter::{Exporter, binary, now_s, run_json};
 use common::moto::now_ms;
 use common::sts_proxy::DenyAssumeRoleProxy;
 
@@ -29,6 +31,8 @@ const DENIED_ROLE: &str = "arn:aws:iam::333333333333:role/denied-reader";
 const ENI_HOME: &str = "eni-0a00000000000000a";
 const ENI_OTHER_ACCOUNT: &str = "eni-0b00000000000000b";
 const ENI_OTHER_REGION: &str = "eni-0c00000000000000c";
+/// The account moto gives the static test credentials (GetCallerIdentity).
+const MOTO_ACCOUNT: &str = "123456789012";
 
 fn record(eni: &str, src: &str, dst: &str, sport: u16, dport: u16, t: i64, action: &str) -> String {
     format!(
@@ -231,6 +235,37 @@ session_idle_timeout = "30s"
     for verdict in ["rejected_outbound", "unanswered", "refused"] {
         assert_eq!(scrape.sessions(verdict), 0.0, "{verdict}");
     }
+    // Every interface's info carries the account and region of its group:
+    // the base credentials' account from GetCallerIdentity, a role's from
+    // its ARN.
+    for (eni, account, region) in [
+        (ENI_HOME, MOTO_ACCOUNT, "us-east-1"),
+        (ENI_OTHER_ACCOUNT, "222222222222", "us-east-1"),
+        (ENI_OTHER_REGION, MOTO_ACCOUNT, "eu-west-1"),
+    ] {
+        let info = |labels: &[(&str, &str)]| scrape.sum("vpcflow_interface_info", labels);
+        assert_eq!(
+            info(&[("interface_id", eni)]),
+            1.0,
+            "{eni}: one info series"
+        );
+        assert_eq!(
+            info(&[
+                ("interface_id", eni),
+                ("account_id", account),
+                ("region", region)
+            ]),
+            1.0,
+            "{eni} in {account}/{region}:\n{}",
+            scrape.text
+        );
+    }
+    assert!(
+        scrape.sum(
+            "vpcflow_api_calls_total",
+            &[("operation", "GetCallerIdentity"), ("outcome", "success")]
+        ) >= 1.0
+    );
     assert_eq!(scrape.sum("vpcflow_log_events_new_total", &[]), 7.0);
     assert_eq!(scrape.sum("vpcflow_interfaces_watched", &[]), 3.0);
     assert!(
@@ -266,4 +301,48 @@ session_idle_timeout = "30s"
         ) > before)
             .then_some(())
     });
+}
+
+#[test]
+fn inspect_reads_a_group_of_another_account_with_its_role() {
+    let moto = Moto::start();
+    let endpoint = moto.endpoint_url();
+    let t = now_s() - 60;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let other_account = assumed_client(&endpoint, "eu-west-1", ROLE).await;
+        seed(
+            &other_account,
+            ENI_OTHER_ACCOUNT,
+            &accepted_pair(ENI_OTHER_ACCOUNT, 40_010, t),
+        )
+        .await;
+    });
+    let since = (t - 120).to_string();
+    let args = [
+        "inspect",
+        "--log-group",
+        GROUP,
+        "--endpoint-url",
+        &endpoint,
+        "--region",
+        "eu-west-1",
+        "--since",
+        &since,
+        "--output",
+        "json",
+    ];
+    let mut with_role = args.to_vec();
+    with_role.extend(["--role-arn", ROLE, "--external-id", "org-7"]);
+    let report = run_json(&with_role);
+    assert_eq!(report["records"]["total"], 2, "{report}");
+    assert_eq!(report["sessions"]["accepted"], 1, "{report}");
+    // The exporter's own credentials do not see that account's group.
+    let output = binary().args(args).output().expect("run inspect");
+    assert!(!output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(GROUP), "{stderr}");
 }

@@ -344,6 +344,10 @@ pub enum ProofSource {
         name: String,
         region: Option<String>,
         endpoint_url: Option<String>,
+        /// The group's `role_arn` and `external_id`: another account's
+        /// group is read again with the same role.
+        role_arn: Option<String>,
+        external_id: Option<String>,
         log_format: String,
     },
     Files {
@@ -380,6 +384,8 @@ impl ProofSource {
                 name,
                 region,
                 endpoint_url,
+                role_arn,
+                external_id,
                 log_format,
             } => {
                 words.extend(["inspect".into(), "--log-group".into(), shell_word(name)]);
@@ -388,6 +394,12 @@ impl ProofSource {
                 }
                 if let Some(endpoint_url) = endpoint_url {
                     words.extend(["--endpoint-url".into(), shell_word(endpoint_url)]);
+                }
+                if let Some(role_arn) = role_arn {
+                    words.extend(["--role-arn".into(), shell_word(role_arn)]);
+                }
+                if let Some(external_id) = external_id {
+                    words.extend(["--external-id".into(), shell_word(external_id)]);
                 }
                 log_format
             }

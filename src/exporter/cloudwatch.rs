@@ -22,7 +22,7 @@ use crate::flow::clock::wall_clock_watermark;
 use crate::flow::{Observer, Pipeline, PipelineCheckpoint};
 use crate::metrics::{CheckpointOutcome, FlowMetrics, Metrics};
 use crate::shard::Shard;
-use crate::source::aws_clients::{Access, AwsClients};
+use crate::source::aws_clients::{Access, AccountOf, AwsClients};
 use crate::source::cloudwatch::{
     ApiError, AwsLogsApi, LogEvent, PollOutcome, Poller, PollerConfig, PollerState, ShardedLogs,
     interface_of_stream,
@@ -205,6 +205,10 @@ pub struct GroupLoop {
     ec2: Option<Ec2Facts<AwsEc2Api>>,
     /// This group's share of `vpcflow_log_events_remembered`.
     remembered: i64,
+    /// The account and region the group is read in, for its interfaces'
+    /// `vpcflow_interface_info`.
+    account: AccountOf,
+    region: String,
 }
 
 impl GroupLoop {
@@ -253,12 +257,41 @@ impl GroupLoop {
                 name: group.name.clone(),
                 region: access.region.clone(),
                 endpoint_url: config.endpoint_url.clone(),
+                role_arn: group.role_arn.clone(),
+                external_id: group.role_arn.as_ref().and(group.external_id.clone()),
                 log_format: group.log_format.clone(),
             },
             group: access.describe(&group.name),
             state,
             ec2: None,
             remembered: 0,
+            account: AccountOf::Known(access.account_id().unwrap_or_default().to_owned()),
+            region: access.region.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The account and region of the group as the clients resolved them
+    /// (the base credentials' account, the AWS chain's region).
+    pub fn located(mut self, account: AccountOf, region: Option<String>) -> GroupLoop {
+        self.account = account;
+        if let Some(region) = region {
+            self.region = region;
+        }
+        self
+    }
+
+    /// Asks for the group's account while it is unknown; once it answers,
+    /// the interfaces seen so far get it too.
+    async fn resolve_account(&mut self) {
+        if matches!(self.account, AccountOf::Known(_)) {
+            return;
+        }
+        if let Some(account) = self.account.resolve().await {
+            for interface in &self.known_interfaces {
+                self.shared
+                    .metrics
+                    .locate_interface(interface, account, &self.region);
+            }
         }
     }
 
@@ -290,6 +323,7 @@ impl GroupLoop {
             };
             match result {
                 Ok(outcome) => {
+                    self.resolve_account().await;
                     if outcome.caught_up {
                         self.poller.api().inner().budget().set_demand(
                             &self.group,
@@ -449,9 +483,13 @@ impl GroupLoop {
             let interface = interface_of_stream(stream);
             if self.known_interfaces.insert(interface.to_string()) {
                 let name = self.shared.names.get(interface).cloned().flatten();
-                self.shared
-                    .metrics
-                    .expect_interface(interface, name.as_deref());
+                let metrics = &self.shared.metrics;
+                metrics.expect_interface(interface, name.as_deref());
+                let account = match &self.account {
+                    AccountOf::Known(account) => account.as_str(),
+                    AccountOf::Ask(_) => "",
+                };
+                metrics.locate_interface(interface, account, &self.region);
             }
         }
         let added = self.known_interfaces.len() - before;

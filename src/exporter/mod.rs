@@ -24,7 +24,7 @@ use crate::flow::{FormatChoice, FormatError, InterfaceFacts, Pipeline, Settings}
 use crate::metrics::Metrics;
 use crate::server::{self, ServerState};
 use crate::shard::Shard;
-use crate::source::aws_clients::{ASSUME_ROLE, Access};
+use crate::source::aws_clients::{ASSUME_ROLE, Access, GET_CALLER_IDENTITY};
 use crate::source::cloudwatch::{
     ApiObserver, DESCRIBE_LOG_STREAMS, FILTER_LOG_EVENTS, MAX_STREAMS_PER_CALL,
 };
@@ -311,6 +311,9 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
             if cloudwatch.log_groups.iter().any(|g| g.role_arn.is_some()) {
                 metrics.expect_operations(&[ASSUME_ROLE]);
             }
+            if cloudwatch.log_groups.iter().any(|g| g.role_arn.is_none()) {
+                metrics.expect_operations(&[GET_CALLER_IDENTITY]);
+            }
             let mut loops = Vec::new();
             for (index, group) in cloudwatch.log_groups.iter().enumerate() {
                 let key = format!("cloudwatch.log_groups[{index}].log_format");
@@ -373,6 +376,8 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
                 } else {
                     None
                 };
+                let account = clients.account(&access).await;
+                let region = clients.region(&access).await;
                 let mut group_loop = cloudwatch::GroupLoop::new(
                     cloudwatch,
                     group,
@@ -381,6 +386,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
                     pipeline,
                     shared.clone(),
                 )
+                .located(account, region)
                 .starting_after(first_delay);
                 if let Some(ec2_facts) = ec2_facts {
                     group_loop = group_loop.with_ec2(ec2_facts);

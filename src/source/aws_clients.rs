@@ -7,11 +7,14 @@
 //! before they expire). Every AssumeRole call is reported to the
 //! [`ApiObserver`] as operation [`ASSUME_ROLE`], and a failure is logged
 //! with the role: the group's polls then fail and are retried with
-//! backoff, and other groups are not affected.
+//! backoff, and other groups are not affected. A group's account (the
+//! `account_id` of its interfaces' `vpcflow_interface_info`) is its role's,
+//! or the base credentials' own from STS GetCallerIdentity.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
@@ -27,6 +30,9 @@ use crate::config::{LogGroupConfig, account_of_role};
 
 /// Operation label of STS `AssumeRole` (metrics, logs).
 pub const ASSUME_ROLE: &str = "AssumeRole";
+
+/// Operation label of STS `GetCallerIdentity` (metrics, logs).
+pub const GET_CALLER_IDENTITY: &str = "GetCallerIdentity";
 
 /// `RoleSessionName` when the group sets none: CloudTrail in the other
 /// account shows it.
@@ -172,6 +178,31 @@ impl AwsClients {
         config
     }
 
+    /// The region `access` reads in: its own, else the one the AWS chain
+    /// resolved (`None` when neither says).
+    pub async fn region(&mut self, access: &Access) -> Option<String> {
+        if access.region.is_some() {
+            return access.region.clone();
+        }
+        let config = self.sdk_config(access).await;
+        config.region().map(ToString::to_string)
+    }
+
+    /// The account `access` reads in: a role's from its ARN, at once; for
+    /// the base credentials a lookup that asks STS GetCallerIdentity (which
+    /// needs no permission) until it has an answer.
+    pub async fn account(&mut self, access: &Access) -> AccountOf {
+        if let Some(account) = access.account_id() {
+            return AccountOf::Known(account.to_owned());
+        }
+        let config = self.sdk_config(access).await;
+        AccountOf::Ask(CallerIdentity {
+            client: aws_sdk_sts::Client::new(&config),
+            observer: self.observer.clone(),
+            warned: AtomicBool::new(false),
+        })
+    }
+
     /// Clients built so far: one per distinct access.
     pub fn len(&self) -> usize {
         self.clients.len()
@@ -179,6 +210,61 @@ impl AwsClients {
 
     pub fn is_empty(&self) -> bool {
         self.clients.is_empty()
+    }
+}
+
+/// A log group's account, known or still to be asked.
+pub enum AccountOf {
+    Known(String),
+    Ask(CallerIdentity),
+}
+
+impl AccountOf {
+    /// The account, asking STS once more when it is not known yet.
+    pub async fn resolve(&mut self) -> Option<&str> {
+        if let AccountOf::Ask(identity) = self
+            && let Some(account) = identity.ask().await
+        {
+            *self = AccountOf::Known(account);
+        }
+        match self {
+            AccountOf::Known(account) => Some(account),
+            AccountOf::Ask(_) => None,
+        }
+    }
+}
+
+/// STS `GetCallerIdentity` with the base credentials, counted.
+pub struct CallerIdentity {
+    client: aws_sdk_sts::Client,
+    observer: Arc<dyn ApiObserver>,
+    /// Failures are logged once at warn, then at debug: it is asked every poll.
+    warned: AtomicBool,
+}
+
+impl CallerIdentity {
+    async fn ask(&self) -> Option<String> {
+        let started = Instant::now();
+        let result = self.client.get_caller_identity().send().await;
+        let outcome = if result.is_ok() { "success" } else { "error" };
+        self.observer.api_call(
+            GET_CALLER_IDENTITY,
+            outcome,
+            started.elapsed().as_secs_f64(),
+        );
+        match result {
+            Ok(identity) => identity.account,
+            Err(error) => {
+                let error = DisplayErrorContext(&error);
+                if self.warned.swap(true, Ordering::Relaxed) {
+                    tracing::debug!(%error, "GetCallerIdentity failed again");
+                } else {
+                    tracing::warn!(%error,
+                        "GetCallerIdentity failed: the interfaces' account_id stays empty until it answers (asked again at each poll)");
+                }
+                None
+            }
+        }
     }
 }
 

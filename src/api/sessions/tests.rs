@@ -35,6 +35,8 @@ fn log_group() -> ProofSource {
         name: "/vpc/flow-logs".into(),
         region: Some("eu-west-1".into()),
         endpoint_url: None,
+        role_arn: None,
+        external_id: None,
         log_format: "auto".into(),
     }
 }
@@ -221,6 +223,21 @@ fn the_command_reads_the_sessions_records_again() {
     assert_eq!(
         log_group().command(&session),
         "vpc-flow-exporter inspect --log-group /vpc/flow-logs --region eu-west-1 --details \
+         --interface eni-a --address 10.0.0.9 --port 5432 --since 1699999940 --until 1700000090"
+    );
+    // Another account's group is read again with its role.
+    let other_account = ProofSource::LogGroup {
+        name: "/vpc/flow-logs".into(),
+        region: Some("eu-west-1".into()),
+        endpoint_url: None,
+        role_arn: Some("arn:aws:iam::222222222222:role/reader".into()),
+        external_id: Some("org 7".into()),
+        log_format: "auto".into(),
+    };
+    assert_eq!(
+        other_account.command(&session),
+        "vpc-flow-exporter inspect --log-group /vpc/flow-logs --region eu-west-1 \
+         --role-arn arn:aws:iam::222222222222:role/reader --external-id 'org 7' --details \
          --interface eni-a --address 10.0.0.9 --port 5432 --since 1699999940 --until 1700000090"
     );
     let files = ProofSource::Files {

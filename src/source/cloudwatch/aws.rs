@@ -36,7 +36,7 @@ const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(20);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// One attempt: a `FilterLogEvents` page of 10,000 events is ~1-3 MB.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// One call, all attempts and backoffs included.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(90);
 

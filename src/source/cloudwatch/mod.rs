@@ -30,7 +30,7 @@ pub use api::{
     ApiError, ApiObserver, DESCRIBE_LOG_STREAMS, EventsPage, FILTER_LOG_EVENTS, FilterRequest,
     LogEvent, LogsApi, MAX_STREAMS_PER_CALL, NoopObserver,
 };
-pub use aws::AwsLogsApi;
+pub use aws::{ATTEMPT_TIMEOUT, AwsLogsApi};
 pub use budget::{BudgetObserver, Budgeted, RequestBudget};
 pub use poller::{PollOutcome, Poller, PollerConfig, PollerState, SeenEvents, read_window};
 pub use sharded::ShardedLogs;
