@@ -161,6 +161,7 @@ fn render_metrics(c: &mut Criterion) {
                 bytes: 1_000,
                 start: None,
                 end: None,
+                direction_by_fallback: false,
             });
             observer.traffic(id, verdict, direction, 10, 1_000);
         }

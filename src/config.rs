@@ -358,6 +358,15 @@ pub struct CorrelationConfig {
     /// oldest pending sessions are decided early.
     #[serde(default = "default_max_open_sessions")]
     pub max_open_sessions: usize,
+    /// How long a decided session waits for its interface's own address
+    /// (learned from records, or from EC2) before the fallback "the
+    /// request's destination is local" decides its direction.
+    #[serde(default = "default_address_wait", deserialize_with = "parsed")]
+    pub address_wait: Duration,
+    /// Sessions waiting for their interface's address, at most, per
+    /// interface (0: never wait; the fallback decides at once).
+    #[serde(default = "default_max_awaiting_address")]
+    pub max_awaiting_address_per_interface: usize,
 }
 
 /// `[api]`: how many decided sessions `/api/v1/sessions` and the landing
@@ -514,6 +523,12 @@ fn default_max_seen_events() -> usize {
 fn default_max_open_sessions() -> usize {
     correlate::DEFAULT_MAX_OPEN_SESSIONS
 }
+fn default_address_wait() -> Duration {
+    Duration::from_secs(correlate::DEFAULT_ADDRESS_WAIT_SECONDS)
+}
+fn default_max_awaiting_address() -> usize {
+    correlate::DEFAULT_MAX_AWAITING_ADDRESS
+}
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -534,6 +549,8 @@ impl Default for CorrelationConfig {
             session_idle_timeout: default_session_idle_timeout(),
             service_ports: default_service_ports(),
             max_open_sessions: default_max_open_sessions(),
+            address_wait: default_address_wait(),
+            max_awaiting_address_per_interface: default_max_awaiting_address(),
         }
     }
 }

@@ -151,6 +151,7 @@ impl SessionObserver for DecidedLines {
     }
     fn traffic(&mut self, _: &str, _: Verdict, _: Direction, _: u64, _: u64) {}
     fn closed(&mut self, _: &SessionReport<'_>) {}
+    fn evicted(&mut self, _: &str) {}
 }
 
 impl Observer for DecidedLines {

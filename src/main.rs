@@ -149,6 +149,11 @@ struct ReportArgs {
     /// Sessions held at most (memory bound); past it the oldest pending are decided early.
     #[arg(long = "max-open-sessions", default_value_t = correlate::DEFAULT_MAX_OPEN_SESSIONS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_open_sessions: usize,
+    /// Decided sessions that wait, per interface, for the interface's own
+    /// address to be told by its records (to the end of input); past it the
+    /// fallback "the request's destination is local" decides. 0: never wait.
+    #[arg(long = "max-awaiting-address-per-interface", default_value_t = correlate::DEFAULT_MAX_AWAITING_ADDRESS)]
+    max_awaiting_address: usize,
 }
 
 #[derive(Args)]
@@ -334,6 +339,10 @@ fn report_request(args: &ReportArgs) -> Result<ReportRequest, Error> {
             session_idle_timeout: args.session_idle_timeout.as_secs(),
             service_ports: args.service_ports.clone(),
             max_open_sessions: args.max_open_sessions,
+            max_awaiting_address: args.max_awaiting_address,
+            // Offline, a session waits for its interface's address up to the
+            // end of input: the result is that of reading it all first.
+            ..Settings::default()
         },
         facts: analyze::facts_from_addresses(&args.interface_address),
     })

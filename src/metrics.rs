@@ -76,6 +76,7 @@ pub struct Metrics {
     pub pending_sessions: GaugeFamily,
     pub open_sessions: GaugeFamily,
     pub sessions_evicted: CounterFamily,
+    pub direction_fallbacks: CounterFamily,
     pub interface_info: GaugeFamily,
     /// The label values of each interface's `vpcflow_interface_info`.
     interface_info_values: Mutex<FxHashMap<String, Vec<String>>>,
@@ -221,6 +222,11 @@ impl Metrics {
         let sessions_evicted = family(
             "sessions_evicted_total",
             "Pending sessions decided early, with the verdict their records so far give (a lone request: unanswered), because correlation.max_open_sessions sessions were held. They are also counted in vpcflow_sessions_total; a non-zero rate means the bound is too low for the traffic (or a flood), and some late replies may be counted as sessions of their own.",
+            &["interface_id"],
+        );
+        let direction_fallbacks = family(
+            "direction_fallbacks_total",
+            "Sessions whose direction (and a rejection's inbound or outbound) was decided by the fallback \"the request's destination is local\", because the interface's records had not told its own address within correlation.address_wait (or correlation.max_awaiting_address_per_interface sessions waited). Typical of an interface that talks to one peer only; set [interfaces.<id>] addresses or [ec2] describe_interfaces to make them exact.",
             &["interface_id"],
         );
         let interface_info = gauge_family(
@@ -375,6 +381,7 @@ impl Metrics {
             pending_sessions,
             open_sessions,
             sessions_evicted,
+            direction_fallbacks,
             interface_info,
             interface_info_values: Mutex::default(),
             up,
@@ -439,6 +446,7 @@ impl Metrics {
         self.pending_sessions.with_label_values(&[interface_id]);
         self.open_sessions.with_label_values(&[interface_id]);
         self.sessions_evicted.with_label_values(&[interface_id]);
+        self.direction_fallbacks.with_label_values(&[interface_id]);
         self.ensure_interface_info(interface_id, name);
     }
 
@@ -556,8 +564,9 @@ impl Metrics {
     /// `series`, the others gathered from the registry; in order of name,
     /// as one registry would give them.
     pub fn render(&self) -> String {
-        let own: [&dyn series::Render; 8] = [
+        let own: [&dyn series::Render; 9] = [
             &self.bytes,
+            &self.direction_fallbacks,
             &self.interface_info,
             &self.open_sessions,
             &self.packets,
@@ -842,6 +851,12 @@ impl SessionObserver for FlowMetrics<'_> {
                 port: &port,
             },
         );
+        if session.direction_by_fallback {
+            self.metrics
+                .direction_fallbacks
+                .with_label_values(&[session.interface_id])
+                .inc();
+        }
     }
 
     fn traffic(
@@ -1005,6 +1020,7 @@ mod tests {
             bytes: 40,
             start: Some(1),
             end: Some(2),
+            direction_by_fallback: false,
         }
     }
 

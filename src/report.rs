@@ -106,6 +106,20 @@ pub fn render_table(summary: &Summary) -> String {
             records.skipdata
         );
     }
+    if summary.evicted > 0 {
+        let _ = writeln!(
+            out,
+            "Warning: {} pending session(s) were decided early to stay within max_open_sessions.",
+            summary.evicted
+        );
+    }
+    if summary.direction_fallbacks > 0 {
+        let _ = writeln!(
+            out,
+            "Note: {} session(s) took the request's destination as local: their interface's records never told its own address (set [interfaces.<id>] addresses, or [ec2] describe_interfaces).",
+            summary.direction_fallbacks
+        );
+    }
     out.push('\n');
 
     let headers = [

@@ -34,6 +34,9 @@ impl SessionObserver for Counting {
         self.closed += 1;
         self.summary.closed(session);
     }
+    fn evicted(&mut self, interface: &str) {
+        self.summary.evicted(interface);
+    }
 }
 
 impl Observer for Counting {

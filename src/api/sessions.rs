@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::Serialize;
 
 use crate::flow::{
-    Action, Direction, Endpoint, LogStatus, Malformed, Observer, SessionObserver, SessionReport,
-    Verdict, VerdictCounts,
+    Action, Both, Direction, Endpoint, LogStatus, Malformed, Observer, SessionObserver,
+    SessionReport, Verdict, VerdictCounts,
 };
 
 /// How many sessions each ring keeps.
@@ -436,30 +436,33 @@ impl ProofSource {
     }
 }
 
-/// An observer that passes everything to `inner` and keeps each decided
-/// session for the log; the log gets them when this is dropped.
-pub struct Recorded<'a, O> {
-    inner: O,
+/// `inner`, with each decided session kept for the log.
+pub type Recorded<'a, O> = Both<O, Recorder<'a>>;
+
+impl<'a, O> Recorded<'a, O> {
+    /// `now` is the wall clock the sessions are decided at, Unix seconds.
+    pub fn new(inner: O, log: &'a SessionLog, proof: &'a ProofSource, now: u64) -> Self {
+        Both(
+            inner,
+            Recorder {
+                log,
+                proof,
+                now,
+                decided: Vec::new(),
+            },
+        )
+    }
+}
+
+/// Keeps each decided session; the log gets them when this is dropped.
+pub struct Recorder<'a> {
     log: &'a SessionLog,
     proof: &'a ProofSource,
     now: u64,
     decided: Vec<DecidedSession>,
 }
 
-impl<'a, O> Recorded<'a, O> {
-    /// `now` is the wall clock the sessions are decided at, Unix seconds.
-    pub fn new(inner: O, log: &'a SessionLog, proof: &'a ProofSource, now: u64) -> Self {
-        Recorded {
-            inner,
-            log,
-            proof,
-            now,
-            decided: Vec::new(),
-        }
-    }
-}
-
-impl<O> Drop for Recorded<'_, O> {
+impl Drop for Recorder<'_> {
     fn drop(&mut self) {
         if !self.decided.is_empty() {
             self.log.extend(self.decided.drain(..));
@@ -467,9 +470,8 @@ impl<O> Drop for Recorded<'_, O> {
     }
 }
 
-impl<O: SessionObserver> SessionObserver for Recorded<'_, O> {
+impl SessionObserver for Recorder<'_> {
     fn decided(&mut self, session: &SessionReport<'_>) {
-        self.inner.decided(session);
         // Sessions a ring does not keep still count in the last hour; the
         // command is only written for those it keeps.
         let kept = self.log.sizes.of(session.verdict) > 0;
@@ -497,35 +499,14 @@ impl<O: SessionObserver> SessionObserver for Recorded<'_, O> {
         }
     }
 
-    fn traffic(
-        &mut self,
-        interface_id: &str,
-        verdict: Verdict,
-        direction: Direction,
-        packets: u64,
-        bytes: u64,
-    ) {
-        self.inner
-            .traffic(interface_id, verdict, direction, packets, bytes);
-    }
-
-    fn closed(&mut self, session: &SessionReport<'_>) {
-        self.inner.closed(session);
-    }
-
-    fn evicted(&mut self, interface_id: &str) {
-        self.inner.evicted(interface_id);
-    }
+    fn traffic(&mut self, _: &str, _: Verdict, _: Direction, _: u64, _: u64) {}
+    fn closed(&mut self, _: &SessionReport<'_>) {}
+    fn evicted(&mut self, _: &str) {}
 }
 
-impl<O: Observer> Observer for Recorded<'_, O> {
-    fn record(&mut self, interface_id: &str, action: Option<Action>, log_status: LogStatus) {
-        self.inner.record(interface_id, action, log_status);
-    }
-
-    fn malformed(&mut self, reason: Malformed) {
-        self.inner.malformed(reason);
-    }
+impl Observer for Recorder<'_> {
+    fn record(&mut self, _: &str, _: Option<Action>, _: LogStatus) {}
+    fn malformed(&mut self, _: Malformed) {}
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ impl SessionObserver for Nothing {
     fn decided(&mut self, _: &SessionReport<'_>) {}
     fn traffic(&mut self, _: &str, _: Verdict, _: Direction, _: u64, _: u64) {}
     fn closed(&mut self, _: &SessionReport<'_>) {}
+    fn evicted(&mut self, _: &str) {}
 }
 
 fn filled_log() -> SessionLog {
@@ -57,6 +58,7 @@ fn filled_log() -> SessionLog {
         bytes: 60,
         start: Some(10),
         end: Some(20),
+        direction_by_fallback: false,
     });
     drop(observer);
     log

@@ -21,6 +21,7 @@ struct OwnedReport {
     bytes: u64,
     start: Option<u64>,
     end: Option<u64>,
+    direction_by_fallback: bool,
 }
 
 impl OwnedReport {
@@ -36,6 +37,7 @@ impl OwnedReport {
             bytes: report.bytes,
             start: report.start,
             end: report.end,
+            direction_by_fallback: report.direction_by_fallback,
         }
     }
 
@@ -51,6 +53,7 @@ impl OwnedReport {
             bytes: self.bytes,
             start: self.start,
             end: self.end,
+            direction_by_fallback: self.direction_by_fallback,
         }
     }
 }
@@ -192,6 +195,7 @@ mod tests {
             bytes: 180,
             start: Some(1),
             end: Some(2),
+            direction_by_fallback: false,
         };
         deferred.record("eni-a", Some(Action::Accept), LogStatus::Ok);
         deferred.malformed(Malformed::BadTime);

@@ -58,6 +58,10 @@ pub fn core_settings(config: &Config) -> (Settings, HashMap<String, InterfaceFac
         session_idle_timeout: config.correlation.session_idle_timeout.as_secs(),
         service_ports: config.correlation.service_ports.clone(),
         max_open_sessions: config.correlation.max_open_sessions,
+        max_awaiting_address: config.correlation.max_awaiting_address_per_interface,
+        // Live, the input never ends: a single-peer interface is reported
+        // with the fallback after this wait.
+        address_wait: Some(config.correlation.address_wait.as_secs()),
     };
     let facts = config
         .interfaces

@@ -30,7 +30,8 @@ use crate::api::{ProofSource, Recorded, SessionLog};
 use crate::config::S3Config;
 use crate::flow::clock::wall_clock_watermark;
 use crate::flow::{
-    Action, Direction, FormatChoice, FormatWarning, LogStatus, Malformed, Observer, Pipeline,
+    Both,
+    Action, Direction, FormatChoice, LogStatus, Malformed, Observer, Pipeline,
     RecordFilter, SessionObserver, SessionReport, Settings, Summary, Verdict,
 };
 use crate::input::{self, InputFormat, Origin};
@@ -188,28 +189,25 @@ impl ObjectSink for CountingSink {
             let now = now_seconds();
             self.pipeline.set_wall_clock(now);
             if self.checkpoints.is_some() {
-                let mut observer = Lines {
-                    inner: std::mem::take(&mut self.pending),
-                    lines: 0,
-                };
+                let mut observer = Both(&mut self.pending, LineCount::default());
                 let fed = feed_object(&body, &mut self.pipeline, &mut observer);
-                self.pending = observer.inner;
+                let lines = observer.1.0;
                 self.pending_paths.push(path);
-                fed.map(|()| observer.lines)
+                fed.map(|()| lines)
             } else {
                 let proof = files_proof(vec![path]);
                 let service_ports = self.pipeline.correlator().service_ports().clone();
-                let mut observer = Lines {
-                    inner: Recorded::new(
+                let mut observer = Both(
+                    Recorded::new(
                         FlowMetrics::new(&self.metrics, &service_ports),
                         &self.sessions,
                         &proof,
                         now,
                     ),
-                    lines: 0,
-                };
+                    LineCount::default(),
+                );
                 feed_object(&body, &mut self.pipeline, &mut observer)?;
-                Ok(observer.lines)
+                Ok(observer.1.0)
             }
         })
     }
@@ -273,51 +271,24 @@ fn check_readable(body: &[u8]) -> io::Result<()> {
     )
 }
 
-/// Forwards to `inner`, counting lines that were records or malformed.
-struct Lines<O> {
-    inner: O,
-    lines: u64,
+/// Counts lines that were records or malformed.
+#[derive(Debug, Default)]
+struct LineCount(u64);
+
+impl SessionObserver for LineCount {
+    fn decided(&mut self, _: &SessionReport<'_>) {}
+    fn traffic(&mut self, _: &str, _: Verdict, _: Direction, _: u64, _: u64) {}
+    fn closed(&mut self, _: &SessionReport<'_>) {}
+    fn evicted(&mut self, _: &str) {}
 }
 
-impl<O: Observer> SessionObserver for Lines<O> {
-    fn decided(&mut self, session: &SessionReport<'_>) {
-        self.inner.decided(session);
+impl Observer for LineCount {
+    fn record(&mut self, _: &str, _: Option<Action>, _: LogStatus) {
+        self.0 += 1;
     }
 
-    fn traffic(
-        &mut self,
-        interface_id: &str,
-        verdict: Verdict,
-        direction: Direction,
-        packets: u64,
-        bytes: u64,
-    ) {
-        self.inner
-            .traffic(interface_id, verdict, direction, packets, bytes);
-    }
-
-    fn closed(&mut self, session: &SessionReport<'_>) {
-        self.inner.closed(session);
-    }
-
-    fn evicted(&mut self, interface_id: &str) {
-        self.inner.evicted(interface_id);
-    }
-}
-
-impl<O: Observer> Observer for Lines<O> {
-    fn record(&mut self, interface_id: &str, action: Option<Action>, log_status: LogStatus) {
-        self.lines += 1;
-        self.inner.record(interface_id, action, log_status);
-    }
-
-    fn malformed(&mut self, reason: Malformed) {
-        self.lines += 1;
-        self.inner.malformed(reason);
-    }
-
-    fn format_warning(&mut self, warning: &FormatWarning) {
-        self.inner.format_warning(warning);
+    fn malformed(&mut self, _: Malformed) {
+        self.0 += 1;
     }
 }
 

@@ -93,6 +93,18 @@ impl LocalAddresses {
         self.learned = learned;
     }
 
+    /// Whether later records of the family may still single out the local
+    /// address: nothing configured for it, and what the records said so far
+    /// still leaves one or two candidates.
+    pub(crate) fn may_learn(&self, family: usize) -> bool {
+        let configured = self.configured.iter().any(|a| self::family(*a) == family);
+        !configured
+            && matches!(
+                self.learned[family],
+                LearnedAddress::Unknown | LearnedAddress::EitherOf(..)
+            )
+    }
+
     /// Whether `addr` is the interface's own, when that can be told.
     pub(crate) fn is_local(&self, addr: Addr) -> Option<bool> {
         let family = family(addr);

@@ -52,6 +52,10 @@ pub struct CorrelatorCheckpoint {
     /// Open sessions: pending, and decided but not yet idle (so a late stray
     /// record joins its session instead of opening a new one).
     pub sessions: Vec<SessionCheckpoint>,
+    /// Sessions closed while waiting for their interface's local address,
+    /// not yet reported.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parked: Vec<SessionCheckpoint>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +139,21 @@ pub struct DecisionCheckpoint {
     pub verdict: Option<Word>,
     pub direction: Option<Word>,
     pub initiator: Option<Word>,
+    /// Decided, waiting for the interface's local address (verdict and
+    /// direction absent until then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awaiting_address: Option<AwaitingCheckpoint>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwaitingCheckpoint {
+    /// `accepted`, `refused`, `unanswered` or `reject`.
+    pub outcome: Word,
+    /// For `reject`: the side (`low` or `high`) whose records decide
+    /// inbound or outbound.
+    pub rejected: Option<Word>,
+    /// The interface's watermark when the session was decided.
+    pub since: u64,
 }
 
 /// Why a checkpoint cannot be restored.

@@ -15,7 +15,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 
 use rustc_hash::FxHashMap;
 
-use super::address::{LocalAddresses, to_addr};
+use super::address::{LocalAddresses, family, to_addr};
 use super::arena::Sessions;
 use super::record::{LogStatus, Record};
 use super::rules::{self, Context};
@@ -25,8 +25,9 @@ use super::verdict::{Direction, SessionReport, Verdict};
 mod checkpoint;
 
 pub use super::settings::{
-    DEFAULT_MAX_OPEN_SESSIONS, DEFAULT_REPLY_GRACE_SECONDS, DEFAULT_SERVICE_PORTS,
-    DEFAULT_SESSION_IDLE_TIMEOUT_SECONDS, InterfaceFacts, ServicePorts, Settings,
+    DEFAULT_ADDRESS_WAIT_SECONDS, DEFAULT_MAX_AWAITING_ADDRESS, DEFAULT_MAX_OPEN_SESSIONS,
+    DEFAULT_REPLY_GRACE_SECONDS, DEFAULT_SERVICE_PORTS, DEFAULT_SESSION_IDLE_TIMEOUT_SECONDS,
+    InterfaceFacts, ServicePorts, Settings,
 };
 
 /// Interfaces with no open session kept at most (their watermark and
@@ -50,10 +51,8 @@ pub trait SessionObserver {
     /// A decided session was closed (idle, or end of input) with its final totals.
     fn closed(&mut self, session: &SessionReport<'_>);
     /// A pending session was decided early to keep within `max_open_sessions`
-    /// (after `decided`, whether or not it got a verdict).
-    fn evicted(&mut self, interface_id: &str) {
-        let _ = interface_id;
-    }
+    /// (whether or not it got a verdict yet).
+    fn evicted(&mut self, interface_id: &str);
 }
 
 /// A list of sessions threaded through the table, oldest first.
@@ -96,6 +95,29 @@ impl Order {
     }
 }
 
+/// A decided session waiting for its interface's local address, in order
+/// of decision.
+#[derive(Debug)]
+enum Waiting {
+    /// Still in the table: later records join it.
+    Open {
+        slot: u32,
+        generation: u32,
+        since: u64,
+    },
+    /// Closed (idle or evicted) while waiting: kept aside until reported.
+    Parked { session: Box<Session>, since: u64 },
+}
+
+impl Waiting {
+    /// The interface's watermark when the session was decided.
+    fn since(&self) -> u64 {
+        match self {
+            Waiting::Open { since, .. } | Waiting::Parked { since, .. } => *since,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Interface {
     id: Box<str>,
@@ -107,6 +129,7 @@ struct Interface {
     deadlines: BinaryHeap<Reverse<(u64, u32, u32)>>,
     pending: usize,
     open: usize,
+    waiting: VecDeque<Waiting>,
 }
 
 /// Counts of sessions held, for one interface.
@@ -137,6 +160,10 @@ pub struct Correlator {
     idle_interfaces: VecDeque<u32>,
     arrivals: u64,
     generations: u32,
+    /// Sessions in [`Waiting::Parked`], over all interfaces.
+    parked: usize,
+    /// Interfaces whose facts changed while sessions waited for an address.
+    facts_changed: Vec<u32>,
 }
 
 impl Correlator {
@@ -154,6 +181,8 @@ impl Correlator {
             idle_interfaces: VecDeque::new(),
             arrivals: 0,
             generations: 0,
+            parked: 0,
+            facts_changed: Vec::new(),
         }
     }
 
@@ -164,13 +193,25 @@ impl Correlator {
     /// Facts that became known while running (EC2): they hold for the
     /// interface's sessions decided from now on, and for an interface not
     /// seen yet from its first record.
+    /// Sessions waiting for the interface's address are reported with the
+    /// next record or watermark.
     pub fn set_facts(&mut self, id: &str, facts: InterfaceFacts) {
         if let Some(&index) = self.interface_index.get(id) {
             let interface = &mut self.interfaces[index as usize];
             interface.local.set_configured(&facts.addresses);
             interface.intermediate |= facts.intermediate;
+            if !interface.waiting.is_empty() {
+                self.facts_changed.push(index);
+            }
         }
         self.facts.insert(id.to_string(), facts);
+    }
+
+    /// Reports what waited for addresses that facts have told since.
+    fn settle_told(&mut self, observer: &mut impl SessionObserver) {
+        for index in std::mem::take(&mut self.facts_changed) {
+            self.settle_waiting(index as usize, false, observer);
+        }
     }
 
     /// Sessions held per interface.
@@ -189,6 +230,9 @@ impl Correlator {
         time: Option<u64>,
         observer: &mut impl SessionObserver,
     ) {
+        if !self.facts_changed.is_empty() {
+            self.settle_told(observer);
+        }
         let interface = self.interface(record.interface_id);
         if record.marks_intermediate() {
             self.interfaces[interface].intermediate = true;
@@ -207,7 +251,12 @@ impl Correlator {
         let (src, dst) = (to_addr(src), to_addr(dst));
         // This record is one of the interface's records when what its time
         // makes due is decided: learn the local address from it first.
-        self.interfaces[interface].local.observe(src, dst);
+        let state = &mut self.interfaces[interface];
+        let learned_before = state.local.learned();
+        state.local.observe(src, dst);
+        if !state.waiting.is_empty() && state.local.learned() != learned_before {
+            self.settle_waiting(interface, false, observer);
+        }
         if let Some(time) = time {
             self.advance_interface(interface, time, observer);
         }
@@ -243,7 +292,7 @@ impl Correlator {
             }) => {
                 observer.traffic(record.interface_id, verdict, direction, packets, bytes);
             }
-            Some(Decision::NoVerdict) => {}
+            Some(Decision::NoVerdict | Decision::AwaitingAddress { .. }) => {}
             None if session.both_seen() => {
                 self.decide(slot, observer);
             }
@@ -255,18 +304,27 @@ impl Correlator {
     /// Moves every interface's watermark to at least `time` and decides or
     /// closes what is due: the exporter's wall clock, less delivery delay.
     pub fn advance_to(&mut self, time: u64, observer: &mut impl SessionObserver) {
+        self.settle_told(observer);
         for interface in 0..self.interfaces.len() {
             self.advance_interface(interface, time, observer);
         }
     }
 
     /// End of input: decides every pending session and closes them all.
+    /// Sessions still waiting for their interface's address get the
+    /// fallback: the whole input did not tell.
     pub fn finish(&mut self, observer: &mut impl SessionObserver) {
+        self.settle_told(observer);
         let slots: Vec<usize> = self.sessions.iter().map(|(slot, _)| slot).collect();
-        for slot in slots {
+        for &slot in &slots {
             if self.sessions[slot].decision.is_none() {
                 self.decide(slot, observer);
             }
+        }
+        for interface in 0..self.interfaces.len() {
+            self.settle_waiting(interface, true, observer);
+        }
+        for slot in slots {
             self.close(slot, observer);
         }
         for interface in &mut self.interfaces {
@@ -294,6 +352,7 @@ impl Correlator {
             deadlines: BinaryHeap::new(),
             pending: 0,
             open: 0,
+            waiting: VecDeque::new(),
         };
         let index = match self.longest_idle_interface() {
             Some(index) => {
@@ -315,7 +374,10 @@ impl Correlator {
 
     /// Past [`MAX_IDLE_INTERFACES`] idle interfaces, the one idle longest.
     fn longest_idle_interface(&mut self) -> Option<usize> {
-        let idle = |interfaces: &[Interface], index: u32| interfaces[index as usize].open == 0;
+        let idle = |interfaces: &[Interface], index: u32| {
+            let interface = &interfaces[index as usize];
+            interface.open == 0 && interface.waiting.is_empty()
+        };
         if self.idle_interfaces.len() > 2 * MAX_IDLE_INTERFACES {
             let interfaces = &self.interfaces;
             let mut listed = vec![false; interfaces.len()];
@@ -392,12 +454,23 @@ impl Correlator {
                 .deadlines
                 .push(Reverse((next_due, generation, slot as u32)));
         }
+        if let Some(wait) = self.settings.address_wait {
+            while let Some(front) = self.interfaces[interface].waiting.front()
+                && front.since().saturating_add(wait) <= time
+            {
+                let entry = self.interfaces[interface].waiting.pop_front();
+                if let Some(entry) = entry {
+                    self.settle_entry(interface, entry, true, observer);
+                }
+            }
+        }
     }
 
     fn decide(&mut self, slot: usize, observer: &mut impl SessionObserver) {
         let session = &self.sessions[slot];
-        let interface = &self.interfaces[session.interface() as usize];
-        let decision = rules::judge(
+        let index = session.interface() as usize;
+        let interface = &self.interfaces[index];
+        let mut decision = rules::judge(
             session,
             Context {
                 local: &interface.local,
@@ -405,37 +478,157 @@ impl Correlator {
                 service_ports: &self.service_ports,
             },
         );
-        let interface = &mut self.interfaces[session.interface() as usize];
+        let mut by_fallback = false;
+        if let Decision::AwaitingAddress { outcome, initiator } = decision
+            && !(self.settings.max_awaiting_address > 0
+                && interface.local.may_learn(family(session.key().low.0)))
+        {
+            decision = rules::settle_by_fallback(session, outcome, initiator, &interface.local);
+            by_fallback = true;
+        }
+        let since = interface.watermark.unwrap_or(0);
+        let interface = &mut self.interfaces[index];
         interface.pending -= 1;
         self.pending_order.unlink(&mut self.sessions, slot as u32);
         self.decided_order
             .push_back(&mut self.sessions, slot as u32);
         let session = &mut self.sessions[slot];
         session.decision = Some(decision);
-        if let Some(report) = session.report(&interface.id) {
-            let (verdict, direction) = (report.verdict, report.direction);
-            observer.decided(&report);
-            observer.traffic(
-                report.interface_id,
-                verdict,
-                direction,
-                session.packets,
-                session.bytes,
-            );
+        session.set_direction_by_fallback(by_fallback);
+        if let Decision::AwaitingAddress { .. } = decision {
+            interface.waiting.push_back(Waiting::Open {
+                slot: slot as u32,
+                generation: session.generation,
+                since,
+            });
+            while self.interfaces[index].waiting.len() > self.settings.max_awaiting_address {
+                let entry = self.interfaces[index].waiting.pop_front();
+                if let Some(entry) = entry {
+                    self.settle_entry(index, entry, true, observer);
+                }
+            }
+            return;
         }
+        tell_decided(session, &interface.id, observer);
     }
 
-    /// Closes a decided session.
+    /// Reports the waiting sessions of an interface whose direction can now
+    /// be told; with `fall_back`, every one of them.
+    fn settle_waiting(
+        &mut self,
+        interface: usize,
+        fall_back: bool,
+        observer: &mut impl SessionObserver,
+    ) {
+        let entries = std::mem::take(&mut self.interfaces[interface].waiting);
+        let mut kept = VecDeque::new();
+        for entry in entries {
+            if let Some(entry) = self.settle_entry(interface, entry, fall_back, observer) {
+                kept.push_back(entry);
+            }
+        }
+        self.interfaces[interface].waiting = kept;
+    }
+
+    /// Reports one waiting session when its direction can be told (or with
+    /// `fall_back`, or when the interface can no longer learn its address);
+    /// else gives it back.
+    fn settle_entry(
+        &mut self,
+        interface: usize,
+        entry: Waiting,
+        fall_back: bool,
+        observer: &mut impl SessionObserver,
+    ) -> Option<Waiting> {
+        let state = &self.interfaces[interface];
+        let session: &Session = match &entry {
+            Waiting::Open { slot, .. } => &self.sessions[*slot as usize],
+            Waiting::Parked { session, .. } => session,
+        };
+        let Some(Decision::AwaitingAddress { outcome, initiator }) = session.decision else {
+            return None;
+        };
+        let may_learn = state.local.may_learn(family(session.key().low.0));
+        let (decision, by_fallback) = match rules::settle(session, outcome, initiator, &state.local)
+        {
+            Some(decision) => (decision, false),
+            None if fall_back || !may_learn => (
+                rules::settle_by_fallback(session, outcome, initiator, &state.local),
+                true,
+            ),
+            None => return Some(entry),
+        };
+        match entry {
+            Waiting::Open { slot, .. } => {
+                let session = &mut self.sessions[slot as usize];
+                session.decision = Some(decision);
+                session.set_direction_by_fallback(by_fallback);
+                tell_decided(session, &state.id, observer);
+            }
+            Waiting::Parked { mut session, .. } => {
+                session.decision = Some(decision);
+                session.set_direction_by_fallback(by_fallback);
+                tell_decided(&session, &state.id, observer);
+                if let Some(report) = session.report(&state.id) {
+                    observer.closed(&report);
+                }
+                self.parked -= 1;
+                if state.open == 0 {
+                    self.idle_interfaces.push_back(interface as u32);
+                }
+            }
+        }
+        None
+    }
+
+    /// Closes a decided session. One still waiting for its interface's
+    /// address is parked: a later record of its key opens a new session, as
+    /// it would have had the address been known.
     fn close(&mut self, slot: usize, observer: &mut impl SessionObserver) {
         self.decided_order.unlink(&mut self.sessions, slot as u32);
         let session = self.sessions.remove(slot);
-        let interface = &mut self.interfaces[session.interface() as usize];
+        let index = session.interface() as usize;
+        let interface = &mut self.interfaces[index];
         interface.open -= 1;
         if interface.open == 0 {
             self.idle_interfaces.push_back(session.interface());
         }
+        if let Some(Decision::AwaitingAddress { .. }) = session.decision {
+            self.park(index, slot as u32, session, observer);
+            return;
+        }
         if let Some(report) = session.report(&interface.id) {
             observer.closed(&report);
+        }
+    }
+
+    /// Parked sessions are bounded with the table: past an eighth of
+    /// `max_open_sessions` the fallback reports them instead.
+    fn park(
+        &mut self,
+        interface: usize,
+        slot: u32,
+        session: Session,
+        observer: &mut impl SessionObserver,
+    ) {
+        let waiting = &mut self.interfaces[interface].waiting;
+        let Some(position) = waiting.iter().position(|entry| {
+            matches!(entry, Waiting::Open { slot: s, generation, .. }
+                if *s == slot && *generation == session.generation)
+        }) else {
+            return;
+        };
+        let since = waiting[position].since();
+        waiting[position] = Waiting::Parked {
+            session: Box::new(session),
+            since,
+        };
+        self.parked += 1;
+        if self.parked > self.settings.max_open_sessions / 8 {
+            let entry = self.interfaces[interface].waiting.remove(position);
+            if let Some(entry) = entry {
+                self.settle_entry(interface, entry, true, observer);
+            }
         }
     }
 
@@ -478,5 +671,21 @@ impl Correlator {
     }
 }
 
+/// A session got its verdict: all its traffic so far goes with it.
+fn tell_decided(session: &Session, interface_id: &str, observer: &mut impl SessionObserver) {
+    if let Some(report) = session.report(interface_id) {
+        observer.decided(&report);
+        observer.traffic(
+            report.interface_id,
+            report.verdict,
+            report.direction,
+            session.packets,
+            session.bytes,
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod waiting_tests;

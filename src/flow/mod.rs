@@ -16,6 +16,7 @@ mod rules;
 mod session;
 pub mod settings;
 pub mod summary;
+mod tee;
 #[cfg(test)]
 mod testkit;
 pub mod verdict;
@@ -26,4 +27,5 @@ pub use format::{Field, FormatChoice, FormatError, FormatWarning, LogFormat};
 pub use pipeline::{LineSplitter, Observer, Pipeline, RecordFilter};
 pub use record::{Action, FlowDirection, LogStatus, Malformed, Record, RecordParser};
 pub use summary::{SessionDetail, Summary, VerdictCounts};
+pub use tee::Both;
 pub use verdict::{Direction, Endpoint, SessionReport, Verdict};

@@ -530,6 +530,7 @@ mod tests {
         fn decided(&mut self, _: &crate::flow::SessionReport<'_>) {}
         fn traffic(&mut self, _: &str, _: Verdict, _: crate::flow::Direction, _: u64, _: u64) {}
         fn closed(&mut self, _: &crate::flow::SessionReport<'_>) {}
+        fn evicted(&mut self, _: &str) {}
     }
 
     impl Observer for Warnings {
@@ -673,7 +674,11 @@ mod tests {
         let format = LogFormat::parse("interface-id srcaddr dstaddr action").unwrap();
         let mut pipeline = Pipeline::new(
             FormatChoice::Fixed(format),
-            Settings::default(),
+            // A lone session: its interface's address is never told.
+            Settings {
+                max_awaiting_address: 0,
+                ..Settings::default()
+            },
             HashMap::new(),
             RecordFilter::default(),
         );

@@ -35,44 +35,91 @@ pub(crate) struct Context<'a> {
     pub(crate) service_ports: &'a ServicePorts,
 }
 
-/// The verdict rules (DESIGN.md, "Verdicts").
+/// What the verdict rules say before anyone asks which way the records
+/// cross the interface: the outcome, with the side whose record decides
+/// when it is a rejection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Accepted,
+    Refused,
+    Unanswered,
+    /// Rejected: inbound or outbound as this side's records cross.
+    Rejected(Side),
+}
+
+/// The verdict rules (DESIGN.md, "Verdicts"). When the session's records
+/// do not tell which way they cross and the interface's local address is
+/// not known yet, the decision waits for it
+/// ([`Decision::AwaitingAddress`]); see [`settle`] and [`settle_by_fallback`].
 pub(crate) fn judge(session: &Session, context: Context<'_>) -> Decision {
     let initiator = initiator(session, context.service_ports);
     let responder = initiator.other();
     let (request, reply) = (session.leg(initiator), session.leg(responder));
-    let enters = |side: Side| enters(session, side, initiator, context.local);
-    let rejected = |side: Side| {
-        if enters(side) {
-            Verdict::RejectedInbound
-        } else {
-            Verdict::RejectedOutbound
-        }
-    };
-    let verdict = match (request.action, reply.action) {
+    let outcome = match (request.action, reply.action) {
         (Some(Action::Accept), Some(Action::Accept)) => {
             if is_reset_only(reply) {
-                Verdict::Refused
+                Outcome::Refused
             } else {
-                Verdict::Accepted
+                Outcome::Accepted
             }
         }
-        (Some(Action::Accept), Some(Action::Reject)) => rejected(responder),
-        (Some(Action::Reject), _) => rejected(initiator),
-        (None, Some(Action::Reject)) => rejected(responder),
-        (Some(Action::Accept), None) if !context.intermediate => Verdict::Unanswered,
-        (None, Some(Action::Accept)) if !context.intermediate => Verdict::Accepted,
+        (Some(Action::Accept), Some(Action::Reject)) => Outcome::Rejected(responder),
+        (Some(Action::Reject), _) => Outcome::Rejected(initiator),
+        (None, Some(Action::Reject)) => Outcome::Rejected(responder),
+        (Some(Action::Accept), None) if !context.intermediate => Outcome::Unanswered,
+        (None, Some(Action::Accept)) if !context.intermediate => Outcome::Accepted,
         _ => return Decision::NoVerdict,
     };
-    let direction = if enters(initiator) {
+    settle(session, outcome, initiator, context.local)
+        .unwrap_or(Decision::AwaitingAddress { outcome, initiator })
+}
+
+/// The verdict and direction of a decided session, once its records or the
+/// interface's local address tell which way they cross; `None` until then.
+pub(crate) fn settle(
+    session: &Session,
+    outcome: Outcome,
+    initiator: Side,
+    local: &LocalAddresses,
+) -> Option<Decision> {
+    resolve(outcome, initiator, |side| enters(session, side, local))
+}
+
+/// The same, with DESIGN's fallback where nothing tells: the request's
+/// destination is local (the initiator's records enter).
+pub(crate) fn settle_by_fallback(
+    session: &Session,
+    outcome: Outcome,
+    initiator: Side,
+    local: &LocalAddresses,
+) -> Decision {
+    let enters = |side: Side| enters(session, side, local).unwrap_or(side == initiator);
+    resolve(outcome, initiator, |side| Some(enters(side)))
+        .expect("the fallback always tells which way records cross")
+}
+
+fn resolve(
+    outcome: Outcome,
+    initiator: Side,
+    enters: impl Fn(Side) -> Option<bool>,
+) -> Option<Decision> {
+    let verdict = match outcome {
+        Outcome::Accepted => Verdict::Accepted,
+        Outcome::Refused => Verdict::Refused,
+        Outcome::Unanswered => Verdict::Unanswered,
+        Outcome::Rejected(side) if enters(side)? => Verdict::RejectedInbound,
+        Outcome::Rejected(_) => Verdict::RejectedOutbound,
+    };
+    let direction = if enters(initiator)? {
         Direction::Ingress
     } else {
         Direction::Egress
     };
-    Decision::Verdict {
+    Some(Decision::Verdict {
         verdict,
         direction,
         initiator,
-    }
+    })
 }
 
 /// The side that started the session; the first rule that decides wins
@@ -142,21 +189,21 @@ pub(crate) fn initiator(session: &Session, service_ports: &ServicePorts) -> Side
     session.first_to_arrive()
 }
 
-/// Whether the records of `side` enter the interface.
-fn enters(session: &Session, side: Side, initiator: Side, local: &LocalAddresses) -> bool {
+/// Whether the records of `side` enter the interface; `None` when neither
+/// their flow direction nor the interface's local address tells.
+fn enters(session: &Session, side: Side, local: &LocalAddresses) -> Option<bool> {
     if let Some(direction) = session.leg(side).flow_direction {
-        return direction == FlowDirection::Ingress;
+        return Some(direction == FlowDirection::Ingress);
     }
     if let Some(direction) = session.leg(side.other()).flow_direction {
-        return direction == FlowDirection::Egress;
+        return Some(direction == FlowDirection::Egress);
     }
     let key = session.key();
     let (source, destination) = (key.source(side).0, key.destination(side).0);
     match (local.is_local(destination), local.is_local(source)) {
-        (Some(true), _) => true,
-        (_, Some(true)) => false,
-        // Local address unknown: the request's destination is taken as local.
-        _ => side == initiator,
+        (Some(true), _) => Some(true),
+        (_, Some(true)) => Some(false),
+        _ => None,
     }
 }
 

@@ -3,6 +3,7 @@
 
 use super::address::{Addr, to_ip};
 use super::record::{Action, FlowDirection, Record};
+use super::rules::Outcome;
 use super::verdict::{Direction, Endpoint, SessionReport, Verdict};
 
 /// The two directions of a session, named by the endpoint that sends them.
@@ -98,6 +99,10 @@ pub(crate) enum Decision {
     /// A lone accepted record on an intermediate interface: its other half
     /// may have left by another interface, so nothing can be said.
     NoVerdict,
+    /// Decided, but which way its records cross the interface waits for
+    /// the interface's local address (issue 9: direction never guessed
+    /// when it can wait).
+    AwaitingAddress { outcome: Outcome, initiator: Side },
     Verdict {
         verdict: Verdict,
         direction: Direction,
@@ -164,6 +169,7 @@ const HAS_FLAGS: u8 = 0b1_0000;
 
 const SCHEDULED: u8 = 1;
 const HIGH_ARRIVED_FIRST: u8 = 2;
+const DIRECTION_BY_FALLBACK: u8 = 4;
 
 impl Session {
     pub(crate) fn new(key: SessionKey, generation: u32) -> Session {
@@ -269,6 +275,16 @@ impl Session {
         self.set_bit(SCHEDULED, scheduled);
     }
 
+    /// Whether DESIGN's fallback, not the records or the local address,
+    /// told which way the session's records cross.
+    pub(crate) fn direction_by_fallback(&self) -> bool {
+        self.bits & DIRECTION_BY_FALLBACK != 0
+    }
+
+    pub(crate) fn set_direction_by_fallback(&mut self, by_fallback: bool) {
+        self.set_bit(DIRECTION_BY_FALLBACK, by_fallback);
+    }
+
     fn set_bit(&mut self, bit: u8, on: bool) {
         if on {
             self.bits |= bit;
@@ -368,6 +384,7 @@ impl Session {
             bytes: self.bytes,
             start,
             end,
+            direction_by_fallback: self.direction_by_fallback(),
         })
     }
 }

@@ -16,6 +16,14 @@ pub struct Settings {
     /// decided sessions are dropped first, then the oldest pending ones are
     /// decided early.
     pub max_open_sessions: usize,
+    /// Decided sessions that wait for their interface's local address, at
+    /// most, per interface; past it the oldest is reported with DESIGN's
+    /// fallback. 0: never wait.
+    pub max_awaiting_address: usize,
+    /// How long (event time) a decided session waits for its interface's
+    /// local address before the fallback decides its direction; `None`:
+    /// until the end of input (offline, where the whole input teaches).
+    pub address_wait: Option<u64>,
 }
 
 /// Two 1-minute capture intervals: a reply sits in its request's capture
@@ -26,6 +34,12 @@ pub const DEFAULT_SESSION_IDLE_TIMEOUT_SECONDS: u64 = 600;
 pub const DEFAULT_SERVICE_PORTS: [u16; 5] = [22, 80, 443, 3389, 5432];
 /// About 200 MB at full use (see README, "Memory").
 pub const DEFAULT_MAX_OPEN_SESSIONS: usize = 1_000_000;
+/// A busy interface learns its address from its first few records; one
+/// that talks to a single peer waits at most this many sessions.
+pub const DEFAULT_MAX_AWAITING_ADDRESS: usize = 1_000;
+/// The exporter's wait for a local address: a single-peer interface's
+/// sessions reach the dashboard this much later, with the fallback.
+pub const DEFAULT_ADDRESS_WAIT_SECONDS: u64 = 300;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -34,6 +48,8 @@ impl Default for Settings {
             session_idle_timeout: DEFAULT_SESSION_IDLE_TIMEOUT_SECONDS,
             service_ports: DEFAULT_SERVICE_PORTS.to_vec(),
             max_open_sessions: DEFAULT_MAX_OPEN_SESSIONS,
+            max_awaiting_address: DEFAULT_MAX_AWAITING_ADDRESS,
+            address_wait: None,
         }
     }
 }

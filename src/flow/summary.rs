@@ -116,6 +116,11 @@ pub struct Summary {
     pub details: Option<Vec<SessionDetail>>,
     /// What the formats read had wrong with them, each told once.
     pub warnings: Vec<String>,
+    /// Sessions whose direction DESIGN's fallback decided: their
+    /// interface's records never told its own address.
+    pub direction_fallbacks: u64,
+    /// Pending sessions decided early to keep within `max_open_sessions`.
+    pub evicted: u64,
     service_ports: ServicePorts,
 }
 
@@ -129,6 +134,8 @@ impl Summary {
             by_service: BTreeMap::new(),
             details: keep_details.then(Vec::new),
             warnings: Vec::new(),
+            direction_fallbacks: 0,
+            evicted: 0,
             service_ports,
         }
     }
@@ -195,6 +202,8 @@ impl Summary {
         for (key, count) in other.by_service {
             *self.by_service.entry(key).or_default() += count;
         }
+        self.direction_fallbacks += other.direction_fallbacks;
+        self.evicted += other.evicted;
         if let (Some(details), Some(other)) = (&mut self.details, other.details) {
             details.extend(other);
         }
@@ -223,6 +232,7 @@ impl SessionObserver for Summary {
             port: self.service_ports.label(session.responder.port),
         };
         *self.by_service.entry((session.verdict, key)).or_default() += 1;
+        self.direction_fallbacks += u64::from(session.direction_by_fallback);
     }
 
     fn traffic(&mut self, _: &str, _: Verdict, _: Direction, _: u64, _: u64) {}
@@ -231,6 +241,10 @@ impl SessionObserver for Summary {
         if let Some(details) = &mut self.details {
             details.push(SessionDetail::of(session));
         }
+    }
+
+    fn evicted(&mut self, _: &str) {
+        self.evicted += 1;
     }
 }
 

@@ -52,11 +52,16 @@ pub(crate) struct Recorder {
     pub(crate) closed: Vec<Seen>,
     pub(crate) traffic: Vec<(String, Verdict, Direction, u64, u64)>,
     pub(crate) evicted: Vec<String>,
+    /// Interfaces of the sessions whose direction the fallback decided.
+    pub(crate) fallbacks: Vec<String>,
 }
 
 impl SessionObserver for Recorder {
     fn decided(&mut self, session: &SessionReport<'_>) {
         self.decided.push(Seen::of(session));
+        if session.direction_by_fallback {
+            self.fallbacks.push(session.interface_id.to_string());
+        }
     }
 
     fn traffic(
@@ -91,6 +96,14 @@ impl Recorder {
     pub(crate) fn only(&self) -> &Seen {
         assert_eq!(self.decided.len(), 1, "decided: {:#?}", self.decided);
         &self.decided[0]
+    }
+}
+
+/// Settings under which no session waits for its interface's address.
+pub(crate) fn deciding_at_once() -> Settings {
+    Settings {
+        max_awaiting_address: 0,
+        ..Settings::default()
     }
 }
 
@@ -205,8 +218,22 @@ pub(crate) struct Harness {
 }
 
 impl Harness {
+    /// Sessions are reported as soon as they are decided: most tests have
+    /// one session per interface, whose address its records never tell.
+    /// [`Harness::waiting`] waits for addresses, as the exporter does.
     pub(crate) fn new() -> Harness {
-        Harness::with(Settings::default(), HashMap::new())
+        Harness::with(deciding_at_once(), HashMap::new())
+    }
+
+    /// Decided sessions wait for their interface's address (the default).
+    pub(crate) fn waiting(address_wait: Option<u64>) -> Harness {
+        Harness::with(
+            Settings {
+                address_wait,
+                ..Settings::default()
+            },
+            HashMap::new(),
+        )
     }
 
     pub(crate) fn with(settings: Settings, facts: HashMap<String, InterfaceFacts>) -> Harness {
@@ -219,7 +246,7 @@ impl Harness {
 
     pub(crate) fn with_facts(interface: &str, facts: InterfaceFacts) -> Harness {
         Harness::with(
-            Settings::default(),
+            deciding_at_once(),
             HashMap::from([(interface.to_string(), facts)]),
         )
     }

@@ -101,6 +101,10 @@ pub struct SessionReport<'a> {
     pub bytes: u64,
     pub start: Option<u64>,
     pub end: Option<u64>,
+    /// The interface's local address was not known when the session was
+    /// reported: its direction (and a rejection's side) is DESIGN's
+    /// fallback, "the request's destination is local".
+    pub direction_by_fallback: bool,
 }
 
 /// The `protocol` label: IANA keywords for the common protocols, else the number.

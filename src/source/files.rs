@@ -7,7 +7,10 @@
 
 use std::path::PathBuf;
 
-use crate::flow::{Direction, Observer, Pipeline, SessionObserver, SessionReport, Verdict};
+use crate::flow::{
+    Action, Both, Direction, LogStatus, Malformed, Observer, Pipeline, SessionObserver,
+    SessionReport, Verdict,
+};
 use crate::input::{self, InputError};
 
 /// The first start and last end of the sessions of one pass.
@@ -17,61 +20,29 @@ pub struct TimeSpan {
     pub last_end: Option<u64>,
 }
 
-/// Forwards everything to `inner` and notes the time span of sessions.
-struct SpanObserver<'a, O> {
-    inner: &'a mut O,
-    span: TimeSpan,
-}
+/// Notes the time span of the sessions closed.
+#[derive(Debug, Default)]
+struct Spans(TimeSpan);
 
-impl<O: Observer> SessionObserver for SpanObserver<'_, O> {
-    fn decided(&mut self, session: &SessionReport<'_>) {
-        self.inner.decided(session);
-    }
-
-    fn traffic(
-        &mut self,
-        interface_id: &str,
-        verdict: Verdict,
-        direction: Direction,
-        packets: u64,
-        bytes: u64,
-    ) {
-        self.inner
-            .traffic(interface_id, verdict, direction, packets, bytes);
-    }
+impl SessionObserver for Spans {
+    fn decided(&mut self, _: &SessionReport<'_>) {}
+    fn traffic(&mut self, _: &str, _: Verdict, _: Direction, _: u64, _: u64) {}
+    fn evicted(&mut self, _: &str) {}
 
     fn closed(&mut self, session: &SessionReport<'_>) {
+        let span = &mut self.0;
         let first = session.start.or(session.end);
-        self.span.first_start = match (self.span.first_start, first) {
+        span.first_start = match (span.first_start, first) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        self.span.last_end = self.span.last_end.max(session.end.or(session.start));
-        self.inner.closed(session);
-    }
-
-    fn evicted(&mut self, interface_id: &str) {
-        self.inner.evicted(interface_id);
+        span.last_end = span.last_end.max(session.end.or(session.start));
     }
 }
 
-impl<O: Observer> Observer for SpanObserver<'_, O> {
-    fn record(
-        &mut self,
-        interface_id: &str,
-        action: Option<crate::flow::Action>,
-        log_status: crate::flow::LogStatus,
-    ) {
-        self.inner.record(interface_id, action, log_status);
-    }
-
-    fn malformed(&mut self, reason: crate::flow::Malformed) {
-        self.inner.malformed(reason);
-    }
-
-    fn format_warning(&mut self, warning: &crate::flow::FormatWarning) {
-        self.inner.format_warning(warning);
-    }
+impl Observer for Spans {
+    fn record(&mut self, _: &str, _: Option<Action>, _: LogStatus) {}
+    fn malformed(&mut self, _: Malformed) {}
 }
 
 /// Reads the files through the pipeline, shifted by `time_offset` seconds,
@@ -84,10 +55,7 @@ pub fn pass(
     observer: &mut impl Observer,
 ) -> Result<TimeSpan, InputError> {
     pipeline.set_time_offset(time_offset);
-    let mut spanning = SpanObserver {
-        inner: observer,
-        span: TimeSpan::default(),
-    };
+    let mut spanning = Both(observer, Spans::default());
     input::feed_files(
         paths,
         input::InputFormat::Auto,
@@ -98,8 +66,8 @@ pub fn pass(
     pipeline.finish(&mut spanning);
     let unshift = |time: u64| time.saturating_add_signed(-time_offset);
     Ok(TimeSpan {
-        first_start: spanning.span.first_start.map(unshift),
-        last_end: spanning.span.last_end.map(unshift),
+        first_start: spanning.1.0.first_start.map(unshift),
+        last_end: spanning.1.0.last_end.map(unshift),
     })
 }
 

@@ -27,6 +27,7 @@ fn report<'a>(
         bytes: 120,
         start: Some(1_700_000_000),
         end: Some(1_700_000_030),
+        direction_by_fallback: false,
     }
 }
 
@@ -48,6 +49,7 @@ impl SessionObserver for Nothing {
     fn decided(&mut self, _: &SessionReport<'_>) {}
     fn traffic(&mut self, _: &str, _: Verdict, _: Direction, _: u64, _: u64) {}
     fn closed(&mut self, _: &SessionReport<'_>) {}
+    fn evicted(&mut self, _: &str) {}
 }
 
 fn record(log: &SessionLog, now: u64, reports: &[SessionReport<'_>]) {

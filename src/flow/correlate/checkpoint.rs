@@ -2,13 +2,14 @@
 
 use std::cmp::Reverse;
 
-use super::{Correlator, Interface, Order};
+use super::{Correlator, Interface, Order, Waiting};
 use crate::flow::address::{LearnedAddress, to_addr, to_ip};
 use crate::flow::checkpoint::{
-    CorrelatorCheckpoint, DecisionCheckpoint, InterfaceCheckpoint, Learned, LegCheckpoint,
-    RestoreError, SessionCheckpoint, Word,
+    AwaitingCheckpoint, CorrelatorCheckpoint, DecisionCheckpoint, InterfaceCheckpoint, Learned,
+    LegCheckpoint, RestoreError, SessionCheckpoint, Word,
 };
 use crate::flow::record::{Action, FlowDirection};
+use crate::flow::rules::Outcome;
 use crate::flow::session::{Decision, Leg, NONE, Session, SessionKey, Side};
 use crate::flow::verdict::{Direction, Verdict};
 
@@ -28,6 +29,19 @@ impl Correlator {
                 }
             }
         }
+        // Sessions waiting for an address: when they were decided.
+        let mut since = vec![None; self.sessions.capacity()];
+        let mut parked = Vec::with_capacity(self.parked);
+        for interface in &self.interfaces {
+            for entry in &interface.waiting {
+                match entry {
+                    Waiting::Open { slot, .. } => since[*slot as usize] = Some(entry.since()),
+                    Waiting::Parked { session, since } => {
+                        parked.push(session_checkpoint(session, None, Some(*since)));
+                    }
+                }
+            }
+        }
         // Pending in order of opening, then decided in order of decision:
         // restored in this order, the table evicts as this one would.
         let mut slots = Vec::with_capacity(self.sessions.len());
@@ -44,8 +58,9 @@ impl Correlator {
             interfaces: self.interfaces.iter().map(interface_checkpoint).collect(),
             sessions: slots
                 .into_iter()
-                .map(|slot| session_checkpoint(&self.sessions[slot], due[slot]))
+                .map(|slot| session_checkpoint(&self.sessions[slot], due[slot], since[slot]))
                 .collect(),
+            parked,
         }
     }
 
@@ -64,6 +79,18 @@ impl Correlator {
             }
             sessions.push(restore_session(saved).ok_or(RestoreError::Word(index))?);
         }
+        let mut parked = Vec::with_capacity(checkpoint.parked.len());
+        for (index, saved) in checkpoint.parked.into_iter().enumerate() {
+            let index = sessions.len() + index;
+            if saved.interface >= count {
+                return Err(RestoreError::Interface {
+                    session: index,
+                    interface: saved.interface,
+                    count,
+                });
+            }
+            parked.push(restore_session(saved).ok_or(RestoreError::Word(index))?);
+        }
         self.interfaces.clear();
         self.interface_index.clear();
         self.sessions.clear();
@@ -71,6 +98,8 @@ impl Correlator {
         self.decided_order = Order::EMPTY;
         self.idle_interfaces.clear();
         self.last_interface = 0;
+        self.parked = 0;
+        self.facts_changed.clear();
         self.arrivals = checkpoint.arrivals;
         self.generations = checkpoint.generations;
         let mut indices = Vec::with_capacity(count);
@@ -84,7 +113,7 @@ impl Correlator {
                 .local
                 .set_learned(saved.learned.map(restore_learned));
         }
-        for (mut session, due) in sessions {
+        for (mut session, due, since) in sessions {
             session.set_interface(indices[session.interface() as usize]);
             // The same generations: equal deadlines fall due in the same order.
             let generation = session.generation;
@@ -108,6 +137,30 @@ impl Correlator {
                     .deadlines
                     .push(Reverse((due, generation, slot as u32)));
             }
+            if let Some(since) = since {
+                interface.waiting.push_back(Waiting::Open {
+                    slot: slot as u32,
+                    generation,
+                    since,
+                });
+            }
+        }
+        for (mut session, _, since) in parked {
+            let interface = indices[session.interface() as usize];
+            session.set_interface(interface);
+            self.interfaces[interface as usize]
+                .waiting
+                .push_back(Waiting::Parked {
+                    session: Box::new(session),
+                    since: since.unwrap_or(0),
+                });
+            self.parked += 1;
+        }
+        for interface in &mut self.interfaces {
+            interface
+                .waiting
+                .make_contiguous()
+                .sort_by_key(Waiting::since);
         }
         Ok(())
     }
@@ -140,7 +193,11 @@ fn restore_learned(learned: Learned) -> LearnedAddress {
     }
 }
 
-fn session_checkpoint(session: &Session, due: Option<u64>) -> SessionCheckpoint {
+fn session_checkpoint(
+    session: &Session,
+    due: Option<u64>,
+    since: Option<u64>,
+) -> SessionCheckpoint {
     let endpoint = |(addr, port): (u128, u16)| (to_ip(addr), port);
     let key = session.key();
     let (start, end) = session.span();
@@ -163,13 +220,16 @@ fn session_checkpoint(session: &Session, due: Option<u64>) -> SessionCheckpoint 
         end,
         packets: session.packets,
         bytes: session.bytes,
-        decision: session.decision.map(decision_checkpoint),
+        decision: session
+            .decision
+            .map(|decision| decision_checkpoint(decision, since.unwrap_or(0))),
         due,
         generation: session.generation,
     }
 }
 
-fn restore_session(saved: SessionCheckpoint) -> Option<(Session, Option<u64>)> {
+/// The session, when it is due, and since when it waits for an address.
+fn restore_session(saved: SessionCheckpoint) -> Option<(Session, Option<u64>, Option<u64>)> {
     let endpoint = |(addr, port): (std::net::IpAddr, u16)| (to_addr(addr), port);
     let key = SessionKey {
         interface: u32::try_from(saved.interface).ok()?,
@@ -191,7 +251,11 @@ fn restore_session(saved: SessionCheckpoint) -> Option<(Session, Option<u64>)> {
         Some(decision) => Some(restore_decision(decision)?),
         None => None,
     };
-    Some((session, saved.due))
+    let since = saved
+        .decision
+        .and_then(|decision| decision.awaiting_address)
+        .map(|awaiting| awaiting.since);
+    Some((session, saved.due, since))
 }
 
 fn leg_checkpoint(leg: Leg, arrival: u64) -> LegCheckpoint {
@@ -231,12 +295,46 @@ fn restore_leg(saved: LegCheckpoint) -> Option<Leg> {
     })
 }
 
-fn decision_checkpoint(decision: Decision) -> DecisionCheckpoint {
+fn side_word(side: Side) -> Word {
+    match side {
+        Side::Low => Word::Low,
+        Side::High => Word::High,
+    }
+}
+
+fn word_side(word: Word) -> Option<Side> {
+    match word {
+        Word::Low => Some(Side::Low),
+        Word::High => Some(Side::High),
+        _ => None,
+    }
+}
+
+fn decision_checkpoint(decision: Decision, since: u64) -> DecisionCheckpoint {
     match decision {
         Decision::NoVerdict => DecisionCheckpoint {
             verdict: None,
             direction: None,
             initiator: None,
+            awaiting_address: None,
+        },
+        Decision::AwaitingAddress { outcome, initiator } => DecisionCheckpoint {
+            verdict: None,
+            direction: None,
+            initiator: Some(side_word(initiator)),
+            awaiting_address: Some(AwaitingCheckpoint {
+                outcome: match outcome {
+                    Outcome::Accepted => Word::Accepted,
+                    Outcome::Refused => Word::Refused,
+                    Outcome::Unanswered => Word::Unanswered,
+                    Outcome::Rejected(_) => Word::Reject,
+                },
+                rejected: match outcome {
+                    Outcome::Rejected(side) => Some(side_word(side)),
+                    _ => None,
+                },
+                since,
+            }),
         },
         Decision::Verdict {
             verdict,
@@ -254,15 +352,26 @@ fn decision_checkpoint(decision: Decision) -> DecisionCheckpoint {
                 Direction::Ingress => Word::Ingress,
                 Direction::Egress => Word::Egress,
             }),
-            initiator: Some(match initiator {
-                Side::Low => Word::Low,
-                Side::High => Word::High,
-            }),
+            initiator: Some(side_word(initiator)),
+            awaiting_address: None,
         },
     }
 }
 
 fn restore_decision(saved: DecisionCheckpoint) -> Option<Decision> {
+    if let Some(awaiting) = saved.awaiting_address {
+        let outcome = match (awaiting.outcome, awaiting.rejected) {
+            (Word::Accepted, None) => Outcome::Accepted,
+            (Word::Refused, None) => Outcome::Refused,
+            (Word::Unanswered, None) => Outcome::Unanswered,
+            (Word::Reject, Some(side)) => Outcome::Rejected(word_side(side)?),
+            _ => return None,
+        };
+        return Some(Decision::AwaitingAddress {
+            outcome,
+            initiator: word_side(saved.initiator?)?,
+        });
+    }
     let (Some(verdict), Some(direction), Some(initiator)) =
         (saved.verdict, saved.direction, saved.initiator)
     else {
@@ -283,10 +392,6 @@ fn restore_decision(saved: DecisionCheckpoint) -> Option<Decision> {
             Word::Egress => Direction::Egress,
             _ => return None,
         },
-        initiator: match initiator {
-            Word::Low => Side::Low,
-            Word::High => Side::High,
-            _ => return None,
-        },
+        initiator: word_side(initiator)?,
     })
 }

@@ -321,7 +321,7 @@ fn bounded(max_open_sessions: usize) -> Harness {
     Harness::with(
         Settings {
             max_open_sessions,
-            ..Settings::default()
+            ..deciding_at_once()
         },
         HashMap::new(),
     )

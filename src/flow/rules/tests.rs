@@ -146,7 +146,7 @@ fn rule_4_a_configured_service_port_is_the_responders() {
 
     let settings = Settings {
         service_ports: vec![50000],
-        ..Settings::default()
+        ..deciding_at_once()
     };
     let mut h = Harness::with(settings, HashMap::new());
     for record in records() {
@@ -324,7 +324,7 @@ fn a_reset_after_a_syn_ack_is_not_refused() {
 #[test]
 fn without_tcp_flags_a_reply_is_never_refused() {
     let parser = RecordParser::new(LogFormat::default_v2());
-    let mut correlator = Correlator::new(Settings::default(), HashMap::new());
+    let mut correlator = Correlator::new(deciding_at_once(), HashMap::new());
     let mut seen = Recorder::default();
     for line in [
         "2 123456789010 eni-a 198.51.100.7 10.0.0.10 40000 8080 6 1 44 1000 1050 ACCEPT OK",
