@@ -30,9 +30,8 @@ use crate::api::{ProofSource, Recorded, SessionLog};
 use crate::config::S3Config;
 use crate::flow::clock::wall_clock_watermark;
 use crate::flow::{
-    Both,
-    Action, Direction, FormatChoice, LogStatus, Malformed, Observer, Pipeline,
-    RecordFilter, SessionObserver, SessionReport, Settings, Summary, Verdict,
+    Action, Both, Direction, FormatChoice, LogStatus, Malformed, Observer, Pipeline, RecordFilter,
+    SessionObserver, SessionReport, Settings, Summary, Verdict,
 };
 use crate::input::{self, InputFormat, Origin};
 use crate::metrics::{FlowMetrics, Metrics, S3Metrics};
