@@ -145,6 +145,9 @@ name = "{GROUP}"
 [correlation]
 reply_grace = "2s"
 session_idle_timeout = "30s"
+# Without EC2, a single-peer interface's sessions wait this long for its
+# address before the fallback reports them.
+address_wait = "3s"
 
 [ec2]
 describe_interfaces = true
@@ -281,6 +284,14 @@ fn a_failing_ec2_is_counted_and_counting_goes_on() {
         after.sum("vpcflow_up", &[]),
         1.0,
         "the flow log source is fine"
+    );
+    assert_eq!(
+        done.sum(
+            "vpcflow_direction_fallbacks_total",
+            &[("interface_id", eni)]
+        ),
+        1.0,
+        "its direction is the fallback's, and counted so"
     );
     assert!(
         exporter

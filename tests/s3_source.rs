@@ -279,8 +279,9 @@ fn objects_of_many_accounts_and_regions_are_each_counted_once() {
         (key(a, "eu-west-1", t, "p1", "log.parquet"), parquet),
         (key(b, "eu-west-1", t + 300, "bad", "log.gz"), corrupt),
     ];
+    // A single-peer interface's session waits 1 s for its address.
     let exporter_config = format!(
-        "[s3]\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\nqueue_url = \"{queue_url}\"\n"
+        "[s3]\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\nqueue_url = \"{queue_url}\"\n\n[correlation]\naddress_wait = \"1s\"\n"
     );
     let mut exporter = Exporter::start(Some(&exporter_config), &[]);
     for (key, body) in &objects {
@@ -317,8 +318,10 @@ fn objects_of_many_accounts_and_regions_are_each_counted_once() {
     let scrape = exporter.wait_for("every object handled", |scrape: &Scrape| {
         let counted = scrape.sum("vpcflow_s3_objects_total", &[("outcome", "counted")]);
         let corrupt = scrape.sum("vpcflow_s3_objects_total", &[("outcome", "corrupt")]);
-        (counted >= 4.0 && corrupt >= 2.0 && scrape.sessions("unanswered") >= 1.0)
-            .then(|| scrape.clone())
+        // A session of a single-peer interface waits for its address until
+        // the wall clock passes correlation.address_wait.
+        let sessions = scrape.sessions("unanswered") >= 1.0 && scrape.sessions("accepted") >= 4.0;
+        (counted >= 4.0 && corrupt >= 2.0 && sessions).then(|| scrape.clone())
     });
     let s3_objects = |outcome| scrape.sum("vpcflow_s3_objects_total", &[("outcome", outcome)]);
     assert_eq!(s3_objects("counted"), 4.0, "each good object once");

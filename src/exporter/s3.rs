@@ -149,6 +149,7 @@ impl CountingSink {
     /// the object delay and one file interval.
     fn advance(&mut self, lag: u64, seen: &Seen) {
         let now = now_seconds();
+        self.pipeline.set_wall_clock(now);
         let watermark =
             wall_clock_watermark(now, Some(lag), FILE_INTERVAL_SECONDS, MAX_DELAY_SECONDS);
         if self.checkpoints.is_some() {

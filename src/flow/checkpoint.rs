@@ -152,8 +152,9 @@ pub struct AwaitingCheckpoint {
     /// For `reject`: the side (`low` or `high`) whose records decide
     /// inbound or outbound.
     pub rejected: Option<Word>,
-    /// The interface's watermark when the session was decided.
-    pub since: u64,
+    /// The exporter's clock when the session was decided (absent: before
+    /// the clock first moved).
+    pub since: Option<u64>,
 }
 
 /// Why a checkpoint cannot be restored.

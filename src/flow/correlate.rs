@@ -103,15 +103,19 @@ enum Waiting {
     Open {
         slot: u32,
         generation: u32,
-        since: u64,
+        since: Option<u64>,
     },
     /// Closed (idle or evicted) while waiting: kept aside until reported.
-    Parked { session: Box<Session>, since: u64 },
+    Parked {
+        session: Box<Session>,
+        since: Option<u64>,
+    },
 }
 
 impl Waiting {
-    /// The interface's watermark when the session was decided.
-    fn since(&self) -> u64 {
+    /// The wall clock when the session was decided; `None` when the
+    /// correlator was not told it yet.
+    fn since(&self) -> Option<u64> {
         match self {
             Waiting::Open { since, .. } | Waiting::Parked { since, .. } => *since,
         }
@@ -164,6 +168,9 @@ pub struct Correlator {
     parked: usize,
     /// Interfaces whose facts changed while sessions waited for an address.
     facts_changed: Vec<u32>,
+    /// The exporter's wall clock, Unix seconds: `address_wait` runs on it
+    /// (not on event time, which trails it by the delivery delay).
+    clock: Option<u64>,
 }
 
 impl Correlator {
@@ -183,6 +190,7 @@ impl Correlator {
             generations: 0,
             parked: 0,
             facts_changed: Vec::new(),
+            clock: None,
         }
     }
 
@@ -303,10 +311,49 @@ impl Correlator {
 
     /// Moves every interface's watermark to at least `time` and decides or
     /// closes what is due: the exporter's wall clock, less delivery delay.
+    /// Sessions that waited `address_wait` of wall clock for their
+    /// interface's address are reported with the fallback.
     pub fn advance_to(&mut self, time: u64, observer: &mut impl SessionObserver) {
         self.settle_told(observer);
         for interface in 0..self.interfaces.len() {
             self.advance_interface(interface, time, observer);
+            if let (Some(wait), Some(now)) = (self.settings.address_wait, self.clock) {
+                self.give_up_waiting(interface, now, wait, observer);
+            }
+        }
+    }
+
+    /// The exporter's wall clock, Unix seconds (never set offline).
+    pub fn set_wall_clock(&mut self, now: u64) {
+        self.clock = Some(self.clock.map_or(now, |clock| clock.max(now)));
+    }
+
+    /// Falls back for sessions that waited `wait` of wall clock.
+    fn give_up_waiting(
+        &mut self,
+        interface: usize,
+        time: u64,
+        wait: u64,
+        observer: &mut impl SessionObserver,
+    ) {
+        let waiting = &mut self.interfaces[interface].waiting;
+        for entry in waiting.iter_mut().rev() {
+            match entry {
+                Waiting::Open { since, .. } | Waiting::Parked { since, .. } if since.is_none() => {
+                    *since = Some(time);
+                }
+                _ => break,
+            }
+        }
+        while let Some(front) = self.interfaces[interface].waiting.front()
+            && front
+                .since()
+                .is_some_and(|since| since.saturating_add(wait) <= time)
+        {
+            let entry = self.interfaces[interface].waiting.pop_front();
+            if let Some(entry) = entry {
+                self.settle_entry(interface, entry, true, observer);
+            }
         }
     }
 
@@ -454,16 +501,6 @@ impl Correlator {
                 .deadlines
                 .push(Reverse((next_due, generation, slot as u32)));
         }
-        if let Some(wait) = self.settings.address_wait {
-            while let Some(front) = self.interfaces[interface].waiting.front()
-                && front.since().saturating_add(wait) <= time
-            {
-                let entry = self.interfaces[interface].waiting.pop_front();
-                if let Some(entry) = entry {
-                    self.settle_entry(interface, entry, true, observer);
-                }
-            }
-        }
     }
 
     fn decide(&mut self, slot: usize, observer: &mut impl SessionObserver) {
@@ -486,7 +523,7 @@ impl Correlator {
             decision = rules::settle_by_fallback(session, outcome, initiator, &interface.local);
             by_fallback = true;
         }
-        let since = interface.watermark.unwrap_or(0);
+        let since = self.clock;
         let interface = &mut self.interfaces[index];
         interface.pending -= 1;
         self.pending_order.unlink(&mut self.sessions, slot as u32);

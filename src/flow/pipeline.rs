@@ -208,6 +208,7 @@ impl Pipeline {
     /// than an hour after it is counted `bad_time` (see `plausible.rs`).
     pub fn set_wall_clock(&mut self, now: u64) {
         self.times.set_wall_clock(now);
+        self.correlator.set_wall_clock(now);
     }
 
     /// One line, with or without its line ending. `fallback_time` is the

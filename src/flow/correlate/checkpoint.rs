@@ -152,7 +152,7 @@ impl Correlator {
                 .waiting
                 .push_back(Waiting::Parked {
                     session: Box::new(session),
-                    since: since.unwrap_or(0),
+                    since: since.flatten(),
                 });
             self.parked += 1;
         }
@@ -160,7 +160,7 @@ impl Correlator {
             interface
                 .waiting
                 .make_contiguous()
-                .sort_by_key(Waiting::since);
+                .sort_by_key(|entry| entry.since().unwrap_or(u64::MAX));
         }
         Ok(())
     }
@@ -193,10 +193,12 @@ fn restore_learned(learned: Learned) -> LearnedAddress {
     }
 }
 
+/// `since`: for a session waiting for its interface's address, when it
+/// started waiting (`Some(None)`: before the clock first moved).
 fn session_checkpoint(
     session: &Session,
     due: Option<u64>,
-    since: Option<u64>,
+    since: Option<Option<u64>>,
 ) -> SessionCheckpoint {
     let endpoint = |(addr, port): (u128, u16)| (to_ip(addr), port);
     let key = session.key();
@@ -222,14 +224,17 @@ fn session_checkpoint(
         bytes: session.bytes,
         decision: session
             .decision
-            .map(|decision| decision_checkpoint(decision, since.unwrap_or(0))),
+            .map(|decision| decision_checkpoint(decision, since.flatten())),
         due,
         generation: session.generation,
     }
 }
 
 /// The session, when it is due, and since when it waits for an address.
-fn restore_session(saved: SessionCheckpoint) -> Option<(Session, Option<u64>, Option<u64>)> {
+#[allow(clippy::type_complexity)]
+fn restore_session(
+    saved: SessionCheckpoint,
+) -> Option<(Session, Option<u64>, Option<Option<u64>>)> {
     let endpoint = |(addr, port): (std::net::IpAddr, u16)| (to_addr(addr), port);
     let key = SessionKey {
         interface: u32::try_from(saved.interface).ok()?,
@@ -310,7 +315,7 @@ fn word_side(word: Word) -> Option<Side> {
     }
 }
 
-fn decision_checkpoint(decision: Decision, since: u64) -> DecisionCheckpoint {
+fn decision_checkpoint(decision: Decision, since: Option<u64>) -> DecisionCheckpoint {
     match decision {
         Decision::NoVerdict => DecisionCheckpoint {
             verdict: None,

@@ -78,11 +78,14 @@ fn the_end_of_input_reports_what_still_waits_with_the_fallback() {
 #[test]
 fn live_the_fallback_decides_after_the_address_wait() {
     let mut h = Harness::waiting(Some(300));
+    // The wall clock, not event time, measures the wait.
+    h.correlator.set_wall_clock(5_000);
     outgoing_call(&mut h);
-    // Decided at watermark 1050 (its records' end).
-    h.advance_to(1349);
+    h.correlator.set_wall_clock(5_299);
+    h.advance_to(1060);
     assert!(h.seen.decided.is_empty());
-    h.advance_to(1350);
+    h.correlator.set_wall_clock(5_300);
+    h.advance_to(1061);
     assert_eq!(h.seen.only().direction, Direction::Ingress);
     assert_eq!(h.seen.fallbacks, ["eni-a"]);
 }
