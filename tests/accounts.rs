@@ -207,6 +207,8 @@ role_arn = "{DENIED_ROLE}"
 [correlation]
 reply_grace = "2s"
 session_idle_timeout = "30s"
+# Single-peer interfaces: the fallback after 1 s.
+address_wait = "1s"
 "#,
         endpoint = proxy.endpoint_url()
     );

@@ -98,6 +98,8 @@ const SHORT_GRACE: &str = r#"
 [correlation]
 reply_grace = "2s"
 session_idle_timeout = "30s"
+# Single-peer interfaces: the fallback after 1 s.
+address_wait = "1s"
 "#;
 
 // ---------------------------------------------------------------------------

@@ -70,9 +70,12 @@ pub fn interface_addresses(interfaces: &[(&str, &str)]) -> String {
 }
 
 /// `[correlation]` with the given `reply_grace` and `session_idle_timeout`.
+/// Tests write a handful of records per interface, most to one peer: such
+/// an interface's address is never told, so its sessions get the fallback
+/// after `address_wait`, 1 s here.
 pub fn correlation(reply_grace: &str, session_idle_timeout: &str) -> String {
     format!(
-        "[correlation]\nreply_grace = \"{reply_grace}\"\nsession_idle_timeout = \"{session_idle_timeout}\"\n"
+        "[correlation]\nreply_grace = \"{reply_grace}\"\nsession_idle_timeout = \"{session_idle_timeout}\"\naddress_wait = \"1s\"\n"
     )
 }
 
