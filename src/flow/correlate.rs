@@ -311,12 +311,14 @@ impl Correlator {
 
     /// Moves every interface's watermark to at least `time` and decides or
     /// closes what is due: the exporter's wall clock, less delivery delay.
-    /// Sessions that waited `address_wait` of wall clock for their
+    /// What records that came in late left due on an interface whose
+    /// watermark is already past `time` is decided too. Sessions that waited `address_wait` of wall clock for their
     /// interface's address are reported with the fallback.
     pub fn advance_to(&mut self, time: u64, observer: &mut impl SessionObserver) {
         self.settle_told(observer);
         for interface in 0..self.interfaces.len() {
             self.advance_interface(interface, time, observer);
+            self.decide_late(interface, observer);
             if let (Some(wait), Some(now)) = (self.settings.address_wait, self.clock) {
                 self.give_up_waiting(interface, now, wait, observer);
             }
@@ -468,6 +470,21 @@ impl Correlator {
             return;
         }
         state.watermark = Some(time);
+        self.decide_due(interface, time, observer);
+    }
+
+    /// Decides what records that arrived after the watermark had passed
+    /// their grace left due: the same as a later advance would. Not done
+    /// as each late record arrives, since the rest of its batch (its
+    /// reply, in the same late object or poll) may still be on its way.
+    fn decide_late(&mut self, interface: usize, observer: &mut impl SessionObserver) {
+        if let Some(watermark) = self.interfaces[interface].watermark {
+            self.decide_due(interface, watermark, observer);
+        }
+    }
+
+    /// Decides or closes every session due at watermark `time`.
+    fn decide_due(&mut self, interface: usize, time: u64, observer: &mut impl SessionObserver) {
         let grace = self.settings.reply_grace;
         let idle = self.settings.session_idle_timeout;
         while let Some(&Reverse((due, generation, slot))) =

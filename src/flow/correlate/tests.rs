@@ -422,3 +422,55 @@ fn idle_interfaces_are_bounded() {
         [(Verdict::Unanswered, Direction::Ingress)]
     );
 }
+
+// Records that arrive after the watermark has passed their grace.
+
+/// A newer session first: eni-a's watermark is 2050, past the grace of
+/// anything that ended by 1930 (and the idle timeout of nothing after 1450).
+fn with_watermark_at_2050() -> Harness {
+    let mut h = Harness::new();
+    h.push(rec("198.51.100.8:40000", "10.0.0.10:22", "ACCEPT").at(2000, 2050));
+    h.push(rec("10.0.0.10:22", "198.51.100.8:40000", "ACCEPT").at(2000, 2050));
+    h
+}
+
+#[test]
+fn a_late_lone_record_is_decided_at_the_next_advance_below_its_watermark() {
+    let mut h = with_watermark_at_2050();
+    h.push(rec("198.51.100.7:40000", "10.0.0.10:5432", "ACCEPT").at(1800, 1850));
+    // The wall-clock watermark trails the interface's own (S3 delivery):
+    // the interface gets no more records, yet its late record is due.
+    h.advance_to(1500);
+    assert_eq!(
+        h.seen.verdicts(),
+        [
+            (Verdict::Accepted, Direction::Ingress),
+            (Verdict::Unanswered, Direction::Ingress)
+        ]
+    );
+    assert_eq!(h.load("eni-a"), (0, 2));
+    // What a later advance past the watermark would have decided.
+    let mut later = with_watermark_at_2050();
+    later.push(rec("198.51.100.7:40000", "10.0.0.10:5432", "ACCEPT").at(1800, 1850));
+    later.advance_to(2051);
+    assert_eq!(later.seen.verdicts(), h.seen.verdicts());
+    assert_eq!(later.seen.decided[1].responder, h.seen.decided[1].responder);
+}
+
+#[test]
+fn a_late_request_still_pairs_with_its_reply_in_the_same_batch() {
+    // Request and reply of a late capture window arrive one after the
+    // other (one late S3 object): the request is not decided alone.
+    let mut h = with_watermark_at_2050();
+    h.push(rec("198.51.100.7:40000", "10.0.0.10:5432", "ACCEPT").at(1800, 1850));
+    h.push(rec("10.0.0.10:5432", "198.51.100.7:40000", "ACCEPT").at(1800, 1850));
+    h.advance_to(1500);
+    assert_eq!(
+        h.seen.verdicts(),
+        [
+            (Verdict::Accepted, Direction::Ingress),
+            (Verdict::Accepted, Direction::Ingress)
+        ]
+    );
+    assert_eq!(h.load("eni-a"), (0, 2));
+}
