@@ -474,3 +474,35 @@ fn a_late_request_still_pairs_with_its_reply_in_the_same_batch() {
     );
     assert_eq!(h.load("eni-a"), (0, 2));
 }
+
+#[test]
+fn a_flood_of_interfaces_is_bounded_by_the_idle_limit_and_the_table() {
+    // Every record a lone request on an interface never seen before: the
+    // table holds at most max_open_sessions of them, and the interfaces
+    // left idle by evictions are bounded by MAX_IDLE_INTERFACES.
+    let mut h = bounded(100);
+    let flood = MAX_IDLE_INTERFACES + 5_000;
+    for n in 0..flood {
+        let interface = leak(format!("eni-{n:08x}"));
+        h.push(rec("198.51.100.7:40000", "10.0.0.10:5432", "ACCEPT").on(interface));
+        assert!(h.correlator.sessions.len() <= 100);
+    }
+    assert!(
+        h.correlator.interfaces.len() <= MAX_IDLE_INTERFACES + 100 + 1,
+        "{} interfaces",
+        h.correlator.interfaces.len()
+    );
+    assert_eq!(
+        h.correlator.interface_index.len(),
+        h.correlator.interfaces.len()
+    );
+    assert_eq!(h.seen.evicted.len(), flood - 100);
+    // Every session still counted once.
+    let seen = h.finish();
+    assert_eq!(seen.decided.len(), flood);
+    assert!(
+        seen.verdicts()
+            .iter()
+            .all(|v| *v == (Verdict::Unanswered, Direction::Ingress))
+    );
+}
