@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+use vpc_flow_exporter::source::aws_clients;
 use vpc_flow_exporter::source::cloudwatch::{
     ApiError, ApiObserver, AwsLogsApi, LogsApi, Poller, PollerConfig, read_window,
 };
@@ -109,7 +110,7 @@ async fn moto_api() -> (AwsLogsApi, Arc<Calls>, common::Moto) {
     setup_env();
     let moto = common::Moto::start();
     let calls = Arc::new(Calls::default());
-    let api = AwsLogsApi::new(
+    let api = aws_clients::logs_api(
         Some(REGION.into()),
         Some(moto.endpoint_url()),
         calls.clone(),
@@ -386,7 +387,7 @@ async fn throttling_is_retried_by_the_sdk_then_counted_as_throttled() {
         r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#,
     );
     let calls = Arc::new(Calls::default());
-    let api = AwsLogsApi::new(Some(REGION.into()), Some(endpoint), calls.clone()).await;
+    let api = aws_clients::logs_api(Some(REGION.into()), Some(endpoint), calls.clone()).await;
     let mut poller = Poller::new(api, PollerConfig::new("/vpc/flow-logs"), now_ms());
     let err = poller.poll(now_ms()).await.unwrap_err();
     assert!(matches!(err, ApiError::Throttled { .. }), "{err:?}");
@@ -419,7 +420,7 @@ async fn throttles_the_sdk_absorbed_are_counted_per_attempt() {
         ),
     ]);
     let calls = Arc::new(Calls::default());
-    let api = AwsLogsApi::new(Some(REGION.into()), Some(endpoint), calls.clone()).await;
+    let api = aws_clients::logs_api(Some(REGION.into()), Some(endpoint), calls.clone()).await;
     let streams = api.list_interface_streams("/vpc/x").await.expect("retried");
     assert_eq!(streams, ["eni-0abc-all"]);
     assert_eq!(*served.lock().unwrap(), 3);
@@ -439,7 +440,7 @@ async fn server_errors_and_refused_connections_are_retriable() {
         r#"{"__type":"ServiceUnavailableException","message":"try later"}"#,
     );
     let calls = Arc::new(Calls::default());
-    let api = AwsLogsApi::new(Some(REGION.into()), Some(endpoint), calls.clone()).await;
+    let api = aws_clients::logs_api(Some(REGION.into()), Some(endpoint), calls.clone()).await;
     let err = api.list_interface_streams("/vpc/x").await.unwrap_err();
     assert!(matches!(err, ApiError::Retriable { .. }), "{err:?}");
     assert_eq!(calls.count("DescribeLogStreams", "error"), 1);
@@ -451,7 +452,7 @@ async fn server_errors_and_refused_connections_are_retriable() {
     let closed = TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let api = AwsLogsApi::new(Some(REGION.into()), Some(endpoint), calls.clone()).await;
+    let api = aws_clients::logs_api(Some(REGION.into()), Some(endpoint), calls.clone()).await;
     let err = api.list_interface_streams("/vpc/x").await.unwrap_err();
     assert!(matches!(err, ApiError::Retriable { .. }), "{err:?}");
     assert_eq!(calls.count("DescribeLogStreams", "error"), 1);

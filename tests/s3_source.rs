@@ -141,37 +141,7 @@ fn objects_of_many_accounts_and_regions_are_each_counted_once() {
         "maxReceiveCount": "2"
     })
     .to_string();
-    let queue_url = runtime
-        .block_on(
-            sqs.create_queue()
-                .queue_name("flow-logs")
-                .attributes(QueueAttributeName::RedrivePolicy, redrive)
-                .send(),
-        )
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_string();
-    runtime
-        .block_on(s3.create_bucket().bucket(BUCKET).send())
-        .unwrap();
-    let notification = aws_sdk_s3::types::NotificationConfiguration::builder()
-        .queue_configurations(
-            aws_sdk_s3::types::QueueConfiguration::builder()
-                .queue_arn("arn:aws:sqs:us-east-1:123456789012:flow-logs")
-                .events(aws_sdk_s3::types::Event::from("s3:ObjectCreated:*"))
-                .build()
-                .unwrap(),
-        )
-        .build();
-    runtime
-        .block_on(
-            s3.put_bucket_notification_configuration()
-                .bucket(BUCKET)
-                .notification_configuration(notification)
-                .send(),
-        )
-        .unwrap();
+    let queue_url = bucket_notifying_queue(&s3, &sqs, &runtime, Some(redrive));
 
     // Records twenty minutes old, in files named for their window.
     let now = SystemTime::now()
@@ -195,8 +165,6 @@ fn objects_of_many_accounts_and_regions_are_each_counted_once() {
         "eni-0a000000000000002",
         "eni-0b000000000000001",
     );
-    // Lone records come first: a record already past its grace when it
-    // arrives waits for the next record of its interface to be decided.
     let a1 = lines(&[
         record(
             a,
@@ -492,15 +460,112 @@ fn analyze_s3_equals_analyze_on_the_same_files() {
     assert!(local_window["records"]["total"].as_u64() < local["records"]["total"].as_u64());
 }
 
-/// A queue (no dead-letter queue: a redelivery must come back to the
-/// exporter) that the bucket notifies of every created object.
+/// An object delivered after a newer one of the same interface: its lone
+/// record is already past its grace on the interface's watermark when it
+/// arrives, and the wall clock (less the object delay) will not reach it
+/// for minutes. It is decided once its object is counted, not left pending
+/// until more records of its interface come (maybe never); the pair in the
+/// same late object still pairs.
+#[test]
+fn a_late_objects_lone_record_is_decided_once_the_object_is_counted() {
+    let moto = Moto::start();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (s3, sqs) = (
+        s3_client(&moto.endpoint_url()),
+        sqs_client(&moto.endpoint_url()),
+    );
+    let queue_url = bucket_notifying_queue(&s3, &sqs, &runtime, None);
+    let config = format!(
+        "[s3]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\nqueue_url = \"{queue_url}\"\n",
+        moto.endpoint_url()
+    );
+    let put = |key: &str, body: Vec<u8>| {
+        runtime
+            .block_on(
+                s3.put_object()
+                    .bucket(BUCKET)
+                    .key(key)
+                    .body(body.into())
+                    .send(),
+            )
+            .unwrap();
+    };
+    let account = "111111111111";
+    let eni = "eni-0a000000000000001";
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 60;
+    let text = |records: &[String]| format!("{V2_HEADER}\n{}\n", records.join("\n"));
+    let newer = [
+        record(
+            account,
+            &format!("{eni} 198.51.100.8 10.0.0.10 40001 443 ACCEPT"),
+            t,
+        ),
+        record(
+            account,
+            &format!("{eni} 10.0.0.10 198.51.100.8 443 40001 ACCEPT"),
+            t,
+        ),
+    ];
+    // Five minutes older than the newer object's records: past the 2m
+    // grace on the interface's watermark.
+    let late = [
+        record(
+            account,
+            &format!("{eni} 198.51.100.10 10.0.0.10 40003 80 ACCEPT"),
+            t - 300,
+        ),
+        record(
+            account,
+            &format!("{eni} 198.51.100.9 10.0.0.10 40002 5432 ACCEPT"),
+            t - 300,
+        ),
+        record(
+            account,
+            &format!("{eni} 10.0.0.10 198.51.100.10 80 40003 ACCEPT"),
+            t - 300,
+        ),
+    ];
+
+    let mut exporter = Exporter::start(Some(&config), &[]);
+    put(
+        &key(account, "us-east-1", t, "newer", "log.gz"),
+        gzip(&text(&newer)),
+    );
+    exporter.wait_for("the newer object counted", |s: &Scrape| {
+        (s.sum("vpcflow_records_total", &[]) == 2.0).then_some(())
+    });
+    put(
+        &key(account, "us-east-1", t - 300, "late", "log.gz"),
+        gzip(&text(&late)),
+    );
+    let done = exporter.wait_for("the late object's sessions decided", |s: &Scrape| {
+        (s.sessions("unanswered") >= 1.0 && s.sessions("accepted") >= 2.0).then(|| s.clone())
+    });
+    assert_eq!(done.sum("vpcflow_records_total", &[]), 5.0);
+    assert_eq!(done.sessions("accepted"), 2.0, "{}", done.flow_lines());
+    assert_eq!(done.sessions("unanswered"), 1.0);
+    assert_eq!(done.sum("vpcflow_pending_sessions", &[]), 0.0);
+}
+
+/// The queue `flow-logs` and the bucket, which notifies it of every created
+/// object. `redrive_policy`: the queue's `RedrivePolicy` (a dead-letter
+/// queue); without one a redelivery always comes back to the exporter.
 fn bucket_notifying_queue(
     s3: &aws_sdk_s3::Client,
     sqs: &aws_sdk_sqs::Client,
     runtime: &tokio::runtime::Runtime,
+    redrive_policy: Option<String>,
 ) -> String {
+    let mut create = sqs.create_queue().queue_name("flow-logs");
+    if let Some(policy) = redrive_policy {
+        create = create.attributes(QueueAttributeName::RedrivePolicy, policy);
+    }
     let queue_url = runtime
-        .block_on(sqs.create_queue().queue_name("flow-logs").send())
+        .block_on(create.send())
         .unwrap()
         .queue_url()
         .unwrap()
@@ -544,7 +609,7 @@ fn kill_9_before_the_delete_counts_each_object_and_session_once() {
         s3_client(&moto.endpoint_url()),
         sqs_client(&moto.endpoint_url()),
     );
-    let queue_url = bucket_notifying_queue(&s3, &sqs, &runtime);
+    let queue_url = bucket_notifying_queue(&s3, &sqs, &runtime, None);
     let proxy = FaultProxy::start(&moto.endpoint_url());
     proxy.set(Fault::Status(500), Some("DeleteMessage"));
     let state = tempfile::tempdir().unwrap();

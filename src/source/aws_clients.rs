@@ -1,5 +1,10 @@
-//! The AWS clients of one exporter (CloudWatch Logs, and EC2 for
-//! interface facts): one per (region, role) —
+//! The AWS clients of one exporter, and the one place their SDK config is
+//! built: [`sdk_loader`] (the standard credential chain, region, endpoint
+//! URL, retries with backoff, timeouts), used by every service — CloudWatch
+//! Logs, EC2, STS here, S3 and SQS in `s3::aws`.
+//!
+//! CloudWatch Logs and EC2 (interface facts) get one client per (region,
+//! role) —
 //! a role names its account — shared by every log group that reads with
 //! it. A group with `role_arn` reads with credentials from STS AssumeRole
 //! (aws-config's `AssumeRoleProvider`: base credentials from the standard
@@ -17,14 +22,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use aws_config::SdkConfig;
+use aws_config::retry::RetryConfig;
 use aws_config::sts::AssumeRoleProvider;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
 use aws_credential_types::provider::{self, ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_cloudwatchlogs::Client;
 use aws_sdk_cloudwatchlogs::error::DisplayErrorContext;
 
-use super::cloudwatch::aws::sdk_loader;
-use super::cloudwatch::{ApiObserver, AwsLogsApi};
+use super::cloudwatch::{ATTEMPT_TIMEOUT, ApiObserver, AwsLogsApi};
 use super::ec2::AwsEc2Api;
 use crate::config::{LogGroupConfig, account_of_role};
 
@@ -37,6 +43,88 @@ pub const GET_CALLER_IDENTITY: &str = "GetCallerIdentity";
 /// `RoleSessionName` when the group sets none: CloudTrail in the other
 /// account shows it.
 pub const DEFAULT_SESSION_NAME: &str = "vpc-flow-exporter";
+
+/// Attempts per call, first one included (SDK standard retry mode:
+/// exponential backoff with full jitter, throttling and transient errors).
+pub const MAX_ATTEMPTS: u32 = 3;
+pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(20);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// One CloudWatch Logs call, all attempts and backoffs included, at least.
+const LOGS_OPERATION_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The base config's budget, STS's calls (AssumeRole, GetCallerIdentity)
+/// included; the Logs and EC2 clients set their own.
+const BASE_TIMEOUTS: CallTimeouts = CallTimeouts {
+    attempt: ATTEMPT_TIMEOUT,
+    operation: LOGS_OPERATION_TIMEOUT,
+};
+
+/// The time budget of one call: each HTTP attempt, and the whole call
+/// with its retries and backoffs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallTimeouts {
+    pub attempt: Duration,
+    pub operation: Duration,
+}
+
+impl CallTimeouts {
+    /// A CloudWatch Logs call: every attempt may take `attempt`, with the
+    /// retryer's backoffs between them.
+    pub fn logs(attempt: Duration) -> CallTimeouts {
+        CallTimeouts {
+            attempt,
+            operation: (attempt * MAX_ATTEMPTS + MAX_BACKOFF * (MAX_ATTEMPTS - 1))
+                .max(LOGS_OPERATION_TIMEOUT),
+        }
+    }
+
+    fn config(self) -> TimeoutConfig {
+        TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .operation_attempt_timeout(self.attempt)
+            .operation_timeout(self.operation)
+            .build()
+    }
+}
+
+/// The AWS config chain (credentials from the environment, profile, web
+/// identity, ECS/EC2 roles) with the exporter's retries and `timeouts`,
+/// `region` over the chain's and `endpoint_url` (moto, LocalStack, VPC
+/// endpoints) replacing AWS's for every service, STS included.
+pub fn sdk_loader(
+    region: Option<String>,
+    endpoint_url: Option<String>,
+    timeouts: CallTimeouts,
+) -> aws_config::ConfigLoader {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(MAX_ATTEMPTS)
+                .with_initial_backoff(INITIAL_BACKOFF)
+                .with_max_backoff(MAX_BACKOFF),
+        )
+        .timeout_config(timeouts.config());
+    if let Some(region) = region {
+        loader = loader.region(aws_config::Region::new(region));
+    }
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader
+}
+
+/// A CloudWatch Logs client with the base credentials, built as `serve`
+/// builds one for a group without a role (tests, tools).
+pub async fn logs_api(
+    region: Option<String>,
+    endpoint_url: Option<String>,
+    observer: Arc<dyn ApiObserver>,
+) -> AwsLogsApi {
+    AwsClients::new(endpoint_url, ATTEMPT_TIMEOUT, observer)
+        .client(&Access { region, role: None })
+        .await
+}
 
 /// Where and as whom one log group is read.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -126,8 +214,10 @@ impl AwsClients {
             return client.clone();
         }
         let config = self.sdk_config(access).await;
-        let client = AwsLogsApi::from_client(Client::new(&config), self.observer.clone())
-            .with_attempt_timeout(self.attempt_timeout);
+        let logs_config = aws_sdk_cloudwatchlogs::config::Builder::from(&config)
+            .timeout_config(CallTimeouts::logs(self.attempt_timeout).config())
+            .build();
+        let client = AwsLogsApi::from_client(Client::from_conf(logs_config), self.observer.clone());
         self.clients.insert(access.clone(), client.clone());
         client
     }
@@ -152,9 +242,13 @@ impl AwsClients {
         if let Some(config) = self.configs.get(access) {
             return config.clone();
         }
-        let base = sdk_loader(access.region.clone(), self.endpoint_url.clone())
-            .load()
-            .await;
+        let base = sdk_loader(
+            access.region.clone(),
+            self.endpoint_url.clone(),
+            BASE_TIMEOUTS,
+        )
+        .load()
+        .await;
         let config = match &access.role {
             None => base,
             Some(role) => {

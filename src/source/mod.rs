@@ -4,7 +4,8 @@
 //! * [`cloudwatch`]: polls CloudWatch Logs (`FilterLogEvents`), re-reading an
 //!   overlap window for late records and dropping events already seen.
 //! * [`files`]: flow-log files, read once or replayed with times shifted to now.
-//! * [`aws_clients`]: one CloudWatch Logs client per region and role (STS
+//! * [`aws_clients`]: the SDK config of every AWS client (credentials,
+//!   retries, timeouts); one CloudWatch Logs client per region and role (STS
 //!   AssumeRole into other accounts), shared by the groups that use it.
 //! * [`s3`]: objects S3 delivery writes, announced on SQS, each counted once.
 

@@ -1,20 +1,16 @@
 //! [`LogsApi`] over the real `aws-sdk-cloudwatchlogs` client.
 //!
-//! Credentials come from the standard chain (environment, profile, web
-//! identity, ECS/EC2 roles); region and endpoint URL may be given (moto,
-//! LocalStack, VPC endpoints). Retries and timeouts are set explicitly rather
-//! than left to SDK defaults, and every call is reported to an
-//! [`ApiObserver`], as is every failed attempt within a call (through an SDK
-//! interceptor, so retries the SDK absorbed are counted too).
+//! The client comes configured from `source::aws_clients` (credentials,
+//! region, endpoint URL, retries and timeouts set explicitly rather than
+//! left to SDK defaults). Every call is reported to an [`ApiObserver`], as
+//! is every failed attempt within a call (through an SDK interceptor, so
+//! retries the SDK absorbed are counted too).
 
 use std::error::Error as StdError;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_config::BehaviorVersion;
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
 use aws_sdk_cloudwatchlogs::Client;
 use aws_sdk_cloudwatchlogs::config::interceptors::FinalizerInterceptorContextRef;
 use aws_sdk_cloudwatchlogs::config::{ConfigBag, Intercept, RuntimeComponents};
@@ -29,46 +25,9 @@ use super::api::{
 use super::retry::{FailureKind, classify, from_sdk_error};
 use super::streams::INTERFACE_STREAM_PREFIX;
 
-/// Attempts per call, first one included (SDK standard retry mode:
-/// exponential backoff with full jitter, throttling and transient errors).
-pub const MAX_ATTEMPTS: u32 = 3;
-const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(20);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// One attempt: a `FilterLogEvents` page of 10,000 events is ~1-3 MB.
+/// One attempt, by default (`[cloudwatch] attempt_timeout`): a
+/// `FilterLogEvents` page of 10,000 events is ~1-3 MB.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
-/// One call, all attempts and backoffs included.
-const OPERATION_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// The AWS config chain with the exporter's retry and timeout settings,
-/// `region` over the chain's and `endpoint_url` (moto, VPC endpoints)
-/// replacing AWS's for every service, STS included.
-pub fn sdk_loader(
-    region: Option<String>,
-    endpoint_url: Option<String>,
-) -> aws_config::ConfigLoader {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(
-            RetryConfig::standard()
-                .with_max_attempts(MAX_ATTEMPTS)
-                .with_initial_backoff(INITIAL_BACKOFF)
-                .with_max_backoff(MAX_BACKOFF),
-        )
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                .operation_timeout(OPERATION_TIMEOUT)
-                .build(),
-        );
-    if let Some(region) = region {
-        loader = loader.region(aws_config::Region::new(region));
-    }
-    if let Some(url) = endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
-    loader
-}
 
 /// CloudWatch Logs through the AWS SDK. Cheap to clone (the client is
 /// shared), so several pollers can use one.
@@ -86,43 +45,7 @@ impl std::fmt::Debug for AwsLogsApi {
 }
 
 impl AwsLogsApi {
-    /// Builds the client from the standard AWS config chain. `region`
-    /// overrides the chain's region; `endpoint_url` replaces the service
-    /// endpoint (e.g. `http://127.0.0.1:5000` for moto).
-    pub async fn new(
-        region: Option<String>,
-        endpoint_url: Option<String>,
-        observer: Arc<dyn ApiObserver>,
-    ) -> Self {
-        let config = sdk_loader(region, endpoint_url).load().await;
-        Self::from_client(Client::new(&config), observer)
-    }
-
-    /// The same client with another per-attempt timeout (`[cloudwatch]
-    /// attempt_timeout`); the whole call may take three attempts and the
-    /// retryer's backoffs.
-    pub fn with_attempt_timeout(self, attempt: Duration) -> Self {
-        let operation =
-            (attempt * MAX_ATTEMPTS + MAX_BACKOFF * (MAX_ATTEMPTS - 1)).max(OPERATION_TIMEOUT);
-        let config = self
-            .client
-            .config()
-            .to_builder()
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .operation_attempt_timeout(attempt)
-                    .operation_timeout(operation)
-                    .build(),
-            )
-            .build();
-        Self {
-            client: Client::from_conf(config),
-            observer: self.observer,
-        }
-    }
-
-    /// Wraps an already configured client (tests, custom setups).
+    /// Wraps a configured client (`aws_clients` configures them).
     pub fn from_client(client: Client, observer: Arc<dyn ApiObserver>) -> Self {
         Self { client, observer }
     }

@@ -1,15 +1,13 @@
 //! [`ObjectsApi`] and [`QueueApi`] over the real `aws-sdk-s3` and
-//! `aws-sdk-sqs` clients: the standard credential chain, region and
-//! endpoint URL as configured (path-style addressing with a custom endpoint,
-//! as moto and LocalStack need), retries and timeouts set explicitly, every
-//! call reported to an [`ApiObserver`] with its final outcome.
+//! `aws-sdk-sqs` clients: the SDK config of `source::aws_clients`
+//! (credential chain, region and endpoint URL as configured, retries with
+//! backoff) with this source's timeouts, path-style addressing with a
+//! custom endpoint (as moto and LocalStack need), every call reported to an
+//! [`ApiObserver`] with its final outcome.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_config::BehaviorVersion;
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
@@ -18,14 +16,15 @@ use super::api::{
     ApiError, ApiObserver, CHANGE_MESSAGE_VISIBILITY, DELETE_MESSAGE, GET_OBJECT, LIST_OBJECTS_V2,
     ListPage, ListedObject, ObjectError, ObjectsApi, QueueApi, QueueMessage, RECEIVE_MESSAGE,
 };
+use crate::source::aws_clients::{CallTimeouts, sdk_loader};
 use crate::source::cloudwatch::retry::from_sdk_error;
 
-const MAX_ATTEMPTS: u32 = 3;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// One attempt: long polling holds `ReceiveMessage` up to 20 s, and a large
-/// object takes a while to download.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(120);
-const OPERATION_TIMEOUT: Duration = Duration::from_secs(300);
+/// Long polling holds `ReceiveMessage` up to 20 s, and a large object takes
+/// a while to download: long attempts.
+const TIMEOUTS: CallTimeouts = CallTimeouts {
+    attempt: Duration::from_secs(120),
+    operation: Duration::from_secs(300),
+};
 
 /// S3 and SQS through the AWS SDK; cheap to clone.
 #[derive(Clone)]
@@ -53,28 +52,8 @@ impl AwsS3Api {
         queue_url: String,
         observer: Arc<dyn ApiObserver>,
     ) -> AwsS3Api {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(MAX_ATTEMPTS)
-                    .with_initial_backoff(Duration::from_secs(1))
-                    .with_max_backoff(Duration::from_secs(20)),
-            )
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                    .operation_timeout(OPERATION_TIMEOUT)
-                    .build(),
-            );
-        if let Some(region) = region {
-            loader = loader.region(aws_config::Region::new(region));
-        }
         let custom_endpoint = endpoint_url.is_some();
-        if let Some(url) = endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        let config = loader.load().await;
+        let config = sdk_loader(region, endpoint_url, TIMEOUTS).load().await;
         let s3_config = aws_sdk_s3::config::Builder::from(&config)
             .force_path_style(custom_endpoint)
             .build();
