@@ -2,8 +2,9 @@
 //! record is counted malformed (`bad_time`) and never moves a watermark, so
 //! one bad record cannot decide the pending sessions of its interface.
 //!
-//! Everywhere: `start` after `end`, or a time of eleven digits or more (a
-//! millisecond timestamp, or garbage: no flow log ends after the year 2286).
+//! Everywhere: `start` after `end`, or a time from 2^32 seconds on (after
+//! 2106-02-07: a millisecond timestamp, or garbage). Open sessions keep
+//! their times in 32 bits (issue 12, compact sessions).
 //! In `serve`, where the wall clock is known: an event time more than an
 //! hour after it. Offline, old files are normal and the wall clock says
 //! nothing, so "too far ahead" is judged against the file itself: a time
@@ -18,9 +19,10 @@
 /// How far ahead of the wall clock, or of the input, an event time may be.
 pub const MAX_AHEAD_SECONDS: u64 = 3600;
 
-/// 10^10 seconds is the year 2286; a millisecond timestamp of any year since
-/// 1970-04-26 is larger.
-pub const MAX_PLAUSIBLE_TIME: u64 = 10_000_000_000;
+/// 2^32 - 1 seconds is 2106-02-07 06:28:15 UTC; a millisecond timestamp of
+/// any day since 1970-02-19 is larger. Every plausible time fits a `u32`
+/// with one value to spare (a session's "no time").
+pub const MAX_PLAUSIBLE_TIME: u64 = u32::MAX as u64;
 
 /// What one record's times are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +122,23 @@ mod tests {
     }
 
     #[test]
+    fn the_bound_is_the_last_second_a_u32_holds() {
+        let check = TimeCheck::default();
+        assert_eq!(
+            check.judge(None, Some(4_294_967_294)),
+            Plausibility::Plausible
+        );
+        assert_eq!(
+            check.judge(None, Some(4_294_967_295)),
+            Plausibility::Impossible
+        );
+        assert_eq!(
+            check.judge(Some(4_294_967_295), None),
+            Plausibility::Impossible
+        );
+    }
+
+    #[test]
     fn serve_judges_against_the_wall_clock() {
         let mut check = TimeCheck::default();
         check.set_wall_clock(1_700_000_000);
@@ -140,7 +159,7 @@ mod tests {
         let mut check = TimeCheck::default();
         // Nothing to judge the first record against.
         assert_eq!(
-            check.judge(None, Some(5_000_000_000)),
+            check.judge(None, Some(4_000_000_000)),
             Plausibility::Plausible
         );
         check.note_good(1_700_000_000);

@@ -110,18 +110,19 @@ pub(crate) enum Decision {
     },
 }
 
-/// One open session, packed: 128 bytes, no heap allocation (issue 12).
-/// Times use [`NO_TIME`] for "none"; a leg's action, flow direction and
-/// whether it had flags share one byte.
+/// One open session, packed, no heap allocation (issue 12). Times are Unix
+/// seconds in 32 bits ([`super::plausible`] turns away any later than
+/// 2106), [`NO_TIME`] for "none"; a leg's action, flow direction and whether
+/// it had flags share one byte.
 #[derive(Debug, Clone)]
 pub(crate) struct Session {
     low_addr: Addr,
     high_addr: Addr,
-    first_time: u64,
-    last_time: u64,
-    start: u64,
-    end: u64,
-    leg_start: [u64; 2],
+    first_time: u32,
+    last_time: u32,
+    start: u32,
+    end: u32,
+    leg_start: [u32; 2],
     pub(crate) packets: u64,
     pub(crate) bytes: u64,
     /// Tells a deadline for this slot from one left by an earlier session;
@@ -145,16 +146,16 @@ pub(crate) struct Session {
 /// No neighbour.
 pub(crate) const NONE: u32 = u32::MAX;
 /// No time.
-const NO_TIME: u64 = u64::MAX;
+const NO_TIME: u32 = u32::MAX;
 
-fn time(raw: u64) -> Option<u64> {
-    (raw != NO_TIME).then_some(raw)
+fn time(raw: u32) -> Option<u64> {
+    (raw != NO_TIME).then_some(u64::from(raw))
 }
 
-fn raw(time: Option<u64>) -> u64 {
+fn raw(time: Option<u64>) -> u32 {
     match time {
         // A real time this large cannot pass the time check.
-        Some(time) => time.min(NO_TIME - 1),
+        Some(time) => u32::try_from(time).unwrap_or(NO_TIME).min(NO_TIME - 1),
         None => NO_TIME,
     }
 }
@@ -400,7 +401,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_session_is_128_bytes() {
-        assert_eq!(std::mem::size_of::<Session>(), 128);
+    fn a_session_is_112_bytes() {
+        assert_eq!(std::mem::size_of::<Session>(), 112);
+    }
+
+    #[test]
+    fn times_up_to_the_plausible_bound_are_kept_exactly() {
+        let last = super::super::plausible::MAX_PLAUSIBLE_TIME - 1;
+        for t in [0, 1_700_000_000, last] {
+            assert_eq!(time(raw(Some(t))), Some(t));
+        }
+        assert_eq!(time(raw(None)), None);
+        // Past it (never from a record), clamped, never "none".
+        assert_eq!(time(raw(Some(u64::MAX))), Some(last));
     }
 }
