@@ -1,25 +1,26 @@
-//! Correlation: the table of open sessions and their deadlines.
+//! Correlation: when each open session is decided, closed or evicted.
 //!
 //! Pure and synchronous. Time is event time, passed in with each record; the
 //! exporter also passes the wall clock (less the delivery delay) through
 //! [`Correlator::advance_to`] so a silent interface still gets its pending
 //! sessions decided. One session lives in [`super::session`]; the rules
-//! that decide it in [`super::rules`].
+//! that decide it in [`super::rules`]; the table that holds the sessions,
+//! their orders of eviction and each interface's deadlines in
+//! [`super::table`].
 //!
 //! Each interface has a watermark (the largest event time seen on it) and a
 //! min-heap of deadlines, so deciding and expiring sessions costs a heap pop
 //! per session rather than a scan of every open session.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use rustc_hash::FxHashMap;
 
 use super::address::{LocalAddresses, family, to_addr};
-use super::arena::Sessions;
 use super::record::{LogStatus, Record};
 use super::rules::{self, Context};
 use super::session::{Decision, NONE, Session, SessionKey};
+use super::table::{Deadlines, Order, Sessions};
 use super::verdict::{Direction, SessionReport, Verdict};
 
 mod checkpoint;
@@ -55,46 +56,6 @@ pub trait SessionObserver {
     fn evicted(&mut self, interface_id: &str);
 }
 
-/// A list of sessions threaded through the table, oldest first.
-#[derive(Debug, Clone, Copy)]
-struct Order {
-    head: u32,
-    tail: u32,
-}
-
-impl Order {
-    const EMPTY: Order = Order {
-        head: NONE,
-        tail: NONE,
-    };
-
-    fn push_back(&mut self, sessions: &mut Sessions, slot: u32) {
-        let session = &mut sessions[slot as usize];
-        session.prev = self.tail;
-        session.next = NONE;
-        match self.tail {
-            NONE => self.head = slot,
-            tail => sessions[tail as usize].next = slot,
-        }
-        self.tail = slot;
-    }
-
-    fn unlink(&mut self, sessions: &mut Sessions, slot: u32) {
-        let (prev, next) = {
-            let session = &sessions[slot as usize];
-            (session.prev, session.next)
-        };
-        match prev {
-            NONE => self.head = next,
-            prev => sessions[prev as usize].next = next,
-        }
-        match next {
-            NONE => self.tail = prev,
-            next => sessions[next as usize].prev = prev,
-        }
-    }
-}
-
 /// A decided session waiting for its interface's local address, in order
 /// of decision.
 #[derive(Debug)]
@@ -105,9 +66,10 @@ enum Waiting {
         generation: u32,
         since: Option<u64>,
     },
-    /// Closed (idle or evicted) while waiting: kept aside until reported.
+    /// Closed (idle or evicted) while waiting: kept aside until reported,
+    /// with its key (the table no longer holds it).
     Parked {
-        session: Box<Session>,
+        session: Box<(Session, SessionKey)>,
         since: Option<u64>,
     },
 }
@@ -128,9 +90,7 @@ struct Interface {
     watermark: Option<u64>,
     local: LocalAddresses,
     intermediate: bool,
-    /// (watermark at which something is due, generation, session slot):
-    /// ties fall due in order of opening, whatever slot a session has.
-    deadlines: BinaryHeap<Reverse<(u64, u32, u32)>>,
+    deadlines: Deadlines,
     pending: usize,
     open: usize,
     waiting: VecDeque<Waiting>,
@@ -177,12 +137,11 @@ impl Correlator {
     pub fn new(settings: Settings, facts: HashMap<String, InterfaceFacts>) -> Correlator {
         Correlator {
             service_ports: ServicePorts::new(&settings.service_ports),
-            settings,
             facts,
             interfaces: Vec::new(),
             interface_index: FxHashMap::default(),
             last_interface: 0,
-            sessions: Sessions::new(),
+            sessions: Sessions::with_bound(settings.max_open_sessions),
             pending_order: Order::EMPTY,
             decided_order: Order::EMPTY,
             idle_interfaces: VecDeque::new(),
@@ -191,6 +150,7 @@ impl Correlator {
             parked: 0,
             facts_changed: Vec::new(),
             clock: None,
+            settings,
         }
     }
 
@@ -288,11 +248,11 @@ impl Correlator {
         {
             session.set_scheduled(true);
             let generation = session.generation;
-            self.interfaces[interface].deadlines.push(Reverse((
+            self.interfaces[interface].deadlines.push(
                 first.saturating_add(self.settings.reply_grace),
                 generation,
                 slot as u32,
-            )));
+            );
         }
         match session.decision {
             Some(Decision::Verdict {
@@ -398,7 +358,7 @@ impl Correlator {
             watermark: None,
             local: LocalAddresses::new(&facts.addresses),
             intermediate: facts.intermediate,
-            deadlines: BinaryHeap::new(),
+            deadlines: Deadlines::default(),
             pending: 0,
             open: 0,
             waiting: VecDeque::new(),
@@ -450,7 +410,7 @@ impl Correlator {
             self.evict(observer);
         }
         let generation = self.next_generation();
-        let slot = self.sessions.insert(Session::new(key, generation));
+        let slot = self.sessions.insert(&key, Session::new(&key, generation));
         self.pending_order
             .push_back(&mut self.sessions, slot as u32);
         let interface = &mut self.interfaces[key.interface as usize];
@@ -487,13 +447,7 @@ impl Correlator {
     fn decide_due(&mut self, interface: usize, time: u64, observer: &mut impl SessionObserver) {
         let grace = self.settings.reply_grace;
         let idle = self.settings.session_idle_timeout;
-        while let Some(&Reverse((due, generation, slot))) =
-            self.interfaces[interface].deadlines.peek()
-        {
-            if due > time {
-                break;
-            }
-            self.interfaces[interface].deadlines.pop();
+        while let Some((generation, slot)) = self.interfaces[interface].deadlines.pop_due(time) {
             let slot = slot as usize;
             let Some(session) = self.sessions.get(slot) else {
                 continue;
@@ -516,16 +470,18 @@ impl Correlator {
             };
             self.interfaces[interface]
                 .deadlines
-                .push(Reverse((next_due, generation, slot as u32)));
+                .push(next_due, generation, slot as u32);
         }
     }
 
     fn decide(&mut self, slot: usize, observer: &mut impl SessionObserver) {
         let session = &self.sessions[slot];
+        let key = self.sessions.key(slot);
         let index = session.interface() as usize;
         let interface = &self.interfaces[index];
         let mut decision = rules::judge(
             session,
+            &key,
             Context {
                 local: &interface.local,
                 intermediate: interface.intermediate,
@@ -535,9 +491,10 @@ impl Correlator {
         let mut by_fallback = false;
         if let Decision::AwaitingAddress { outcome, initiator } = decision
             && !(self.settings.max_awaiting_address > 0
-                && interface.local.may_learn(family(session.key().low.0)))
+                && interface.local.may_learn(family(key.low.0)))
         {
-            decision = rules::settle_by_fallback(session, outcome, initiator, &interface.local);
+            decision =
+                rules::settle_by_fallback(session, &key, outcome, initiator, &interface.local);
             by_fallback = true;
         }
         let since = self.clock;
@@ -563,7 +520,7 @@ impl Correlator {
             }
             return;
         }
-        tell_decided(session, &interface.id, observer);
+        tell_decided(session, &key, &interface.id, observer);
     }
 
     /// Reports the waiting sessions of an interface whose direction can now
@@ -595,35 +552,39 @@ impl Correlator {
         observer: &mut impl SessionObserver,
     ) -> Option<Waiting> {
         let state = &self.interfaces[interface];
-        let session: &Session = match &entry {
-            Waiting::Open { slot, .. } => &self.sessions[*slot as usize],
-            Waiting::Parked { session, .. } => session,
+        let (session, key): (&Session, SessionKey) = match &entry {
+            Waiting::Open { slot, .. } => (
+                &self.sessions[*slot as usize],
+                self.sessions.key(*slot as usize),
+            ),
+            Waiting::Parked { session, .. } => (&session.0, session.1),
         };
         let Some(Decision::AwaitingAddress { outcome, initiator }) = session.decision else {
             return None;
         };
-        let may_learn = state.local.may_learn(family(session.key().low.0));
-        let (decision, by_fallback) = match rules::settle(session, outcome, initiator, &state.local)
-        {
-            Some(decision) => (decision, false),
-            None if fall_back || !may_learn => (
-                rules::settle_by_fallback(session, outcome, initiator, &state.local),
-                true,
-            ),
-            None => return Some(entry),
-        };
+        let may_learn = state.local.may_learn(family(key.low.0));
+        let (decision, by_fallback) =
+            match rules::settle(session, &key, outcome, initiator, &state.local) {
+                Some(decision) => (decision, false),
+                None if fall_back || !may_learn => (
+                    rules::settle_by_fallback(session, &key, outcome, initiator, &state.local),
+                    true,
+                ),
+                None => return Some(entry),
+            };
         match entry {
             Waiting::Open { slot, .. } => {
                 let session = &mut self.sessions[slot as usize];
                 session.decision = Some(decision);
                 session.set_direction_by_fallback(by_fallback);
-                tell_decided(session, &state.id, observer);
+                tell_decided(session, &key, &state.id, observer);
             }
             Waiting::Parked { mut session, .. } => {
+                let (session, key) = &mut *session;
                 session.decision = Some(decision);
                 session.set_direction_by_fallback(by_fallback);
-                tell_decided(&session, &state.id, observer);
-                if let Some(report) = session.report(&state.id) {
+                tell_decided(session, key, &state.id, observer);
+                if let Some(report) = session.report(key, &state.id) {
                     observer.closed(&report);
                 }
                 self.parked -= 1;
@@ -640,7 +601,7 @@ impl Correlator {
     /// it would have had the address been known.
     fn close(&mut self, slot: usize, observer: &mut impl SessionObserver) {
         self.decided_order.unlink(&mut self.sessions, slot as u32);
-        let session = self.sessions.remove(slot);
+        let (session, key) = self.sessions.remove(slot);
         let index = session.interface() as usize;
         let interface = &mut self.interfaces[index];
         interface.open -= 1;
@@ -648,10 +609,10 @@ impl Correlator {
             self.idle_interfaces.push_back(session.interface());
         }
         if let Some(Decision::AwaitingAddress { .. }) = session.decision {
-            self.park(index, slot as u32, session, observer);
+            self.park(index, slot as u32, session, key, observer);
             return;
         }
-        if let Some(report) = session.report(&interface.id) {
+        if let Some(report) = session.report(&key, &interface.id) {
             observer.closed(&report);
         }
     }
@@ -663,6 +624,7 @@ impl Correlator {
         interface: usize,
         slot: u32,
         session: Session,
+        key: SessionKey,
         observer: &mut impl SessionObserver,
     ) {
         let waiting = &mut self.interfaces[interface].waiting;
@@ -674,7 +636,7 @@ impl Correlator {
         };
         let since = waiting[position].since();
         waiting[position] = Waiting::Parked {
-            session: Box::new(session),
+            session: Box::new((session, key)),
             since,
         };
         self.parked += 1;
@@ -713,11 +675,8 @@ impl Correlator {
     /// the heap is bounded by the table, not by the input.
     fn drop_stale_deadlines(&mut self, interface: usize) {
         let state = &mut self.interfaces[interface];
-        if state.deadlines.len() <= 2 * state.open + 64 {
-            return;
-        }
         let sessions = &self.sessions;
-        state.deadlines.retain(|&Reverse((_, generation, slot))| {
+        state.deadlines.sweep(state.open, |generation, slot| {
             sessions
                 .get(slot as usize)
                 .is_some_and(|session| session.generation == generation)
@@ -726,8 +685,13 @@ impl Correlator {
 }
 
 /// A session got its verdict: all its traffic so far goes with it.
-fn tell_decided(session: &Session, interface_id: &str, observer: &mut impl SessionObserver) {
-    if let Some(report) = session.report(interface_id) {
+fn tell_decided(
+    session: &Session,
+    key: &SessionKey,
+    interface_id: &str,
+    observer: &mut impl SessionObserver,
+) {
+    if let Some(report) = session.report(key, interface_id) {
         observer.decided(&report);
         observer.traffic(
             report.interface_id,

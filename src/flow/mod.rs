@@ -4,7 +4,6 @@
 //! lines and times, exporters read what it decides.
 
 mod address;
-mod arena;
 pub mod checkpoint;
 pub mod clock;
 pub mod correlate;
@@ -16,6 +15,7 @@ mod rules;
 mod session;
 pub mod settings;
 pub mod summary;
+mod table;
 mod tee;
 #[cfg(test)]
 mod testkit;

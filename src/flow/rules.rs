@@ -3,7 +3,7 @@
 
 use super::address::LocalAddresses;
 use super::record::{Action, FlowDirection};
-use super::session::{Decision, Leg, Session, Side};
+use super::session::{Decision, Leg, Session, SessionKey, Side};
 use super::settings::ServicePorts;
 use super::verdict::{Direction, Verdict};
 
@@ -51,7 +51,8 @@ pub(crate) enum Outcome {
 /// do not tell which way they cross and the interface's local address is
 /// not known yet, the decision waits for it
 /// ([`Decision::AwaitingAddress`]); see [`settle`] and [`settle_by_fallback`].
-pub(crate) fn judge(session: &Session, context: Context<'_>) -> Decision {
+/// `key` is the session's (the table keeps some of its addresses).
+pub(crate) fn judge(session: &Session, key: &SessionKey, context: Context<'_>) -> Decision {
     let initiator = initiator(session, context.service_ports);
     let responder = initiator.other();
     let (request, reply) = (session.leg(initiator), session.leg(responder));
@@ -70,7 +71,7 @@ pub(crate) fn judge(session: &Session, context: Context<'_>) -> Decision {
         (None, Some(Action::Accept)) if !context.intermediate => Outcome::Accepted,
         _ => return Decision::NoVerdict,
     };
-    settle(session, outcome, initiator, context.local)
+    settle(session, key, outcome, initiator, context.local)
         .unwrap_or(Decision::AwaitingAddress { outcome, initiator })
 }
 
@@ -78,22 +79,24 @@ pub(crate) fn judge(session: &Session, context: Context<'_>) -> Decision {
 /// interface's local address tell which way they cross; `None` until then.
 pub(crate) fn settle(
     session: &Session,
+    key: &SessionKey,
     outcome: Outcome,
     initiator: Side,
     local: &LocalAddresses,
 ) -> Option<Decision> {
-    resolve(outcome, initiator, |side| enters(session, side, local))
+    resolve(outcome, initiator, |side| enters(session, key, side, local))
 }
 
 /// The same, with DESIGN's fallback where nothing tells: the request's
 /// destination is local (the initiator's records enter).
 pub(crate) fn settle_by_fallback(
     session: &Session,
+    key: &SessionKey,
     outcome: Outcome,
     initiator: Side,
     local: &LocalAddresses,
 ) -> Decision {
-    let enters = |side: Side| enters(session, side, local).unwrap_or(side == initiator);
+    let enters = |side: Side| enters(session, key, side, local).unwrap_or(side == initiator);
     resolve(outcome, initiator, |side| Some(enters(side)))
         .expect("the fallback always tells which way records cross")
 }
@@ -159,8 +162,7 @@ pub(crate) fn initiator(session: &Session, service_ports: &ServicePorts) -> Side
         _ => {}
     }
     // Rule 4: service ports, then the higher (ephemeral) port.
-    let key = session.key();
-    let (low_port, high_port) = (key.low.1, key.high.1);
+    let (low_port, high_port) = session.ports();
     let low_serves = service_ports.contains(low_port);
     let high_serves = service_ports.contains(high_port);
     if low_serves != high_serves {
@@ -191,14 +193,13 @@ pub(crate) fn initiator(session: &Session, service_ports: &ServicePorts) -> Side
 
 /// Whether the records of `side` enter the interface; `None` when neither
 /// their flow direction nor the interface's local address tells.
-fn enters(session: &Session, side: Side, local: &LocalAddresses) -> Option<bool> {
+fn enters(session: &Session, key: &SessionKey, side: Side, local: &LocalAddresses) -> Option<bool> {
     if let Some(direction) = session.leg(side).flow_direction {
         return Some(direction == FlowDirection::Ingress);
     }
     if let Some(direction) = session.leg(side.other()).flow_direction {
         return Some(direction == FlowDirection::Egress);
     }
-    let key = session.key();
     let (source, destination) = (key.source(side).0, key.destination(side).0);
     match (local.is_local(destination), local.is_local(source)) {
         (Some(true), _) => Some(true),

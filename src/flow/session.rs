@@ -110,21 +110,23 @@ pub(crate) enum Decision {
     },
 }
 
-/// One open session, packed, no heap allocation (issue 12). Times are Unix
-/// seconds in 32 bits ([`super::plausible`] turns away any later than
-/// 2106), [`NO_TIME`] for "none"; a leg's action, flow direction and whether
-/// it had flags share one byte.
+/// One open session, packed: 80 bytes, no heap allocation (issue 12).
+/// Times are Unix seconds in 32 bits ([`super::plausible`] turns away any
+/// later than 2106), [`NO_TIME`] for "none"; a leg's action, flow direction
+/// and whether it had flags share one byte. Its two addresses are in it when
+/// both are IPv4; otherwise (`WIDE`) the table keeps them
+/// ([`super::table::Sessions`]) and `low_addr` says where.
 #[derive(Debug, Clone)]
 pub(crate) struct Session {
-    low_addr: Addr,
-    high_addr: Addr,
+    pub(crate) packets: u64,
+    pub(crate) bytes: u64,
+    low_addr: u32,
+    high_addr: u32,
     first_time: u32,
     last_time: u32,
     start: u32,
     end: u32,
     leg_start: [u32; 2],
-    pub(crate) packets: u64,
-    pub(crate) bytes: u64,
     /// Tells a deadline for this slot from one left by an earlier session;
     /// 0 for a vacant slot.
     pub(crate) generation: u32,
@@ -171,19 +173,34 @@ const HAS_FLAGS: u8 = 0b1_0000;
 const SCHEDULED: u8 = 1;
 const HIGH_ARRIVED_FIRST: u8 = 2;
 const DIRECTION_BY_FALLBACK: u8 = 4;
+/// The addresses are not both IPv4: the table keeps them.
+const WIDE: u8 = 8;
+
+/// IPv4 addresses are mapped into IPv6: `::ffff:a.b.c.d`.
+const IPV4_MAPPED: Addr = 0xffff << 32;
+
+fn ipv4(addr: Addr) -> Option<u32> {
+    (addr >> 32 == IPV4_MAPPED >> 32).then_some(addr as u32)
+}
 
 impl Session {
-    pub(crate) fn new(key: SessionKey, generation: u32) -> Session {
+    /// A session of `key` with nothing in it yet. One that is not IPv4 on
+    /// both ends gets its addresses from the table that takes it in.
+    pub(crate) fn new(key: &SessionKey, generation: u32) -> Session {
+        let (low_addr, high_addr, bits) = match (ipv4(key.low.0), ipv4(key.high.0)) {
+            (Some(low), Some(high)) => (low, high, 0),
+            _ => (NONE, NONE, WIDE),
+        };
         Session {
-            low_addr: key.low.0,
-            high_addr: key.high.0,
+            packets: 0,
+            bytes: 0,
+            low_addr,
+            high_addr,
             first_time: NO_TIME,
             last_time: NO_TIME,
             start: NO_TIME,
             end: NO_TIME,
             leg_start: [NO_TIME; 2],
-            packets: 0,
-            bytes: 0,
             generation,
             prev: NONE,
             next: NONE,
@@ -193,18 +210,47 @@ impl Session {
             leg_flags: [0; 2],
             protocol: key.protocol,
             leg_bits: [0; 2],
-            bits: 0,
+            bits,
             decision: None,
         }
     }
 
-    pub(crate) fn key(&self) -> SessionKey {
+    /// Its key; `wide` is the table's addresses of sessions not IPv4 on
+    /// both ends.
+    pub(crate) fn key_with(&self, wide: &[(Addr, Addr)]) -> SessionKey {
+        let (low, high) = match self.wide_entry() {
+            Some(entry) => wide[entry as usize],
+            None => (
+                IPV4_MAPPED | Addr::from(self.low_addr),
+                IPV4_MAPPED | Addr::from(self.high_addr),
+            ),
+        };
         SessionKey {
             interface: self.interface,
             protocol: self.protocol,
-            low: (self.low_addr, self.low_port),
-            high: (self.high_addr, self.high_port),
+            low: (low, self.low_port),
+            high: (high, self.high_port),
         }
+    }
+
+    /// Whether the table keeps its addresses.
+    pub(crate) fn is_wide(&self) -> bool {
+        self.bits & WIDE != 0
+    }
+
+    /// Where in the table its addresses are, when it keeps them.
+    pub(crate) fn wide_entry(&self) -> Option<u32> {
+        self.is_wide().then_some(self.low_addr)
+    }
+
+    pub(crate) fn set_wide_entry(&mut self, entry: u32) {
+        debug_assert!(self.is_wide());
+        self.low_addr = entry;
+    }
+
+    /// The ports of the lower and the higher endpoint.
+    pub(crate) fn ports(&self) -> (u16, u16) {
+        (self.low_port, self.high_port)
     }
 
     pub(crate) fn interface(&self) -> u32 {
@@ -359,7 +405,11 @@ impl Session {
     }
 
     /// The session as observers see it; `None` until it has a verdict.
-    pub(crate) fn report<'a>(&self, interface_id: &'a str) -> Option<SessionReport<'a>> {
+    pub(crate) fn report<'a>(
+        &self,
+        key: &SessionKey,
+        interface_id: &'a str,
+    ) -> Option<SessionReport<'a>> {
         let Some(Decision::Verdict {
             verdict,
             direction,
@@ -372,7 +422,6 @@ impl Session {
             addr: to_ip(addr),
             port,
         };
-        let key = self.key();
         let (start, end) = self.span();
         Some(SessionReport {
             interface_id,
@@ -399,10 +448,45 @@ fn min_option(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flow::address::to_addr;
 
     #[test]
-    fn a_session_is_112_bytes() {
-        assert_eq!(std::mem::size_of::<Session>(), 112);
+    fn a_session_is_80_bytes() {
+        assert_eq!(std::mem::size_of::<Session>(), 80);
+    }
+
+    fn key(low: Addr, high: Addr) -> SessionKey {
+        SessionKey {
+            interface: 7,
+            protocol: 6,
+            low: (low, 22),
+            high: (high, 40000),
+        }
+    }
+
+    #[test]
+    fn ipv4_addresses_are_kept_in_the_session() {
+        let v4 = |ip: &str| to_addr(ip.parse().unwrap());
+        let key = key(v4("10.0.0.10"), v4("198.51.100.7"));
+        let session = Session::new(&key, 1);
+        assert!(!session.is_wide());
+        assert_eq!(session.key_with(&[]), key);
+    }
+
+    #[test]
+    fn other_addresses_are_kept_by_the_table() {
+        let ip = |ip: &str| to_addr(ip.parse().unwrap());
+        for key in [
+            key(ip("2001:db8::1"), ip("2001:db8::2")),
+            // Mixed families: not both IPv4.
+            key(ip("10.0.0.10"), ip("2001:db8::2")),
+        ] {
+            let mut session = Session::new(&key, 1);
+            assert!(session.is_wide());
+            session.set_wide_entry(1);
+            let wide = [(0, 0), (key.low.0, key.high.0)];
+            assert_eq!(session.key_with(&wide), key);
+        }
     }
 
     #[test]

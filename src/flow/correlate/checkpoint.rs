@@ -1,7 +1,5 @@
 //! The correlator to and from its checkpoint (see `flow/checkpoint.rs`).
 
-use std::cmp::Reverse;
-
 use super::{Correlator, Interface, Order, Waiting};
 use crate::flow::address::{LearnedAddress, to_addr, to_ip};
 use crate::flow::checkpoint::{
@@ -19,7 +17,7 @@ impl Correlator {
         // Each scheduled session has exactly one deadline of its generation.
         let mut due = vec![None; self.sessions.capacity()];
         for interface in &self.interfaces {
-            for &Reverse((time, generation, slot)) in interface.deadlines.iter() {
+            for (time, generation, slot) in interface.deadlines.iter() {
                 if self
                     .sessions
                     .get(slot as usize)
@@ -37,7 +35,8 @@ impl Correlator {
                 match entry {
                     Waiting::Open { slot, .. } => since[*slot as usize] = Some(entry.since()),
                     Waiting::Parked { session, since } => {
-                        parked.push(session_checkpoint(session, None, Some(*since)));
+                        let (session, key) = &**session;
+                        parked.push(session_checkpoint(session, key, None, Some(*since)));
                     }
                 }
             }
@@ -58,7 +57,10 @@ impl Correlator {
             interfaces: self.interfaces.iter().map(interface_checkpoint).collect(),
             sessions: slots
                 .into_iter()
-                .map(|slot| session_checkpoint(&self.sessions[slot], due[slot], since[slot]))
+                .map(|slot| {
+                    let key = self.sessions.key(slot);
+                    session_checkpoint(&self.sessions[slot], &key, due[slot], since[slot])
+                })
                 .collect(),
             parked,
         }
@@ -113,14 +115,14 @@ impl Correlator {
                 .local
                 .set_learned(saved.learned.map(restore_learned));
         }
-        for (mut session, due, since) in sessions {
-            session.set_interface(indices[session.interface() as usize]);
+        for (mut session, mut key, due, since) in sessions {
+            key.interface = indices[key.interface as usize];
+            session.set_interface(key.interface);
             // The same generations: equal deadlines fall due in the same order.
             let generation = session.generation;
             session.set_scheduled(due.is_some());
-            let key = session.key();
             let decided = session.decision.is_some();
-            let slot = self.sessions.insert(session);
+            let slot = self.sessions.insert(&key, session);
             let order = if decided {
                 &mut self.decided_order
             } else {
@@ -133,9 +135,7 @@ impl Correlator {
                 interface.pending += 1;
             }
             if let Some(due) = due {
-                interface
-                    .deadlines
-                    .push(Reverse((due, generation, slot as u32)));
+                interface.deadlines.push(due, generation, slot as u32);
             }
             if let Some(since) = since {
                 interface.waiting.push_back(Waiting::Open {
@@ -145,13 +145,14 @@ impl Correlator {
                 });
             }
         }
-        for (mut session, _, since) in parked {
-            let interface = indices[session.interface() as usize];
+        for (mut session, mut key, _, since) in parked {
+            let interface = indices[key.interface as usize];
+            key.interface = interface;
             session.set_interface(interface);
             self.interfaces[interface as usize]
                 .waiting
                 .push_back(Waiting::Parked {
-                    session: Box::new(session),
+                    session: Box::new((session, key)),
                     since: since.flatten(),
                 });
             self.parked += 1;
@@ -197,11 +198,11 @@ fn restore_learned(learned: Learned) -> LearnedAddress {
 /// started waiting (`Some(None)`: before the clock first moved).
 fn session_checkpoint(
     session: &Session,
+    key: &SessionKey,
     due: Option<u64>,
     since: Option<Option<u64>>,
 ) -> SessionCheckpoint {
     let endpoint = |(addr, port): (u128, u16)| (to_ip(addr), port);
-    let key = session.key();
     let (start, end) = session.span();
     // The order in which the two legs first arrived: 1, 2; 0 unseen.
     let rank = |side: Side| match (session.leg(side).seen(), session.first_to_arrive() == side) {
@@ -230,11 +231,12 @@ fn session_checkpoint(
     }
 }
 
-/// The session, when it is due, and since when it waits for an address.
+/// The session, its key, when it is due, and since when it waits for an
+/// address.
 #[allow(clippy::type_complexity)]
 fn restore_session(
     saved: SessionCheckpoint,
-) -> Option<(Session, Option<u64>, Option<Option<u64>>)> {
+) -> Option<(Session, SessionKey, Option<u64>, Option<Option<u64>>)> {
     let endpoint = |(addr, port): (std::net::IpAddr, u16)| (to_addr(addr), port);
     let key = SessionKey {
         interface: u32::try_from(saved.interface).ok()?,
@@ -242,7 +244,7 @@ fn restore_session(
         low: endpoint(saved.low),
         high: endpoint(saved.high),
     };
-    let mut session = Session::new(key, saved.generation.max(1));
+    let mut session = Session::new(&key, saved.generation.max(1));
     session.set_leg(Side::Low, restore_leg(saved.low_leg)?);
     session.set_leg(Side::High, restore_leg(saved.high_leg)?);
     session.set_times(saved.first_time, saved.last_time, saved.start, saved.end);
@@ -260,7 +262,7 @@ fn restore_session(
         .decision
         .and_then(|decision| decision.awaiting_address)
         .map(|awaiting| awaiting.since);
-    Some((session, saved.due, since))
+    Some((session, key, saved.due, since))
 }
 
 fn leg_checkpoint(leg: Leg, arrival: u64) -> LegCheckpoint {
