@@ -63,7 +63,7 @@ fn same_on_every_thread_count(
             table,
             "{threads} threads"
         );
-        assert_eq!(parallel.by_service, single.by_service);
+        assert_eq!(parallel.by_service(), single.by_service());
         assert_eq!(parallel.malformed_by_reason, single.malformed_by_reason);
     }
     single

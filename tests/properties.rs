@@ -147,7 +147,7 @@ fn totals(summary: &Summary) -> impl PartialEq + std::fmt::Debug {
         summary.malformed_by_reason.clone(),
         summary.sessions,
         summary.by_interface.clone(),
-        summary.by_service.clone(),
+        summary.by_service(),
     )
 }
 

@@ -138,7 +138,7 @@ fuzz_target!(|data: &[u8]| {
         .map(|counts| counts.total())
         .sum();
     assert_eq!(per_interface, observer.decided);
-    assert_eq!(summary.by_service.values().sum::<u64>(), observer.decided);
+    assert_eq!(summary.by_service().values().sum::<u64>(), observer.decided);
     assert_eq!(
         summary.details.as_ref().map_or(0, Vec::len) as u64,
         observer.decided

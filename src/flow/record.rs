@@ -167,9 +167,11 @@ impl RecordParser {
     /// Parses one line. Works on bytes: the only columns turned into text
     /// are the ones kept as text (interface and instance ids).
     pub fn parse_bytes<'a>(&self, line: &'a [u8]) -> Result<Record<'a>, Malformed> {
-        if !line.is_ascii() && std::str::from_utf8(line).is_err() {
+        // Checked once, so that every token is text without a second check
+        // (ASCII lines, nearly all of them, take the standard fast path).
+        let Ok(line) = std::str::from_utf8(line) else {
             return Err(Malformed::NotUtf8);
-        }
+        };
         let mut record = Record {
             interface_id: "-",
             srcaddr: None,
@@ -193,7 +195,7 @@ impl RecordParser {
         for field in self.format.fields() {
             let token = tokens.next().ok_or(Malformed::FieldCount)?;
             match field {
-                Field::InterfaceId => record.interface_id = text(token),
+                Field::InterfaceId => record.interface_id = token,
                 Field::SrcAddr => record.srcaddr = address(token)?,
                 Field::DstAddr => record.dstaddr = address(token)?,
                 Field::PktSrcAddr => record.pkt_srcaddr = address(token)?,
@@ -209,7 +211,7 @@ impl RecordParser {
                 Field::Action => record.action = action(token)?,
                 Field::LogStatus => record.log_status = log_status(token)?,
                 Field::FlowDirection => record.flow_direction = flow_direction(token)?,
-                Field::InstanceId => record.instance_id = Some(text(token)),
+                Field::InstanceId => record.instance_id = Some(token),
                 _ => {}
             }
         }
@@ -226,39 +228,43 @@ impl RecordParser {
     }
 }
 
-/// Fields of a line: runs of bytes between runs of ASCII whitespace.
-struct Tokens<'a>(&'a [u8]);
+/// Fields of a line: runs of bytes between runs of ASCII whitespace. A
+/// token starts and ends at an ASCII byte, so slicing the text there never
+/// splits a character.
+struct Tokens<'a>(&'a str);
 
 impl<'a> Iterator for Tokens<'a> {
-    type Item = &'a [u8];
+    type Item = &'a str;
 
-    fn next(&mut self) -> Option<&'a [u8]> {
-        let start = self.0.iter().position(|byte| !byte.is_ascii_whitespace())?;
-        let rest = &self.0[start..];
-        let end = rest
-            .iter()
-            .position(|byte| byte.is_ascii_whitespace())
-            .unwrap_or(rest.len());
-        self.0 = &rest[end..];
-        Some(&rest[..end])
+    fn next(&mut self) -> Option<&'a str> {
+        let bytes = self.0.as_bytes();
+        let mut start = 0;
+        while start < bytes.len() && bytes[start].is_ascii_whitespace() {
+            start += 1;
+        }
+        if start == bytes.len() {
+            self.0 = "";
+            return None;
+        }
+        let mut end = start + 1;
+        while end < bytes.len() && !bytes[end].is_ascii_whitespace() {
+            end += 1;
+        }
+        let token = &self.0[start..end];
+        self.0 = &self.0[end..];
+        Some(token)
     }
 }
 
-/// A token as text. The line was checked to be UTF-8 and tokens end at
-/// ASCII bytes, so this cannot fail.
-fn text(token: &[u8]) -> &str {
-    std::str::from_utf8(token).unwrap_or("-")
-}
-
-fn address(token: &[u8]) -> Result<Option<IpAddr>, Malformed> {
-    if token == b"-" {
+fn address(token: &str) -> Result<Option<IpAddr>, Malformed> {
+    if token == "-" {
         return Ok(None);
     }
-    if let Some(v4) = ipv4(token) {
+    if let Some(v4) = ipv4(token.as_bytes()) {
         return Ok(Some(IpAddr::V4(v4)));
     }
-    if token.contains(&b':') {
-        return text(token)
+    if token.contains(':') {
+        return token
             .parse::<Ipv6Addr>()
             .map(|v6| Some(IpAddr::V6(v6)))
             .map_err(|_| Malformed::BadAddress);
@@ -266,32 +272,46 @@ fn address(token: &[u8]) -> Result<Option<IpAddr>, Malformed> {
     Err(Malformed::BadAddress)
 }
 
-/// Dotted-quad IPv4, as strict as the standard library (no leading zeros).
+/// Dotted-quad IPv4, as strict as the standard library (no leading zeros),
+/// in one pass over the bytes.
 fn ipv4(token: &[u8]) -> Option<Ipv4Addr> {
-    let mut octets = [0u8; 4];
-    let mut parts = token.split(|&byte| byte == b'.');
-    for octet in &mut octets {
-        let part = parts.next()?;
-        if part.is_empty() || part.len() > 3 || (part.len() > 1 && part[0] == b'0') {
-            return None;
-        }
-        let mut value = 0u16;
-        for &byte in part {
-            let digit = byte.wrapping_sub(b'0');
-            if digit > 9 {
-                return None;
-            }
-            value = value * 10 + u16::from(digit);
-        }
-        *octet = u8::try_from(value).ok()?;
-    }
-    if parts.next().is_some() {
+    if !(7..=15).contains(&token.len()) {
         return None;
     }
+    let mut octets = [0u8; 4];
+    let mut index = 0;
+    let mut value: u16 = 0;
+    let mut digits = 0;
+    for &byte in token {
+        if byte == b'.' {
+            if digits == 0 || index == 3 {
+                return None;
+            }
+            octets[index] = value as u8;
+            index += 1;
+            value = 0;
+            digits = 0;
+            continue;
+        }
+        let digit = byte.wrapping_sub(b'0');
+        if digit > 9 || (digits == 1 && value == 0) {
+            return None;
+        }
+        digits += 1;
+        value = value * 10 + u16::from(digit);
+        if value > 255 {
+            return None;
+        }
+    }
+    if digits == 0 || index != 3 {
+        return None;
+    }
+    octets[3] = value as u8;
     Some(Ipv4Addr::from(octets))
 }
 
-fn number<T: TryFrom<u64>>(token: &[u8]) -> Result<Option<T>, Malformed> {
+fn number<T: TryFrom<u64>>(token: &str) -> Result<Option<T>, Malformed> {
+    let token = token.as_bytes();
     if token == b"-" {
         return Ok(None);
     }
@@ -299,23 +319,34 @@ fn number<T: TryFrom<u64>>(token: &[u8]) -> Result<Option<T>, Malformed> {
         return Err(Malformed::BadNumber);
     }
     let mut value: u64 = 0;
-    for &byte in token {
-        let digit = byte.wrapping_sub(b'0');
-        if digit > 9 {
-            return Err(Malformed::BadNumber);
+    if token.len() < 20 {
+        // Nineteen digits cannot overflow a u64: no checks on the common path.
+        for &byte in token {
+            let digit = byte.wrapping_sub(b'0');
+            if digit > 9 {
+                return Err(Malformed::BadNumber);
+            }
+            value = value * 10 + u64::from(digit);
         }
-        value = value
-            .checked_mul(10)
-            .and_then(|value| value.checked_add(u64::from(digit)))
-            .ok_or(Malformed::BadNumber)?;
+    } else {
+        for &byte in token {
+            let digit = byte.wrapping_sub(b'0');
+            if digit > 9 {
+                return Err(Malformed::BadNumber);
+            }
+            value = value
+                .checked_mul(10)
+                .and_then(|value| value.checked_add(u64::from(digit)))
+                .ok_or(Malformed::BadNumber)?;
+        }
     }
     T::try_from(value)
         .map(Some)
         .map_err(|_| Malformed::BadNumber)
 }
 
-fn action(token: &[u8]) -> Result<Option<Action>, Malformed> {
-    match token {
+fn action(token: &str) -> Result<Option<Action>, Malformed> {
+    match token.as_bytes() {
         b"ACCEPT" => Ok(Some(Action::Accept)),
         b"REJECT" => Ok(Some(Action::Reject)),
         b"-" => Ok(None),
@@ -323,8 +354,8 @@ fn action(token: &[u8]) -> Result<Option<Action>, Malformed> {
     }
 }
 
-fn log_status(token: &[u8]) -> Result<LogStatus, Malformed> {
-    match token {
+fn log_status(token: &str) -> Result<LogStatus, Malformed> {
+    match token.as_bytes() {
         b"OK" => Ok(LogStatus::Ok),
         b"NODATA" => Ok(LogStatus::NoData),
         b"SKIPDATA" => Ok(LogStatus::SkipData),
@@ -332,8 +363,8 @@ fn log_status(token: &[u8]) -> Result<LogStatus, Malformed> {
     }
 }
 
-fn flow_direction(token: &[u8]) -> Result<Option<FlowDirection>, Malformed> {
-    match token {
+fn flow_direction(token: &str) -> Result<Option<FlowDirection>, Malformed> {
+    match token.as_bytes() {
         b"ingress" => Ok(Some(FlowDirection::Ingress)),
         b"egress" => Ok(Some(FlowDirection::Egress)),
         b"-" => Ok(None),
@@ -439,5 +470,32 @@ mod tests {
             .unwrap();
         assert_eq!(record.log_status, LogStatus::Ok);
         assert_eq!(record.action, None);
+    }
+
+    proptest::proptest! {
+        /// The one-pass IPv4 reader agrees with the standard library on
+        /// anything made of digits and dots.
+        #[test]
+        fn ipv4_agrees_with_std(token in "[0-9.]{0,17}") {
+            proptest::prop_assert_eq!(ipv4(token.as_bytes()), token.parse::<Ipv4Addr>().ok());
+        }
+
+        #[test]
+        fn ipv4_agrees_with_std_on_addresses(octets: [u8; 4], pad in 0usize..4) {
+            let token = format!("{}{}", "0".repeat(pad), Ipv4Addr::from(octets));
+            proptest::prop_assert_eq!(ipv4(token.as_bytes()), token.parse::<Ipv4Addr>().ok());
+        }
+
+        /// Numbers agree with the standard library, up to and past u64's
+        /// limit (longer than 20 digits is never a flow log's number).
+        #[test]
+        fn numbers_agree_with_std(token in "[0-9]{1,21}|[0-9+ a-]{1,4}") {
+            let expected = if token == "-" { Ok(None) } else {
+                token.parse::<u64>().ok()
+                    .filter(|_| token.len() <= 20 && token.bytes().all(|b| b.is_ascii_digit()))
+                    .map(Some).ok_or(Malformed::BadNumber)
+            };
+            proptest::prop_assert_eq!(number::<u64>(&token), expected);
+        }
     }
 }

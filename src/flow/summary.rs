@@ -1,6 +1,6 @@
 //! Totals of one analysis: what `analyze` and `inspect` print.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
@@ -111,8 +111,10 @@ pub struct Summary {
     pub malformed_by_reason: BTreeMap<Malformed, u64>,
     pub sessions: VerdictCounts,
     pub by_interface: BTreeMap<String, VerdictCounts>,
-    /// Decided sessions per verdict and responder service port.
-    pub by_service: BTreeMap<(Verdict, ServiceKey), u64>,
+    /// Decided sessions per verdict, protocol and responder service port
+    /// (`None`: ephemeral or unlisted), named only when a report asks
+    /// (`top_services`): no text made per session.
+    by_service: HashMap<(Verdict, u8, Option<u16>), u64, foldhash::fast::FixedState>,
     pub details: Option<Vec<SessionDetail>>,
     /// What the formats read had wrong with them, each told once.
     pub warnings: Vec<String>,
@@ -131,7 +133,7 @@ impl Summary {
             malformed_by_reason: BTreeMap::new(),
             sessions: VerdictCounts::default(),
             by_interface: BTreeMap::new(),
-            by_service: BTreeMap::new(),
+            by_service: HashMap::default(),
             details: keep_details.then(Vec::new),
             warnings: Vec::new(),
             direction_fallbacks: 0,
@@ -140,18 +142,28 @@ impl Summary {
         }
     }
 
+    /// Decided sessions per verdict and responder service port, named.
+    pub fn by_service(&self) -> BTreeMap<(Verdict, ServiceKey), u64> {
+        let mut named = BTreeMap::new();
+        for (&(verdict, protocol, port), &count) in &self.by_service {
+            let key = ServiceKey {
+                protocol: protocol_name(protocol).into_owned(),
+                port: port.map_or_else(|| "other".to_string(), |port| port.to_string()),
+            };
+            *named.entry((verdict, key)).or_default() += count;
+        }
+        named
+    }
+
     /// The most frequent service ports for these verdicts, largest first.
     pub fn top_services(&self, verdicts: &[Verdict], limit: usize) -> Vec<(ServiceKey, u64)> {
-        let mut totals: BTreeMap<&ServiceKey, u64> = BTreeMap::new();
-        for ((verdict, key), count) in &self.by_service {
-            if verdicts.contains(verdict) {
+        let mut totals: BTreeMap<ServiceKey, u64> = BTreeMap::new();
+        for ((verdict, key), count) in self.by_service() {
+            if verdicts.contains(&verdict) {
                 *totals.entry(key).or_default() += count;
             }
         }
-        let mut ranked: Vec<(ServiceKey, u64)> = totals
-            .into_iter()
-            .map(|(key, count)| (key.clone(), count))
-            .collect();
+        let mut ranked: Vec<(ServiceKey, u64)> = totals.into_iter().collect();
         ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         ranked.truncate(limit);
         ranked
@@ -227,11 +239,12 @@ impl SessionObserver for Summary {
                     .insert(session.interface_id.to_string(), counts);
             }
         }
-        let key = ServiceKey {
-            protocol: protocol_name(session.protocol).into_owned(),
-            port: self.service_ports.label(session.responder.port),
-        };
-        *self.by_service.entry((session.verdict, key)).or_default() += 1;
+        let port = session.responder.port;
+        let service = self.service_ports.contains(port).then_some(port);
+        *self
+            .by_service
+            .entry((session.verdict, session.protocol, service))
+            .or_default() += 1;
         self.direction_fallbacks += u64::from(session.direction_by_fallback);
     }
 
