@@ -333,11 +333,11 @@ impl Correlator {
         for interface in 0..self.interfaces.len() {
             self.settle_waiting(interface, true, observer);
         }
-        for slot in slots {
-            self.close(slot, observer);
-        }
         for interface in &mut self.interfaces {
             interface.deadlines.clear();
+        }
+        for slot in slots {
+            self.close(slot, observer);
         }
     }
 
@@ -658,9 +658,14 @@ impl Correlator {
     /// is dropped (a later stray record of it would open a new session);
     /// failing that, the oldest pending one is decided with what it has (a
     /// lone request: unanswered) and closed.
+    /// An evicted session leaves its deadline behind; being the oldest,
+    /// it is usually the earliest due: taken off the heap at once.
     fn evict(&mut self, observer: &mut impl SessionObserver) {
         if self.decided_order.head != NONE {
-            self.close(self.decided_order.head as usize, observer);
+            let slot = self.decided_order.head as usize;
+            let interface = self.sessions[slot].interface() as usize;
+            self.close(slot, observer);
+            self.drop_stale_front(interface);
             return;
         }
         let slot = self.pending_order.head as usize;
@@ -668,6 +673,14 @@ impl Correlator {
         let interface = self.sessions[slot].interface() as usize;
         observer.evicted(&self.interfaces[interface].id);
         self.close(slot, observer);
+        self.drop_stale_front(interface);
+    }
+
+    fn drop_stale_front(&mut self, interface: usize) {
+        let sessions = &self.sessions;
+        self.interfaces[interface]
+            .deadlines
+            .drop_stale_front(|generation, slot| live(sessions, generation, slot));
     }
 
     /// Closed and evicted sessions leave their deadline behind until it
@@ -677,11 +690,17 @@ impl Correlator {
         let state = &mut self.interfaces[interface];
         let sessions = &self.sessions;
         state.deadlines.sweep(state.open, |generation, slot| {
-            sessions
-                .get(slot as usize)
-                .is_some_and(|session| session.generation == generation)
+            live(sessions, generation, slot)
         });
     }
+}
+
+/// Whether a deadline is the session's in `slot`, not one left by an
+/// earlier session there.
+fn live(sessions: &Sessions, generation: u32, slot: u32) -> bool {
+    sessions
+        .get(slot as usize)
+        .is_some_and(|session| session.generation == generation)
 }
 
 /// A session got its verdict: all its traffic so far goes with it.

@@ -270,6 +270,15 @@ impl Deadlines {
             .map(|Reverse(entry)| (u64::from(entry.due), entry.generation, entry.slot))
     }
 
+    /// Drops the earliest entries while `live` says they are stale.
+    pub(crate) fn drop_stale_front(&mut self, live: impl Fn(u32, u32) -> bool) {
+        while let Some(Reverse(next)) = self.heap.peek()
+            && !live(next.generation, next.slot)
+        {
+            self.heap.pop();
+        }
+    }
+
     /// Past twice the interface's `open` sessions (plus a little), drops the
     /// entries `live` says are stale, so the heap is bounded by the table,
     /// not by the input.
@@ -322,5 +331,16 @@ mod tests {
         deadlines.sweep(10, |_, slot| slot % 2 == 0);
         assert_eq!(deadlines.len(), 50);
         assert!(deadlines.iter().all(|(_, _, slot)| slot % 2 == 0));
+    }
+
+    #[test]
+    fn stale_entries_at_the_front_are_dropped_up_to_the_first_live_one() {
+        let mut deadlines = Deadlines::default();
+        for slot in 0..10 {
+            deadlines.push(u64::from(slot), slot + 1, slot);
+        }
+        deadlines.drop_stale_front(|_, slot| slot >= 3 && slot != 5);
+        assert_eq!(deadlines.len(), 7);
+        assert_eq!(deadlines.pop_due(u64::MAX), Some((4, 3)));
     }
 }
