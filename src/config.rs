@@ -354,7 +354,7 @@ pub struct CorrelationConfig {
     /// Ports that mark the responder (besides every port below 1024).
     #[serde(default = "default_service_ports", deserialize_with = "parsed_list")]
     pub service_ports: Vec<u16>,
-    /// Sessions held at most (memory: about 200 bytes each); past it the
+    /// Sessions held at most (memory: about 115 bytes each); past it the
     /// oldest pending sessions are decided early.
     #[serde(default = "default_max_open_sessions")]
     pub max_open_sessions: usize,

@@ -32,7 +32,7 @@ pub const DEFAULT_REPLY_GRACE_SECONDS: u64 = 120;
 pub const DEFAULT_SESSION_IDLE_TIMEOUT_SECONDS: u64 = 600;
 /// SSH, HTTP, HTTPS, RDP, PostgreSQL; every port below 1024 counts too.
 pub const DEFAULT_SERVICE_PORTS: [u16; 5] = [22, 80, 443, 3389, 5432];
-/// About 200 MB at full use (see README, "Memory").
+/// About 115 MB at full use (see README, "A flood").
 pub const DEFAULT_MAX_OPEN_SESSIONS: usize = 1_000_000;
 /// A busy interface learns its address from its first few records; one
 /// that talks to a single peer waits at most this many sessions.
