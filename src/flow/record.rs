@@ -191,31 +191,35 @@ impl RecordParser {
             instance_id: None,
             flow_direction: None,
         };
-        let mut tokens = Tokens(line);
+        let mut cursor = Cursor { line, at: 0 };
         for field in self.format.fields() {
-            let token = tokens.next().ok_or(Malformed::FieldCount)?;
+            if !cursor.skip_whitespace() {
+                return Err(Malformed::FieldCount);
+            }
             match field {
-                Field::InterfaceId => record.interface_id = token,
-                Field::SrcAddr => record.srcaddr = address(token)?,
-                Field::DstAddr => record.dstaddr = address(token)?,
-                Field::PktSrcAddr => record.pkt_srcaddr = address(token)?,
-                Field::PktDstAddr => record.pkt_dstaddr = address(token)?,
-                Field::SrcPort => record.srcport = number(token)?,
-                Field::DstPort => record.dstport = number(token)?,
-                Field::Protocol => record.protocol = number(token)?,
-                Field::Packets => record.packets = number(token)?,
-                Field::Bytes => record.bytes = number(token)?,
-                Field::Start => record.start = number(token)?,
-                Field::End => record.end = number(token)?,
-                Field::TcpFlags => record.tcp_flags = number(token)?,
-                Field::Action => record.action = action(token)?,
-                Field::LogStatus => record.log_status = log_status(token)?,
-                Field::FlowDirection => record.flow_direction = flow_direction(token)?,
-                Field::InstanceId => record.instance_id = Some(token),
-                _ => {}
+                Field::InterfaceId => record.interface_id = cursor.token(),
+                Field::SrcAddr => record.srcaddr = cursor.address()?,
+                Field::DstAddr => record.dstaddr = cursor.address()?,
+                Field::PktSrcAddr => record.pkt_srcaddr = cursor.address()?,
+                Field::PktDstAddr => record.pkt_dstaddr = cursor.address()?,
+                Field::SrcPort => record.srcport = cursor.number()?,
+                Field::DstPort => record.dstport = cursor.number()?,
+                Field::Protocol => record.protocol = cursor.number()?,
+                Field::Packets => record.packets = cursor.number()?,
+                Field::Bytes => record.bytes = cursor.number()?,
+                Field::Start => record.start = cursor.number()?,
+                Field::End => record.end = cursor.number()?,
+                Field::TcpFlags => record.tcp_flags = cursor.number()?,
+                Field::Action => record.action = action(cursor.token())?,
+                Field::LogStatus => record.log_status = log_status(cursor.token())?,
+                Field::FlowDirection => record.flow_direction = flow_direction(cursor.token())?,
+                Field::InstanceId => record.instance_id = Some(cursor.token()),
+                _ => {
+                    cursor.token();
+                }
             }
         }
-        if tokens.next().is_some() {
+        if cursor.skip_whitespace() {
             return Err(Malformed::FieldCount);
         }
         let needs_session_fields = record.log_status == LogStatus::Ok && self.has_action;
@@ -228,32 +232,122 @@ impl RecordParser {
     }
 }
 
-/// Fields of a line: runs of bytes between runs of ASCII whitespace. A
-/// token starts and ends at an ASCII byte, so slicing the text there never
-/// splits a character.
-struct Tokens<'a>(&'a str);
+/// Reads the fields of a line, runs of bytes between runs of ASCII
+/// whitespace, in order. Numbers and IPv4 addresses (most of a record's
+/// bytes) are read in the same pass that finds where their field ends;
+/// anything unusual is re-read as a whole token by [`number`] or
+/// [`address`], so the result is always theirs. A field starts and ends at
+/// an ASCII byte, so slicing the text there never splits a character.
+struct Cursor<'a> {
+    line: &'a str,
+    at: usize,
+}
 
-impl<'a> Iterator for Tokens<'a> {
-    type Item = &'a str;
+impl<'a> Cursor<'a> {
+    /// Moves to the next field; false when the line has no more.
+    fn skip_whitespace(&mut self) -> bool {
+        let bytes = self.line.as_bytes();
+        while self.at < bytes.len() && bytes[self.at].is_ascii_whitespace() {
+            self.at += 1;
+        }
+        self.at < bytes.len()
+    }
 
-    fn next(&mut self) -> Option<&'a str> {
-        let bytes = self.0.as_bytes();
-        let mut start = 0;
-        while start < bytes.len() && bytes[start].is_ascii_whitespace() {
-            start += 1;
-        }
-        if start == bytes.len() {
-            self.0 = "";
-            return None;
-        }
+    /// True when a field that started at the cursor ends at `at`.
+    fn field_ends(&self, at: usize) -> bool {
+        self.line
+            .as_bytes()
+            .get(at)
+            .is_none_or(|byte| byte.is_ascii_whitespace())
+    }
+
+    /// The field at the cursor (which is on one), as text.
+    fn token(&mut self) -> &'a str {
+        let bytes = self.line.as_bytes();
+        let start = self.at;
         let mut end = start + 1;
         while end < bytes.len() && !bytes[end].is_ascii_whitespace() {
             end += 1;
         }
-        let token = &self.0[start..end];
-        self.0 = &self.0[end..];
-        Some(token)
+        self.at = end;
+        &self.line[start..end]
     }
+
+    fn number<T: TryFrom<u64>>(&mut self) -> Result<Option<T>, Malformed> {
+        let bytes = self.line.as_bytes();
+        let start = self.at;
+        let mut end = start;
+        let mut value: u64 = 0;
+        // Nineteen digits cannot overflow a u64; a longer run takes the
+        // checked path.
+        while end < bytes.len() && end - start < 19 {
+            let digit = bytes[end].wrapping_sub(b'0');
+            if digit > 9 {
+                break;
+            }
+            value = value * 10 + u64::from(digit);
+            end += 1;
+        }
+        if end == start || !self.field_ends(end) {
+            return number(self.token());
+        }
+        self.at = end;
+        T::try_from(value)
+            .map(Some)
+            .map_err(|_| Malformed::BadNumber)
+    }
+
+    fn address(&mut self) -> Result<Option<IpAddr>, Malformed> {
+        let start = self.at;
+        match ipv4_prefix(&self.line.as_bytes()[start..]) {
+            Some((v4, len)) if self.field_ends(start + len) => {
+                self.at = start + len;
+                Ok(Some(IpAddr::V4(v4)))
+            }
+            _ => address(self.token()),
+        }
+    }
+}
+
+/// A dotted-quad IPv4 address at the start of `bytes`, and its length; as
+/// strict as the standard library (no leading zeros). Stops at the first
+/// byte that is neither a digit nor a dot.
+fn ipv4_prefix(bytes: &[u8]) -> Option<(Ipv4Addr, usize)> {
+    let mut octets = [0u8; 4];
+    let mut index = 0;
+    let mut value: u16 = 0;
+    let mut digits = 0;
+    let mut len = 0;
+    for &byte in bytes.iter().take(16) {
+        if byte == b'.' {
+            if digits == 0 || index == 3 {
+                return None;
+            }
+            octets[index] = value as u8;
+            index += 1;
+            value = 0;
+            digits = 0;
+        } else {
+            let digit = byte.wrapping_sub(b'0');
+            if digit > 9 {
+                break;
+            }
+            if digits == 1 && value == 0 {
+                return None;
+            }
+            digits += 1;
+            value = value * 10 + u16::from(digit);
+            if value > 255 {
+                return None;
+            }
+        }
+        len += 1;
+    }
+    if digits == 0 || index != 3 {
+        return None;
+    }
+    octets[3] = value as u8;
+    Some((Ipv4Addr::from(octets), len))
 }
 
 fn address(token: &str) -> Result<Option<IpAddr>, Malformed> {
@@ -272,42 +366,9 @@ fn address(token: &str) -> Result<Option<IpAddr>, Malformed> {
     Err(Malformed::BadAddress)
 }
 
-/// Dotted-quad IPv4, as strict as the standard library (no leading zeros),
-/// in one pass over the bytes.
+/// Dotted-quad IPv4, as strict as the standard library (no leading zeros).
 fn ipv4(token: &[u8]) -> Option<Ipv4Addr> {
-    if !(7..=15).contains(&token.len()) {
-        return None;
-    }
-    let mut octets = [0u8; 4];
-    let mut index = 0;
-    let mut value: u16 = 0;
-    let mut digits = 0;
-    for &byte in token {
-        if byte == b'.' {
-            if digits == 0 || index == 3 {
-                return None;
-            }
-            octets[index] = value as u8;
-            index += 1;
-            value = 0;
-            digits = 0;
-            continue;
-        }
-        let digit = byte.wrapping_sub(b'0');
-        if digit > 9 || (digits == 1 && value == 0) {
-            return None;
-        }
-        digits += 1;
-        value = value * 10 + u16::from(digit);
-        if value > 255 {
-            return None;
-        }
-    }
-    if digits == 0 || index != 3 {
-        return None;
-    }
-    octets[3] = value as u8;
-    Some(Ipv4Addr::from(octets))
+    ipv4_prefix(token).and_then(|(v4, len)| (len == token.len()).then_some(v4))
 }
 
 fn number<T: TryFrom<u64>>(token: &str) -> Result<Option<T>, Malformed> {
@@ -496,6 +557,29 @@ mod tests {
                     .map(Some).ok_or(Malformed::BadNumber)
             };
             proptest::prop_assert_eq!(number::<u64>(&token), expected);
+        }
+    }
+
+    proptest::proptest! {
+        /// The one-pass readers of a field give what reading the whole
+        /// token gives, and stop where the token ends.
+        #[test]
+        fn cursor_reads_as_tokens_do(
+            field in "[0-9.:a-f-]{1,24}|[0-9]{1,22}|[0-9]{1,3}(\\.[0-9]{1,3}){3}",
+            after in "|[ \t]{1,2}[0-9x]{0,3}",
+        ) {
+            let line = format!("{field}{after}");
+            let mut cursor = Cursor { line: &line, at: 0 };
+            proptest::prop_assert_eq!(cursor.number::<u64>(), number::<u64>(&field));
+            let read = cursor.at;
+            let mut cursor = Cursor { line: &line, at: 0 };
+            proptest::prop_assert_eq!(cursor.address(), address(&field));
+            if number::<u64>(&field).is_ok() {
+                proptest::prop_assert_eq!(read, field.len());
+            }
+            if address(&field).is_ok() {
+                proptest::prop_assert_eq!(cursor.at, field.len());
+            }
         }
     }
 }
