@@ -377,3 +377,83 @@ fn parquet_nulls_are_absent_values_and_a_corrupt_file_is_named() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("broken.log.parquet"), "{stderr}");
 }
+
+#[test]
+fn parquet_and_its_text_agree_on_malformed_values() {
+    // Each bad in its own way, and as a record built from typed columns
+    // must be bad: the same reasons, counts and sessions as the text.
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("bad.log");
+    std::fs::write(
+        &text,
+        lines(&[
+            V2_HEADER,
+            REQUEST,
+            "2 123456789010 eni-a 10.0.0.999 10.0.0.10 40001 22 6 1 44 1700000000 1700000050 ACCEPT OK",
+            "2 123456789010 eni-a 198.51.100.7 10.0.0.10 70000 22 6 1 44 1700000000 1700000050 ACCEPT OK",
+            "2 123456789010 eni-a 198.51.100.7 10.0.0.10 40003 22 6 1 44 1700000000 1700000050 ALLOW OK",
+            "2 123456789010 eni-a 198.51.100.7 10.0.0.10 40004 22 6 1 44 1700000000 1700000050 ACCEPT FINE",
+            "2 123456789010 eni-a - 10.0.0.10 40005 22 6 1 44 1700000000 1700000050 ACCEPT OK",
+            "2 123456789010 eni-a 198.51.100.7 10.0.0.10 40006 22 6 1 44 1700000060 1700000050 ACCEPT OK",
+            // A day ahead, then refuted by the reply: bad_time.
+            "2 123456789010 eni-a 198.51.100.7 10.0.0.10 40007 22 6 1 44 1700090000 1700090050 ACCEPT OK",
+            REPLY,
+            REJECTED,
+            "2 123456789010 eni-c - - - - - - - 1700000000 1700000060 - NODATA",
+        ]),
+    )
+    .unwrap();
+    let parquet = dir.path().join("bad.log.parquet");
+    to_parquet(&text, &parquet, &[]);
+    let (expected, _) = analyze(&["--details"], &[&text]);
+    assert_eq!(
+        expected["records"],
+        json!({"total": 11, "ok": 3, "nodata": 1, "skipdata": 0, "malformed": 7})
+    );
+    assert_eq!(expected["sessions"], sessions(1, 1, 0));
+    let (report, stderr) = analyze(&["--details"], &[&parquet]);
+    assert_eq!(report, expected, "{stderr}");
+    // The reasons, as the table names them.
+    let table = |file: &Path| {
+        let output = Command::new(BIN)
+            .arg("analyze")
+            .arg(file)
+            .env_clear()
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let reasons = table(&text);
+    assert!(
+        reasons.contains(
+            "7 malformed (bad_address 1, bad_number 1, bad_action 1, bad_log_status 1, \
+             missing_field 1, bad_time 2)"
+        ),
+        "{reasons}"
+    );
+    assert_eq!(table(&parquet), reasons);
+}
+
+#[test]
+fn a_parquet_column_of_a_type_its_field_cannot_have_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("floats.parquet");
+    let script = "import sys, pyarrow as pa, pyarrow.parquet as pq\n\
+                  pq.write_table(pa.table({'interface_id': ['eni-a'], 'srcaddr': ['10.0.0.1'], \
+                  'dstaddr': ['10.0.0.2'], 'srcport': [1.5], 'action': ['ACCEPT']}), sys.argv[1])";
+    let status = Command::new(python())
+        .args(["-c", script])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = run(&[path.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("floats.parquet")
+            && stderr.contains("column `srcport` holds DOUBLE: flow logs have integers there"),
+        "{stderr}"
+    );
+}

@@ -25,7 +25,7 @@ pub use checkpoint::{PipelineCheckpoint, RestoreError};
 pub use correlate::{Correlator, InterfaceFacts, ServicePorts, SessionObserver, Settings};
 pub use format::{Field, FormatChoice, FormatError, FormatWarning, LogFormat};
 pub use pipeline::{LineSplitter, Observer, Pipeline, RecordFilter};
-pub use record::{Action, FlowDirection, LogStatus, Malformed, Record, RecordParser};
+pub use record::{Action, FieldKind, FlowDirection, LogStatus, Malformed, Record, RecordParser};
 pub use summary::{SessionDetail, Summary, VerdictCounts};
 pub use tee::Both;
 pub use verdict::{Direction, Endpoint, SessionReport, Verdict};

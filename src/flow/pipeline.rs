@@ -89,6 +89,14 @@ pub struct Pipeline {
     correlator: Correlator,
 }
 
+/// Where a record came from, for holding it back as a line.
+enum Held<'a> {
+    /// Parsed from this line.
+    Line(&'a [u8]),
+    /// Built from typed columns: rendered in the parser's format.
+    Record,
+}
+
 /// A record held back by the time check, as it came.
 #[derive(Debug)]
 struct Suspect {
@@ -253,14 +261,58 @@ impl Pipeline {
         if !self.format_told {
             self.tell_format(fallback_interface != "-", observer);
         }
-        let record = match self.parser.parse_bytes(line) {
+        let parsed = self.parser.parse_bytes(line);
+        self.push_parsed(
+            parsed,
+            Held::Line(line),
+            fallback_time,
+            fallback_interface,
+            observer,
+        )
+    }
+
+    /// As [`Pipeline::push_event`], for a record already built from typed
+    /// columns (Parquet) in the format of [`Pipeline::begin_input_with_format`],
+    /// or the reason it could not be: counted, checked for time and
+    /// correlated exactly as the same record read from a line.
+    pub fn push_record<'a>(
+        &mut self,
+        parsed: Result<Record<'a>, Malformed>,
+        fallback_time: Option<u64>,
+        fallback_interface: &'a str,
+        observer: &mut impl Observer,
+    ) -> Option<u64> {
+        if !self.format_told {
+            self.tell_format(fallback_interface != "-", observer);
+        }
+        self.push_parsed(
+            parsed,
+            Held::Record,
+            fallback_time,
+            fallback_interface,
+            observer,
+        )
+    }
+
+    /// A line's or a typed record's way on, once parsed: the time check
+    /// (a record far ahead waits, held as `held` says), then counting and
+    /// correlation.
+    fn push_parsed<'a>(
+        &mut self,
+        parsed: Result<Record<'a>, Malformed>,
+        held: Held<'_>,
+        fallback_time: Option<u64>,
+        fallback_interface: &'a str,
+        observer: &mut impl Observer,
+    ) -> Option<u64> {
+        let parsed = match parsed {
             Ok(record) => record,
             Err(reason) => {
                 observer.malformed(reason);
                 return None;
             }
         };
-        let record = self.situate(record, fallback_interface);
+        let record = self.situate(parsed, fallback_interface);
         match self.times.judge(record.start, record.end) {
             Plausibility::Plausible => {}
             Plausibility::Impossible => {
@@ -276,8 +328,14 @@ impl Pipeline {
                     if previous.is_some() {
                         observer.malformed(Malformed::BadTime);
                     }
+                    let line = match held {
+                        Held::Line(line) => line.to_vec(),
+                        // As a line, so that it is released and checkpointed
+                        // as a line is: rare (a record an hour ahead).
+                        Held::Record => self.parser.render(&parsed),
+                    };
                     self.suspect = Some(Suspect {
-                        line: line.to_vec(),
+                        line,
                         parser: self.parser.clone(),
                         fallback_time,
                         fallback_interface: fallback_interface.to_string(),
@@ -442,6 +500,7 @@ impl LineSplitter {
 mod tests {
     use super::*;
     use crate::flow::correlate::ServicePorts;
+    use crate::flow::record::RecordParser;
     use crate::flow::summary::Summary;
     use crate::flow::verdict::Verdict;
 
@@ -709,6 +768,81 @@ mod tests {
         assert_eq!(push(""), None);
         assert_eq!(push("2 1 eni-a not a record"), None);
         assert_eq!(push(REJECTED), None, "filtered out");
+    }
+
+    /// The same records as lines and, parsed beforehand, as typed records
+    /// (what Parquet gives): every count, verdict and checkpoint equal,
+    /// malformed ones and ones held back by the time check included.
+    #[test]
+    fn a_parsed_record_goes_the_way_of_its_line() {
+        let lines = [
+            REQUEST,
+            // bad_address, then bad_time (start after end).
+            "2 123456789010 eni-a 10.0.0.999 10.0.0.10 40000 22 6 1 44 1000 1050 ACCEPT OK",
+            "2 123456789010 eni-a 198.51.100.7 10.0.0.10 40002 22 6 1 44 1060 1050 ACCEPT OK",
+            // A day ahead: held, then refuted by the reply.
+            "2 123456789010 eni-c 198.51.100.9 10.0.0.12 40009 22 6 1 44 90000 90050 ACCEPT OK",
+            REPLY,
+            // A day ahead again, with a replay offset: held, then confirmed.
+            "2 123456789010 - 198.51.100.9 10.0.0.12 40009 22 6 1 44 90000 90050 ACCEPT OK",
+            "2 123456789010 - 10.0.0.12 198.51.100.9 22 40009 6 1 44 90000 90060 ACCEPT OK",
+            REJECTED,
+        ];
+        let parser = RecordParser::new(LogFormat::default_v2());
+        let new = || {
+            let mut pipeline = Pipeline::new(
+                FormatChoice::Auto,
+                Settings::default(),
+                HashMap::new(),
+                RecordFilter::default(),
+            );
+            pipeline.begin_input_with_format(LogFormat::default_v2());
+            (pipeline, Summary::new(ServicePorts::new(&[]), true))
+        };
+        let (mut as_lines, mut from_lines) = new();
+        let (mut as_records, mut from_records) = new();
+        let mut checkpoints = (Vec::new(), Vec::new());
+        for (index, line) in lines.iter().enumerate() {
+            if index == 5 {
+                as_lines.set_time_offset(-10);
+                as_records.set_time_offset(-10);
+            }
+            let taken = (
+                as_lines.push_event(line.as_bytes(), Some(7), "eni-d", &mut from_lines),
+                as_records.push_record(parser.parse(line), Some(7), "eni-d", &mut from_records),
+            );
+            assert_eq!(taken.0, taken.1, "{line}");
+            let (of_lines, mut of_records) = (as_lines.checkpoint(), as_records.checkpoint());
+            // A held record is kept as the line that parses into it, with
+            // `-` for the columns a record does not keep.
+            if let (Some(line), Some(record)) = (&of_lines.suspect, &mut of_records.suspect) {
+                assert_eq!(parser.parse(&record.line), parser.parse(&line.line));
+                record.line.clone_from(&line.line);
+            }
+            checkpoints
+                .0
+                .push(serde_json::to_string(&of_lines).unwrap());
+            checkpoints
+                .1
+                .push(serde_json::to_string(&of_records).unwrap());
+        }
+        assert_eq!(checkpoints.0, checkpoints.1);
+        as_lines.finish(&mut from_lines);
+        as_records.finish(&mut from_records);
+        assert_eq!(
+            from_lines.records.malformed, 3,
+            "{:?}",
+            from_lines.malformed_by_reason
+        );
+        assert_eq!(from_lines.sessions.accepted, 2);
+        assert_eq!(from_records.records, from_lines.records);
+        assert_eq!(from_records.sessions, from_lines.sessions);
+        assert_eq!(from_records.details, from_lines.details);
+        assert_eq!(
+            from_records.malformed_by_reason,
+            from_lines.malformed_by_reason
+        );
+        assert_eq!(from_records.by_interface, from_lines.by_interface);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! One flow log record, parsed from one line without heap allocation.
+//! One flow log record, parsed from one line without heap allocation, or
+//! built field by field from typed columns (Parquet) with the same rules.
 //!
 //! Only the columns that correlation needs are parsed; every other column is
 //! checked for nothing but its presence, so a record with a field AWS adds
@@ -52,6 +53,51 @@ pub enum FlowDirection {
     Egress,
 }
 
+impl FlowDirection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlowDirection::Ingress => "ingress",
+            FlowDirection::Egress => "egress",
+        }
+    }
+}
+
+/// What a record makes of a field, and so what a typed column of it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+    /// A count, port, time or flag set: an integer, or its digits.
+    Number,
+    /// An id, address, action, status or direction: text.
+    Text,
+    /// Not used by correlation: only its presence counts.
+    Unused,
+}
+
+impl FieldKind {
+    pub fn of(field: &Field) -> FieldKind {
+        match field {
+            Field::SrcPort
+            | Field::DstPort
+            | Field::Protocol
+            | Field::Packets
+            | Field::Bytes
+            | Field::Start
+            | Field::End
+            | Field::TcpFlags => FieldKind::Number,
+            Field::InterfaceId
+            | Field::SrcAddr
+            | Field::DstAddr
+            | Field::PktSrcAddr
+            | Field::PktDstAddr
+            | Field::Action
+            | Field::LogStatus
+            | Field::FlowDirection
+            | Field::InstanceId => FieldKind::Text,
+            _ => FieldKind::Unused,
+        }
+    }
+}
+
 /// Why a line is not a usable record. The set is closed: it is a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Malformed {
@@ -99,7 +145,7 @@ impl Malformed {
 
 /// The columns correlation uses; `None` where the format lacks the field or
 /// the record says `-`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Record<'a> {
     /// `-` when the format has no `interface-id`.
     pub interface_id: &'a str,
@@ -121,7 +167,79 @@ pub struct Record<'a> {
     pub flow_direction: Option<FlowDirection>,
 }
 
-impl Record<'_> {
+impl<'a> Record<'a> {
+    /// Every field absent, as a format without any of them reads.
+    pub fn absent() -> Record<'a> {
+        Record {
+            interface_id: "-",
+            srcaddr: None,
+            dstaddr: None,
+            srcport: None,
+            dstport: None,
+            protocol: None,
+            packets: None,
+            bytes: None,
+            start: None,
+            end: None,
+            action: None,
+            log_status: LogStatus::Ok,
+            tcp_flags: None,
+            pkt_srcaddr: None,
+            pkt_dstaddr: None,
+            instance_id: None,
+            flow_direction: None,
+        }
+    }
+
+    /// Sets `field` from its text as a line has it (`-`: absent). A field
+    /// correlation does not use is left alone.
+    pub fn set_text(&mut self, field: &Field, token: &'a str) -> Result<(), Malformed> {
+        match field {
+            Field::InterfaceId => self.interface_id = token,
+            Field::SrcAddr => self.srcaddr = address(token)?,
+            Field::DstAddr => self.dstaddr = address(token)?,
+            Field::PktSrcAddr => self.pkt_srcaddr = address(token)?,
+            Field::PktDstAddr => self.pkt_dstaddr = address(token)?,
+            Field::SrcPort => self.srcport = number(token)?,
+            Field::DstPort => self.dstport = number(token)?,
+            Field::Protocol => self.protocol = number(token)?,
+            Field::Packets => self.packets = number(token)?,
+            Field::Bytes => self.bytes = number(token)?,
+            Field::Start => self.start = number(token)?,
+            Field::End => self.end = number(token)?,
+            Field::TcpFlags => self.tcp_flags = number(token)?,
+            Field::Action => self.action = action(token)?,
+            Field::LogStatus => self.log_status = log_status(token)?,
+            Field::FlowDirection => self.flow_direction = flow_direction(token)?,
+            Field::InstanceId => self.instance_id = Some(token),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Sets a [`FieldKind::Number`] field from an integer of any width (a
+    /// typed column): a value the field cannot hold (negative, too large)
+    /// is `bad_number`, as its digits would be. Other fields are left alone.
+    pub fn set_integer(&mut self, field: &Field, value: i128) -> Result<(), Malformed> {
+        fn fit<T: TryFrom<i128>>(value: i128) -> Result<Option<T>, Malformed> {
+            T::try_from(value)
+                .map(Some)
+                .map_err(|_| Malformed::BadNumber)
+        }
+        match field {
+            Field::SrcPort => self.srcport = fit(value)?,
+            Field::DstPort => self.dstport = fit(value)?,
+            Field::Protocol => self.protocol = fit(value)?,
+            Field::Packets => self.packets = fit(value)?,
+            Field::Bytes => self.bytes = fit(value)?,
+            Field::Start => self.start = fit(value)?,
+            Field::End => self.end = fit(value)?,
+            Field::TcpFlags => self.tcp_flags = fit(value)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
     /// The record's event time: its end, else its start.
     pub fn time(&self) -> Option<u64> {
         self.end.or(self.start)
@@ -172,25 +290,7 @@ impl RecordParser {
         let Ok(line) = std::str::from_utf8(line) else {
             return Err(Malformed::NotUtf8);
         };
-        let mut record = Record {
-            interface_id: "-",
-            srcaddr: None,
-            dstaddr: None,
-            srcport: None,
-            dstport: None,
-            protocol: None,
-            packets: None,
-            bytes: None,
-            start: None,
-            end: None,
-            action: None,
-            log_status: LogStatus::Ok,
-            tcp_flags: None,
-            pkt_srcaddr: None,
-            pkt_dstaddr: None,
-            instance_id: None,
-            flow_direction: None,
-        };
+        let mut record = Record::absent();
         let mut cursor = Cursor { line, at: 0 };
         for field in self.format.fields() {
             if !cursor.skip_whitespace() {
@@ -222,6 +322,11 @@ impl RecordParser {
         if cursor.skip_whitespace() {
             return Err(Malformed::FieldCount);
         }
+        self.complete(record)
+    }
+    /// The check of a record whose every field is set: an `OK` record of
+    /// a format with `action` needs the action and both addresses.
+    pub fn complete<'a>(&self, record: Record<'a>) -> Result<Record<'a>, Malformed> {
         let needs_session_fields = record.log_status == LogStatus::Ok && self.has_action;
         if needs_session_fields
             && (record.action.is_none() || record.srcaddr.is_none() || record.dstaddr.is_none())
@@ -229,6 +334,50 @@ impl RecordParser {
             return Err(Malformed::MissingField);
         }
         Ok(record)
+    }
+
+    /// The line of this format that parses back into `record` (`-` for the
+    /// fields a record does not keep): how a record built from typed
+    /// columns is held as text when it must wait (see `pipeline.rs`).
+    /// Text values are single tokens, as parsing made them.
+    pub fn render(&self, record: &Record<'_>) -> Vec<u8> {
+        use std::io::Write;
+        fn put<T: std::fmt::Display>(line: &mut Vec<u8>, value: Option<T>) {
+            match value {
+                Some(value) => {
+                    let _ = write!(line, "{value}");
+                }
+                None => line.push(b'-'),
+            }
+        }
+        let mut line = Vec::with_capacity(128);
+        for (position, field) in self.format.fields().iter().enumerate() {
+            if position > 0 {
+                line.push(b' ');
+            }
+            let line = &mut line;
+            match field {
+                Field::InterfaceId => line.extend_from_slice(record.interface_id.as_bytes()),
+                Field::SrcAddr => put(line, record.srcaddr),
+                Field::DstAddr => put(line, record.dstaddr),
+                Field::PktSrcAddr => put(line, record.pkt_srcaddr),
+                Field::PktDstAddr => put(line, record.pkt_dstaddr),
+                Field::SrcPort => put(line, record.srcport),
+                Field::DstPort => put(line, record.dstport),
+                Field::Protocol => put(line, record.protocol),
+                Field::Packets => put(line, record.packets),
+                Field::Bytes => put(line, record.bytes),
+                Field::Start => put(line, record.start),
+                Field::End => put(line, record.end),
+                Field::TcpFlags => put(line, record.tcp_flags),
+                Field::Action => put(line, record.action.map(Action::as_str)),
+                Field::LogStatus => line.extend_from_slice(record.log_status.as_str().as_bytes()),
+                Field::FlowDirection => put(line, record.flow_direction.map(FlowDirection::as_str)),
+                Field::InstanceId => put(line, record.instance_id),
+                _ => line.push(b'-'),
+            }
+        }
+        line
     }
 }
 
@@ -531,6 +680,61 @@ mod tests {
             .unwrap();
         assert_eq!(record.log_status, LogStatus::Ok);
         assert_eq!(record.action, None);
+    }
+
+    const RICH: &str = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status instance-id tcp-flags pkt-srcaddr pkt-dstaddr flow-direction";
+
+    #[test]
+    fn a_rendered_record_parses_back_into_itself() {
+        let parser = RecordParser::new(LogFormat::parse(RICH).unwrap());
+        for line in [
+            "3 123456789010 eni-1 10.0.1.10 52.94.0.89 32768 443 6 36 19620 1700000005 1700000041 ACCEPT OK i-0 3 10.0.1.10 52.94.0.89 egress",
+            "3 123456789010 eni-1 2001:db8::1 ::ffff:10.0.0.1 22 1 17 1 1 1 2 REJECT OK - - - - ingress",
+            "3 123456789010 - - - - - - - - 1 2 - NODATA - - - - -",
+        ] {
+            let record = parser.parse(line).unwrap();
+            let rendered = parser.render(&record);
+            assert_eq!(parser.parse_bytes(&rendered), Ok(record), "{line}");
+        }
+    }
+
+    #[test]
+    fn typed_values_follow_the_rules_of_their_text() {
+        let mut record = Record::absent();
+        assert_eq!(record.set_integer(&Field::SrcPort, 443), Ok(()));
+        assert_eq!(record.srcport, Some(443));
+        assert_eq!(
+            record.set_integer(&Field::End, i128::from(u64::MAX)),
+            Ok(())
+        );
+        assert_eq!(record.end, Some(u64::MAX));
+        for (field, value) in [
+            (Field::DstPort, 70000),
+            (Field::Protocol, 256),
+            (Field::Packets, -1),
+            (Field::Start, i128::from(u64::MAX) + 1),
+        ] {
+            assert_eq!(record.set_integer(&field, value), Err(Malformed::BadNumber));
+            let digits = value.to_string();
+            let mut from_text = Record::absent();
+            assert_eq!(
+                from_text.set_text(&field, &digits),
+                Err(Malformed::BadNumber)
+            );
+        }
+        // Not a number: left alone, as a line leaves an unused column.
+        assert_eq!(record.set_integer(&Field::Version, 2), Ok(()));
+        assert_eq!(record.set_integer(&Field::SrcAddr, 1), Ok(()));
+        assert_eq!(record.srcaddr, None);
+        assert_eq!(FieldKind::of(&Field::SrcAddr), FieldKind::Text);
+        assert_eq!(FieldKind::of(&Field::TcpFlags), FieldKind::Number);
+        assert_eq!(FieldKind::of(&Field::AccountId), FieldKind::Unused);
+        // What the parser checks once every field is set.
+        let parser = v2();
+        assert_eq!(
+            parser.complete(Record::absent()),
+            Err(Malformed::MissingField)
+        );
     }
 
     proptest::proptest! {
