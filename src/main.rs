@@ -236,7 +236,11 @@ fn init_logging(level: &str, format: LogFormatArg) -> Result<(), String> {
         .parse()
         .map_err(|_| format!("\"{level}\" is not one of error, warn, info, debug, trace"))?;
     // Our own events at the chosen level; the AWS SDK's only from warn up.
-    let filter = tracing_subscriber::EnvFilter::new(format!("warn,vpc_flow_exporter={level}"));
+    // rustls warns once per handshake about a client's quirks (an IP
+    // address sent as SNI, as wrk and `curl --resolve` do): any client could
+    // fill the log with them, so only its errors.
+    let filter =
+        tracing_subscriber::EnvFilter::new(format!("warn,rustls=error,vpc_flow_exporter={level}"));
     // Colour escapes only for a person at a terminal: a file, journald or
     // ECS's awslogs driver would keep them as garbage in every line.
     let builder = tracing_subscriber::fmt()
