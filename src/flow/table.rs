@@ -20,6 +20,8 @@ use super::session::{NONE, Session, SessionKey};
 
 pub(crate) struct Sessions {
     slots: Vec<Session>,
+    /// Sessions held at most: what `slots` is reserved for.
+    bound: usize,
     /// First vacant slot; each vacant slot's `next` is the one after.
     free: u32,
     len: usize,
@@ -32,16 +34,15 @@ pub(crate) struct Sessions {
 }
 
 impl Sessions {
-    /// A table that will hold at most `bound` sessions: the vector of
-    /// sessions is reserved for all of them at once (address space only:
-    /// pages become resident as slots are first used), so it never grows by
-    /// copying. When the reservation fails it grows as needed instead.
+    /// A table that will hold at most `bound` sessions. Past
+    /// [`RESERVE_FROM`] sessions the vector of sessions is reserved for all
+    /// of them at once (address space only: pages become resident as slots
+    /// are first used), so it never grows by copying; a table that stays
+    /// small (a test, a scratch pipeline) reserves nothing.
     pub(crate) fn with_bound(bound: usize) -> Sessions {
-        let mut slots = Vec::new();
-        // Falling back to growth is fine: the reservation only saves copies.
-        let _ = slots.try_reserve_exact(bound);
         Sessions {
-            slots,
+            slots: Vec::new(),
+            bound,
             free: NONE,
             len: 0,
             index: HashTable::new(),
@@ -94,6 +95,13 @@ impl Sessions {
         }
         let slot = match self.free {
             NONE => {
+                if self.slots.len() == RESERVE_FROM {
+                    // When it fails, growing as needed is fine: the
+                    // reservation only saves copies.
+                    let _ = self
+                        .slots
+                        .try_reserve_exact(self.bound.saturating_sub(RESERVE_FROM));
+                }
                 self.slots.push(session);
                 self.slots.len() - 1
             }
@@ -158,6 +166,9 @@ impl Sessions {
         self.len = 0;
     }
 }
+
+/// Slots in use past which the table reserves its whole bound.
+const RESERVE_FROM: usize = 4096;
 
 impl Index<usize> for Sessions {
     type Output = Session;
@@ -298,6 +309,32 @@ impl Deadlines {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key(n: u32) -> SessionKey {
+        let v4 = |a: u32| super::super::address::to_addr(std::net::Ipv4Addr::from(a).into());
+        SessionKey {
+            interface: 0,
+            protocol: 6,
+            low: (v4(0x0a00_000a), 22),
+            high: (v4(0x6400_0000 + n), 40000),
+        }
+    }
+
+    #[test]
+    fn past_a_few_thousand_sessions_the_whole_bound_is_reserved() {
+        let mut sessions = Sessions::with_bound(50_000);
+        for n in 0..RESERVE_FROM as u32 {
+            sessions.insert(&key(n), Session::new(&key(n), n + 1));
+        }
+        assert!(sessions.slots.capacity() < 50_000);
+        let n = RESERVE_FROM as u32;
+        sessions.insert(&key(n), Session::new(&key(n), n + 1));
+        assert!(sessions.slots.capacity() >= 50_000);
+        assert_eq!(sessions.find(&key(7)), Some(7));
+        let (_, removed) = sessions.remove(7);
+        assert_eq!(removed, key(7));
+        assert_eq!(sessions.find(&key(7)), None);
+    }
 
     #[test]
     fn a_deadline_is_12_bytes() {
