@@ -16,7 +16,7 @@ use vpc_flow_exporter::flow::{
 use vpc_flow_exporter::generate::{GeneratorConfig, generate};
 use vpc_flow_exporter::metrics::{FlowMetrics, Metrics};
 use vpc_flow_exporter::source::cloudwatch::{
-    ApiError, EventsPage, FilterRequest, LogEvent, LogsApi, Poller, PollerConfig,
+    ApiError, EventsPage, FilterRequest, LogEvent, LogsApi, Poller, PollerConfig, StreamsPage,
 };
 
 const PAGE: usize = 10_000;
@@ -28,8 +28,15 @@ struct OnePage {
 }
 
 impl LogsApi for OnePage {
-    async fn list_interface_streams(&self, _: &str) -> Result<Vec<String>, ApiError> {
-        Ok(self.streams.clone())
+    async fn interface_streams_page(
+        &self,
+        _: &str,
+        _: Option<String>,
+    ) -> Result<StreamsPage, ApiError> {
+        Ok(StreamsPage {
+            names: self.streams.clone(),
+            next_token: None,
+        })
     }
 
     async fn filter_log_events(&self, _: &FilterRequest) -> Result<EventsPage, ApiError> {

@@ -111,14 +111,44 @@ impl ApiError {
     }
 }
 
+/// One page of `DescribeLogStreams`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamsPage {
+    pub names: Vec<String>,
+    pub next_token: Option<String>,
+}
+
 /// What the poller needs from CloudWatch Logs.
-pub trait LogsApi {
-    /// Names of the group's interface streams (`DescribeLogStreams` with
-    /// prefix `eni-`, every page).
+pub trait LogsApi: Sync {
+    /// One page of the group's interface streams (`DescribeLogStreams`
+    /// with prefix `eni-`). Page by page so that a wrapper (the request
+    /// budget) sees every call.
+    fn interface_streams_page(
+        &self,
+        log_group: &str,
+        next_token: Option<String>,
+    ) -> impl Future<Output = Result<StreamsPage, ApiError>> + Send;
+
+    /// Names of the group's interface streams, every page.
     fn list_interface_streams(
         &self,
         log_group: &str,
-    ) -> impl Future<Output = Result<Vec<String>, ApiError>> + Send;
+    ) -> impl Future<Output = Result<Vec<String>, ApiError>> + Send {
+        async move {
+            let mut names = Vec::new();
+            let mut token = None;
+            loop {
+                let page = self.interface_streams_page(log_group, token).await?;
+                names.extend(page.names);
+                match page.next_token {
+                    Some(next) => token = Some(next),
+                    None => break,
+                }
+            }
+            tracing::debug!(log_group, streams = names.len(), "Listed interface streams");
+            Ok(names)
+        }
+    }
 
     /// One page of `FilterLogEvents`.
     fn filter_log_events(

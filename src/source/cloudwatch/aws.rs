@@ -20,7 +20,7 @@ use aws_sdk_cloudwatchlogs::operation::filter_log_events::FilterLogEventsError;
 
 use super::api::{
     ApiError, ApiObserver, DESCRIBE_LOG_STREAMS, EventsPage, FILTER_LOG_EVENTS, FilterRequest,
-    LogEvent, LogsApi,
+    LogEvent, LogsApi, StreamsPage,
 };
 use super::retry::{FailureKind, classify, from_sdk_error};
 use super::streams::INTERFACE_STREAM_PREFIX;
@@ -131,36 +131,36 @@ where
 }
 
 impl LogsApi for AwsLogsApi {
-    async fn list_interface_streams(&self, log_group: &str) -> Result<Vec<String>, ApiError> {
-        let mut names = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let started = Instant::now();
-            let result = self
-                .client
-                .describe_log_streams()
-                .log_group_name(log_group)
-                .log_stream_name_prefix(INTERFACE_STREAM_PREFIX)
-                .set_next_token(token.take())
-                .customize()
-                .interceptor(self.attempts::<DescribeLogStreamsError>(DESCRIBE_LOG_STREAMS))
-                .send()
-                .await
-                .map_err(|e| from_sdk_error(DESCRIBE_LOG_STREAMS, &e));
-            self.observe(DESCRIBE_LOG_STREAMS, started, &result);
-            let out = result?;
-            names.extend(
-                out.log_streams()
-                    .iter()
-                    .filter_map(|s| s.log_stream_name().map(str::to_owned)),
-            );
-            match out.next_token() {
-                Some(next) if !next.is_empty() => token = Some(next.to_owned()),
-                _ => break,
-            }
-        }
-        tracing::debug!(log_group, streams = names.len(), "Listed interface streams");
-        Ok(names)
+    async fn interface_streams_page(
+        &self,
+        log_group: &str,
+        next_token: Option<String>,
+    ) -> Result<StreamsPage, ApiError> {
+        let started = Instant::now();
+        let result = self
+            .client
+            .describe_log_streams()
+            .log_group_name(log_group)
+            .log_stream_name_prefix(INTERFACE_STREAM_PREFIX)
+            .set_next_token(next_token)
+            .customize()
+            .interceptor(self.attempts::<DescribeLogStreamsError>(DESCRIBE_LOG_STREAMS))
+            .send()
+            .await
+            .map_err(|e| from_sdk_error(DESCRIBE_LOG_STREAMS, &e));
+        self.observe(DESCRIBE_LOG_STREAMS, started, &result);
+        let out = result?;
+        Ok(StreamsPage {
+            names: out
+                .log_streams()
+                .iter()
+                .filter_map(|s| s.log_stream_name().map(str::to_owned))
+                .collect(),
+            next_token: out
+                .next_token()
+                .filter(|next| !next.is_empty())
+                .map(str::to_owned),
+        })
     }
 
     async fn filter_log_events(&self, req: &FilterRequest) -> Result<EventsPage, ApiError> {

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::api::{ApiError, EventsPage, FilterRequest, LogsApi};
+use super::api::{ApiError, EventsPage, FilterRequest, LogsApi, StreamsPage};
 
 /// How long calls are remembered to measure the budget used.
 const USE_WINDOW: Duration = Duration::from_secs(60);
@@ -151,10 +151,16 @@ impl<A> Budgeted<A> {
     }
 }
 
-impl<A: LogsApi + Sync> LogsApi for Budgeted<A> {
-    async fn list_interface_streams(&self, log_group: &str) -> Result<Vec<String>, ApiError> {
+impl<A: LogsApi> LogsApi for Budgeted<A> {
+    async fn interface_streams_page(
+        &self,
+        log_group: &str,
+        next_token: Option<String>,
+    ) -> Result<StreamsPage, ApiError> {
         self.budget.take_turn().await;
-        self.inner.list_interface_streams(log_group).await
+        self.inner
+            .interface_streams_page(log_group, next_token)
+            .await
     }
 
     async fn filter_log_events(&self, req: &FilterRequest) -> Result<EventsPage, ApiError> {
@@ -180,9 +186,15 @@ mod tests {
     }
 
     impl LogsApi for Timed {
-        async fn list_interface_streams(&self, log_group: &str) -> Result<Vec<String>, ApiError> {
+        async fn interface_streams_page(
+            &self,
+            log_group: &str,
+            next_token: Option<String>,
+        ) -> Result<StreamsPage, ApiError> {
             self.calls.lock().unwrap().push(self.start.elapsed());
-            self.inner.list_interface_streams(log_group).await
+            self.inner
+                .interface_streams_page(log_group, next_token)
+                .await
         }
 
         async fn filter_log_events(&self, req: &FilterRequest) -> Result<EventsPage, ApiError> {
@@ -207,8 +219,9 @@ mod tests {
         }
     }
 
-    /// Three groups of one account-region, 1,000 streams in all, polled
-    /// together: the calls that reach the API in any one-second bucket never
+    /// Three groups of one account-region, 1,000 streams in all, listed in
+    /// pages of 50 and polled together: the calls that reach the API
+    /// (DescribeLogStreams pages included) in any one-second bucket never
     /// exceed the budget, and the waits are counted.
     #[tokio::test(start_paused = true)]
     async fn calls_per_second_never_exceed_the_budget() {
@@ -219,6 +232,7 @@ mod tests {
         let mut tasks = Vec::new();
         for (group, streams) in [("/a", 500u32), ("/b", 300), ("/c", 200)] {
             let fake = FakeLogs::new(1_000);
+            fake.set_streams_per_page(50);
             fake.set_now(120_000);
             for n in 0..streams {
                 fake.put(
@@ -250,8 +264,9 @@ mod tests {
         for at in calls.iter() {
             *per_second.entry(at.as_secs()).or_default() += 1;
         }
-        // One listing per group, then 3 polls of ⌈streams / 100⌉ = 5 + 3 + 2 pages.
-        assert!(calls.len() >= 3 + 3 * 10, "{} calls", calls.len());
+        // Listings of 10 + 6 + 4 pages, then 3 polls of ⌈streams / 100⌉ =
+        // 5 + 3 + 2 pages.
+        assert!(calls.len() >= 20 + 3 * 10, "{} calls", calls.len());
         assert!(per_second.values().all(|n| *n <= 2), "{per_second:?}");
         assert!(counts.delayed.load(Ordering::Relaxed) > 0);
     }

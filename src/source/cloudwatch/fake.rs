@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use super::api::{
     ApiError, DESCRIBE_LOG_STREAMS, EventsPage, FILTER_LOG_EVENTS, FilterRequest, LogEvent,
-    LogsApi, MAX_STREAMS_PER_CALL,
+    LogsApi, MAX_STREAMS_PER_CALL, StreamsPage,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +24,8 @@ struct State {
     streams: Vec<String>,
     now_ms: i64,
     page_size: usize,
+    /// Stream names per DescribeLogStreams page (AWS: 50); `None`, all in one.
+    streams_per_page: Option<usize>,
     /// Errors returned by the next calls, in order, before any success.
     failures: VecDeque<ApiError>,
     /// After this many more successful filter calls, one fails.
@@ -51,6 +53,11 @@ impl FakeLogs {
         Self {
             state: Arc::new(Mutex::new(state)),
         }
+    }
+
+    /// Serves DescribeLogStreams in pages of `per_page` names, as AWS does.
+    pub fn set_streams_per_page(&self, per_page: usize) {
+        self.state.lock().unwrap().streams_per_page = Some(per_page.max(1));
     }
 
     /// Sets CloudWatch's clock: events ingested after it are not visible yet.
@@ -177,8 +184,29 @@ impl FakeLogs {
 }
 
 impl LogsApi for FakeLogs {
-    async fn list_interface_streams(&self, log_group: &str) -> Result<Vec<String>, ApiError> {
-        self.describe(log_group)
+    /// Every stream in one page, or in pages of `set_streams_per_page`
+    /// (the token: where the next page starts).
+    async fn interface_streams_page(
+        &self,
+        log_group: &str,
+        next_token: Option<String>,
+    ) -> Result<StreamsPage, ApiError> {
+        let names = self.describe(log_group)?;
+        let Some(per_page) = self.state.lock().unwrap().streams_per_page else {
+            return Ok(StreamsPage {
+                names,
+                next_token: None,
+            });
+        };
+        let from = next_token
+            .and_then(|token| token.parse().ok())
+            .unwrap_or(0usize)
+            .min(names.len());
+        let to = (from + per_page).min(names.len());
+        Ok(StreamsPage {
+            names: names[from..to].to_vec(),
+            next_token: (to < names.len()).then(|| to.to_string()),
+        })
     }
 
     async fn filter_log_events(&self, req: &FilterRequest) -> Result<EventsPage, ApiError> {

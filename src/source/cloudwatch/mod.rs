@@ -28,7 +28,7 @@ mod fake;
 
 pub use api::{
     ApiError, ApiObserver, DESCRIBE_LOG_STREAMS, EventsPage, FILTER_LOG_EVENTS, FilterRequest,
-    LogEvent, LogsApi, MAX_STREAMS_PER_CALL, NoopObserver,
+    LogEvent, LogsApi, MAX_STREAMS_PER_CALL, NoopObserver, StreamsPage,
 };
 pub use aws::{ATTEMPT_TIMEOUT, AwsLogsApi};
 pub use budget::{BudgetObserver, Budgeted, RequestBudget};

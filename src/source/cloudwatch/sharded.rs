@@ -4,7 +4,7 @@
 //! `-reject` streams of one interface go to the same replica: the owner is
 //! decided by the interface id, never by the stream name.
 
-use super::api::{ApiError, EventsPage, FilterRequest, LogsApi};
+use super::api::{ApiError, EventsPage, FilterRequest, LogsApi, StreamsPage};
 use super::streams::interface_of_stream;
 use crate::shard::Shard;
 
@@ -24,7 +24,21 @@ impl<A> ShardedLogs<A> {
     }
 }
 
-impl<A: LogsApi + Sync> LogsApi for ShardedLogs<A> {
+impl<A: LogsApi> LogsApi for ShardedLogs<A> {
+    async fn interface_streams_page(
+        &self,
+        log_group: &str,
+        next_token: Option<String>,
+    ) -> Result<StreamsPage, ApiError> {
+        let mut page = self
+            .inner
+            .interface_streams_page(log_group, next_token)
+            .await?;
+        page.names
+            .retain(|stream| self.shard.owns(interface_of_stream(stream)));
+        Ok(page)
+    }
+
     async fn list_interface_streams(&self, log_group: &str) -> Result<Vec<String>, ApiError> {
         let mut streams = self.inner.list_interface_streams(log_group).await?;
         streams.retain(|stream| self.shard.owns(interface_of_stream(stream)));
