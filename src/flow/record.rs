@@ -196,6 +196,22 @@ impl<'a> Record<'a> {
     pub fn set_text(&mut self, field: &Field, token: &'a str) -> Result<(), Malformed> {
         match field {
             Field::InterfaceId => self.interface_id = token,
+            Field::InstanceId => self.instance_id = Some(token),
+            _ => self.set_bytes(field, token.as_bytes())?,
+        }
+        Ok(())
+    }
+
+    /// As [`Record::set_text`], for bytes not yet known to be text (a
+    /// typed column's string): only the ids, kept as text, are checked
+    /// (`not_utf8`); every other field accepts nothing but ASCII anyway, and
+    /// rejects other bytes for its own reason.
+    pub fn set_bytes(&mut self, field: &Field, token: &'a [u8]) -> Result<(), Malformed> {
+        match field {
+            Field::InterfaceId | Field::InstanceId => {
+                let text = std::str::from_utf8(token).map_err(|_| Malformed::NotUtf8)?;
+                return self.set_text(field, text);
+            }
             Field::SrcAddr => self.srcaddr = address(token)?,
             Field::DstAddr => self.dstaddr = address(token)?,
             Field::PktSrcAddr => self.pkt_srcaddr = address(token)?,
@@ -211,7 +227,6 @@ impl<'a> Record<'a> {
             Field::Action => self.action = action(token)?,
             Field::LogStatus => self.log_status = log_status(token)?,
             Field::FlowDirection => self.flow_direction = flow_direction(token)?,
-            Field::InstanceId => self.instance_id = Some(token),
             _ => {}
         }
         Ok(())
@@ -499,18 +514,21 @@ fn ipv4_prefix(bytes: &[u8]) -> Option<(Ipv4Addr, usize)> {
     Some((Ipv4Addr::from(octets), len))
 }
 
-fn address(token: &str) -> Result<Option<IpAddr>, Malformed> {
-    if token == "-" {
+/// The helpers below read bytes, text or not: a value they accept is ASCII.
+fn address(token: &(impl AsRef<[u8]> + ?Sized)) -> Result<Option<IpAddr>, Malformed> {
+    let token = token.as_ref();
+    if token == b"-" {
         return Ok(None);
     }
-    if let Some(v4) = ipv4(token.as_bytes()) {
+    if let Some(v4) = ipv4(token) {
         return Ok(Some(IpAddr::V4(v4)));
     }
-    if token.contains(':') {
-        return token
-            .parse::<Ipv6Addr>()
+    if token.contains(&b':') {
+        return std::str::from_utf8(token)
+            .ok()
+            .and_then(|text| text.parse::<Ipv6Addr>().ok())
             .map(|v6| Some(IpAddr::V6(v6)))
-            .map_err(|_| Malformed::BadAddress);
+            .ok_or(Malformed::BadAddress);
     }
     Err(Malformed::BadAddress)
 }
@@ -520,8 +538,8 @@ fn ipv4(token: &[u8]) -> Option<Ipv4Addr> {
     ipv4_prefix(token).and_then(|(v4, len)| (len == token.len()).then_some(v4))
 }
 
-fn number<T: TryFrom<u64>>(token: &str) -> Result<Option<T>, Malformed> {
-    let token = token.as_bytes();
+fn number<T: TryFrom<u64>>(token: &(impl AsRef<[u8]> + ?Sized)) -> Result<Option<T>, Malformed> {
+    let token = token.as_ref();
     if token == b"-" {
         return Ok(None);
     }
@@ -555,8 +573,8 @@ fn number<T: TryFrom<u64>>(token: &str) -> Result<Option<T>, Malformed> {
         .map_err(|_| Malformed::BadNumber)
 }
 
-fn action(token: &str) -> Result<Option<Action>, Malformed> {
-    match token.as_bytes() {
+fn action(token: &(impl AsRef<[u8]> + ?Sized)) -> Result<Option<Action>, Malformed> {
+    match token.as_ref() {
         b"ACCEPT" => Ok(Some(Action::Accept)),
         b"REJECT" => Ok(Some(Action::Reject)),
         b"-" => Ok(None),
@@ -564,8 +582,8 @@ fn action(token: &str) -> Result<Option<Action>, Malformed> {
     }
 }
 
-fn log_status(token: &str) -> Result<LogStatus, Malformed> {
-    match token.as_bytes() {
+fn log_status(token: &(impl AsRef<[u8]> + ?Sized)) -> Result<LogStatus, Malformed> {
+    match token.as_ref() {
         b"OK" => Ok(LogStatus::Ok),
         b"NODATA" => Ok(LogStatus::NoData),
         b"SKIPDATA" => Ok(LogStatus::SkipData),
@@ -573,8 +591,8 @@ fn log_status(token: &str) -> Result<LogStatus, Malformed> {
     }
 }
 
-fn flow_direction(token: &str) -> Result<Option<FlowDirection>, Malformed> {
-    match token.as_bytes() {
+fn flow_direction(token: &(impl AsRef<[u8]> + ?Sized)) -> Result<Option<FlowDirection>, Malformed> {
+    match token.as_ref() {
         b"ingress" => Ok(Some(FlowDirection::Ingress)),
         b"egress" => Ok(Some(FlowDirection::Egress)),
         b"-" => Ok(None),

@@ -235,17 +235,23 @@ impl Column {
             Values::Int64(_, values) if self.unsigned => i128::from(values[slot] as u64),
             Values::Int64(_, values) => i128::from(values[slot]),
             Values::Bytes(_, values) => {
-                let text =
-                    std::str::from_utf8(values[slot].data()).map_err(|_| Malformed::NotUtf8)?;
+                let value = values[slot].data();
                 // A line's value is one token: an empty or spaced one reads
-                // as absent, so that a record held as a line reads the same.
-                let token =
-                    if text.is_empty() || text.bytes().any(|byte| byte.is_ascii_whitespace()) {
-                        "-"
+                // as absent (`-`), so that a record held as a line reads the
+                // same. Every field but the ids rejects such bytes anyway:
+                // only they are looked at before.
+                let spaced =
+                    |value: &[u8]| value.is_empty() || value.iter().any(u8::is_ascii_whitespace);
+                if matches!(self.field, Field::InterfaceId | Field::InstanceId) && spaced(value) {
+                    return record.set_text(&self.field, "-");
+                }
+                return record.set_bytes(&self.field, value).or_else(|reason| {
+                    if spaced(value) {
+                        record.set_text(&self.field, "-")
                     } else {
-                        text
-                    };
-                return record.set_text(&self.field, token);
+                        Err(reason)
+                    }
+                });
             }
         };
         record.set_integer(&self.field, value)
