@@ -512,10 +512,10 @@ impl Metrics {
         }
     }
 
-    /// Counts one decided session of `interface_id` under `labels`, or
-    /// under `port="other"` (or nowhere) when a new series would exceed
+    /// Counts `count` decided sessions of `interface_id` under `labels`,
+    /// or under `port="other"` (or nowhere) when a new series would exceed
     /// the interface's budget.
-    fn session_decided(&self, interface_id: &str, labels: SessionLabels<'_>) {
+    fn sessions_decided(&self, interface_id: &str, labels: SessionLabels<'_>, count: u64) {
         let mut buffer = [""; 5];
         let values = self.budget.values(interface_id, &labels, &mut buffer);
         // Held while a series may be created, so that the count stays exact.
@@ -523,18 +523,18 @@ impl Metrics {
             .session_series
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if self.sessions.inc_existing(values, 1) {
+        if self.sessions.inc_existing(values, count) {
             return;
         }
-        let count = match series.get_mut(interface_id) {
+        let series_count = match series.get_mut(interface_id) {
             Some(count) => count,
             None => series.entry(interface_id.into()).or_default(),
         };
-        if *count < self.budget.max_series_per_interface {
-            *count += 1;
-            self.sessions.with_label_values(values).inc();
+        if *series_count < self.budget.max_series_per_interface {
+            *series_count += 1;
+            self.sessions.with_label_values(values).inc_by(count);
         } else {
-            self.series_dropped.inc();
+            self.series_dropped.inc_by(count);
             let mut buffer = [""; 5];
             let folded = self.budget.values(
                 interface_id,
@@ -545,7 +545,7 @@ impl Metrics {
                 &mut buffer,
             );
             if folded != values {
-                self.sessions.inc_existing(folded, 1);
+                self.sessions.inc_existing(folded, count);
             }
         }
     }
@@ -762,14 +762,50 @@ impl InterfaceInfo {
 
 /// Feeds the flow data metrics from the core.
 ///
-/// Record counts and traffic are summed in memory and added to the
-/// counters when the observer is dropped: a label lookup per record would
-/// cost more than parsing it.
+/// Record counts, traffic and decided sessions are summed in memory and
+/// added to the counters when the observer is dropped, at the end of a
+/// poll or a pass: a label lookup per record would cost more than parsing
+/// it, and a scrape then never sees a session before the records that
+/// made it (records are added first).
 pub struct FlowMetrics<'a> {
     metrics: &'a Metrics,
     service_ports: &'a ServicePorts,
     records: FxHashMap<Box<str>, [u64; RECORD_KINDS]>,
     traffic: FxHashMap<Box<str>, TrafficSums>,
+    decided: FxHashMap<Box<str>, DecidedSessions>,
+}
+
+/// The `vpcflow_sessions_total` series of one decided session, before its
+/// labels are spelled: `port` is `None` for a port that is not a service
+/// port (`port="other"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct SessionSeries {
+    verdict: Verdict,
+    direction: Direction,
+    protocol: u8,
+    port: Option<u16>,
+}
+
+/// One interface's sessions decided since the observer was made, per series
+/// in the order each series first came: the series budget hands out an
+/// interface's series in that order, as it would have session by session.
+#[derive(Debug, Default)]
+struct DecidedSessions {
+    in_order: Vec<(SessionSeries, u64)>,
+    position: FxHashMap<SessionSeries, usize>,
+    direction_fallbacks: u64,
+}
+
+impl DecidedSessions {
+    fn add(&mut self, series: SessionSeries) {
+        match self.position.get(&series) {
+            Some(&at) => self.in_order[at].1 += 1,
+            None => {
+                self.position.insert(series, self.in_order.len());
+                self.in_order.push((series, 1));
+            }
+        }
+    }
 }
 
 /// (packets, bytes) of one interface by verdict and direction (in the
@@ -806,6 +842,7 @@ impl<'a> FlowMetrics<'a> {
             service_ports,
             records: FxHashMap::default(),
             traffic: FxHashMap::default(),
+            decided: FxHashMap::default(),
         }
     }
 }
@@ -835,27 +872,48 @@ impl Drop for FlowMetrics<'_> {
                 }
             }
         }
+        for (interface_id, decided) in &self.decided {
+            for (series, count) in &decided.in_order {
+                let port = match series.port {
+                    Some(port) => port.to_string(),
+                    None => OTHER_PORT.to_owned(),
+                };
+                self.metrics.sessions_decided(
+                    interface_id,
+                    SessionLabels {
+                        verdict: series.verdict.as_str(),
+                        direction: series.direction.as_str(),
+                        protocol: &protocol_name(series.protocol),
+                        port: &port,
+                    },
+                    *count,
+                );
+            }
+            if decided.direction_fallbacks > 0 {
+                self.metrics
+                    .direction_fallbacks
+                    .with_label_values(&[interface_id])
+                    .inc_by(decided.direction_fallbacks);
+            }
+        }
     }
 }
 
 impl SessionObserver for FlowMetrics<'_> {
     fn decided(&mut self, session: &SessionReport<'_>) {
-        let port = self.service_ports.label(session.responder.port);
-        let protocol = protocol_name(session.protocol);
-        self.metrics.session_decided(
-            session.interface_id,
-            SessionLabels {
-                verdict: session.verdict.as_str(),
-                direction: session.direction.as_str(),
-                protocol: &protocol,
-                port: &port,
-            },
-        );
+        let decided = match self.decided.get_mut(session.interface_id) {
+            Some(decided) => decided,
+            None => self.decided.entry(session.interface_id.into()).or_default(),
+        };
+        let port = session.responder.port;
+        decided.add(SessionSeries {
+            verdict: session.verdict,
+            direction: session.direction,
+            protocol: session.protocol,
+            port: self.service_ports.contains(port).then_some(port),
+        });
         if session.direction_by_fallback {
-            self.metrics
-                .direction_fallbacks
-                .with_label_values(&[session.interface_id])
-                .inc();
+            decided.direction_fallbacks += 1;
         }
     }
 
@@ -1084,6 +1142,35 @@ mod tests {
         (series, total)
     }
 
+    /// A scrape during a poll sees none of its counts; after it, records and
+    /// the sessions they made together (never a session before its records).
+    #[test]
+    fn a_poll_publishes_its_records_and_sessions_when_it_ends() {
+        let metrics = Metrics::with_budget(SeriesBudget::default());
+        let ports = ServicePorts::new(&[]);
+        let mut observer = FlowMetrics::new(&metrics, &ports);
+        observer.record("eni-1", Some(Action::Accept), LogStatus::Ok);
+        observer.record("eni-1", Some(Action::Accept), LogStatus::Ok);
+        observer.decided(&report("eni-1", Verdict::Accepted, 6, 22));
+        observer.decided(&report("eni-1", Verdict::Accepted, 6, 22));
+        observer.decided(&report("eni-1", Verdict::Refused, 6, 22));
+        let records = |metrics: &Metrics| -> f64 {
+            metrics
+                .records
+                .snapshot()
+                .iter()
+                .map(|(_, value)| *value as f64)
+                .sum()
+        };
+        assert_eq!(session_series(&metrics).1, 0);
+        assert_eq!(records(&metrics), 0.0);
+        drop(observer);
+        assert_eq!(records(&metrics), 2.0);
+        let sessions = |labels: &[&str]| metrics.sessions.with_label_values(labels).get();
+        assert_eq!(sessions(&["eni-1", "accepted", "ingress", "tcp", "22"]), 2);
+        assert_eq!(sessions(&["eni-1", "refused", "ingress", "tcp", "22"]), 1);
+    }
+
     #[test]
     fn past_the_budget_sessions_fold_into_port_other_or_are_dropped() {
         let metrics = Metrics::with_budget(SeriesBudget {
@@ -1097,6 +1184,7 @@ mod tests {
         observer.decided(&report("eni-1", Verdict::Accepted, 6, 443)); // folds into "other"
         observer.decided(&report("eni-1", Verdict::Unanswered, 6, 22)); // no "other" of its own: dropped
         observer.decided(&report("eni-2", Verdict::Unanswered, 6, 22)); // another interface's budget
+        drop(observer);
         let sessions = |labels: &[&str]| metrics.sessions.with_label_values(labels).get();
         assert_eq!(sessions(&["eni-1", "accepted", "ingress", "tcp", "22"]), 1);
         assert_eq!(
@@ -1125,6 +1213,7 @@ mod tests {
         observer.decided(&report("eni-1", Verdict::Accepted, 6, 22));
         observer.decided(&report("eni-1", Verdict::Accepted, 17, 53));
         observer.decided(&report("eni-1", Verdict::Refused, 6, 443));
+        drop(observer);
         let text = metrics.render();
         assert!(
             text.contains(r#"vpcflow_sessions_total{interface_id="eni-1",verdict="accepted"} 2"#),
@@ -1157,6 +1246,7 @@ mod tests {
             for (interface, verdict, protocol, port) in &sessions {
                 observer.decided(&report(interfaces[*interface], Verdict::ALL[*verdict], *protocol, *port));
             }
+            drop(observer);
             let (series, total) = session_series(&metrics);
             for count in series.values() {
                 prop_assert!(*count <= budget);
