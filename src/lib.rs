@@ -10,10 +10,12 @@
 pub mod analyze;
 pub mod api;
 pub mod config;
+#[cfg(feature = "aws")]
 pub mod exporter;
 pub mod flow;
 pub mod generate;
 pub mod input;
+#[cfg(feature = "aws")]
 pub mod inspect;
 pub mod metrics;
 pub mod report;
@@ -31,6 +33,7 @@ pub enum Error {
     Config(#[from] config::ConfigError),
     #[error(transparent)]
     Input(#[from] input::InputError),
+    #[cfg(feature = "aws")]
     #[error(transparent)]
     S3(#[from] analyze::S3AnalyzeError),
     #[error("reading {log_group}: {source}")]
@@ -39,6 +42,7 @@ pub enum Error {
         #[source]
         source: source::cloudwatch::ApiError,
     },
+    #[cfg(feature = "aws")]
     #[error(transparent)]
     Start(#[from] exporter::StartError),
     /// A flag or argument that cannot be used, with what was expected.
@@ -58,8 +62,10 @@ impl Error {
         match self {
             Error::Config(_) => "config",
             Error::Input(_) => "input",
+            #[cfg(feature = "aws")]
             Error::S3(_) => "s3",
             Error::Api { source, .. } => source.metric_label(),
+            #[cfg(feature = "aws")]
             Error::Start(_) => "start",
             Error::Usage(_) => "usage",
             Error::Io { .. } => "io",

@@ -88,6 +88,33 @@ fn partitioned_key(
 
 /// A version-2 record of `account` from `flow`: interface, source and
 /// destination address, source and destination port, action.
+/// Puts one object into the test bucket.
+fn put_object(
+    runtime: &tokio::runtime::Runtime,
+    s3: &aws_sdk_s3::Client,
+    key: &str,
+    body: Vec<u8>,
+) {
+    runtime
+        .block_on(
+            s3.put_object()
+                .bucket(BUCKET)
+                .key(key)
+                .body(body.into())
+                .send(),
+        )
+        .unwrap();
+}
+
+/// Now less a minute, in seconds: record times the exporter takes as fresh.
+fn a_minute_ago() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 60
+}
+
 fn record(account: &str, flow: &str, end: u64) -> String {
     let [eni, src, dst, sport, dport, action]: [&str; 6] =
         flow.split(' ').collect::<Vec<_>>().try_into().unwrap();
@@ -253,15 +280,7 @@ fn objects_of_many_accounts_and_regions_are_each_counted_once() {
     );
     let mut exporter = Exporter::start(Some(&exporter_config), &[]);
     for (key, body) in &objects {
-        runtime
-            .block_on(
-                s3.put_object()
-                    .bucket(BUCKET)
-                    .key(key)
-                    .body(body.clone().into())
-                    .send(),
-            )
-            .unwrap();
+        put_object(&runtime, &s3, key, body.clone());
     }
     // The first object notified a second time (S3 delivers at least once).
     let head = runtime
@@ -406,15 +425,7 @@ fn analyze_s3_equals_analyze_on_the_same_files() {
         let path = dir.path().join(format!("h{hour}.log.gz"));
         std::fs::write(&path, &body).unwrap();
         files.push((key.clone(), path));
-        runtime
-            .block_on(
-                s3.put_object()
-                    .bucket(BUCKET)
-                    .key(&key)
-                    .body(body.into())
-                    .send(),
-            )
-            .unwrap();
+        put_object(&runtime, &s3, &key, body);
     }
     let analyze = |args: &[&str]| {
         let output = common::exporter::binary()
@@ -479,24 +490,10 @@ fn a_late_objects_lone_record_is_decided_once_the_object_is_counted() {
         "[s3]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\nqueue_url = \"{queue_url}\"\n",
         moto.endpoint_url()
     );
-    let put = |key: &str, body: Vec<u8>| {
-        runtime
-            .block_on(
-                s3.put_object()
-                    .bucket(BUCKET)
-                    .key(key)
-                    .body(body.into())
-                    .send(),
-            )
-            .unwrap();
-    };
+    let put = |key: &str, body: Vec<u8>| put_object(&runtime, &s3, key, body);
     let account = "111111111111";
     let eni = "eni-0a000000000000001";
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        - 60;
+    let t = a_minute_ago();
     let text = |records: &[String]| format!("{V2_HEADER}\n{}\n", records.join("\n"));
     let newer = [
         record(
@@ -618,24 +615,10 @@ fn kill_9_before_the_delete_counts_each_object_and_session_once() {
         proxy.url(),
         state.path().display()
     );
-    let put = |key: &str, body: Vec<u8>| {
-        runtime
-            .block_on(
-                s3.put_object()
-                    .bucket(BUCKET)
-                    .key(key)
-                    .body(body.into())
-                    .send(),
-            )
-            .unwrap();
-    };
+    let put = |key: &str, body: Vec<u8>| put_object(&runtime, &s3, key, body);
     let account = "111111111111";
     let eni = "eni-0a000000000000001";
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        - 60;
+    let t = a_minute_ago();
     // A whole session, and a request whose reply is in the next object.
     let first = [
         record(

@@ -9,6 +9,7 @@
 //!   AssumeRole into other accounts), shared by the groups that use it.
 //! * [`s3`]: objects S3 delivery writes, announced on SQS, each counted once.
 
+#[cfg(feature = "aws")]
 pub mod aws_clients;
 pub mod cloudwatch;
 pub mod ec2;

@@ -14,10 +14,12 @@
 //! * [`sharded`]: [`ShardedLogs`], the streams of this replica's shard only.
 
 pub mod api;
+#[cfg(feature = "aws")]
 pub mod aws;
 pub mod budget;
 pub mod poller;
 pub mod recent;
+#[cfg(feature = "aws")]
 pub mod retry;
 pub mod sharded;
 pub mod streams;
@@ -30,6 +32,7 @@ pub use api::{
     ApiError, ApiObserver, DESCRIBE_LOG_STREAMS, EventsPage, FILTER_LOG_EVENTS, FilterRequest,
     LogEvent, LogsApi, MAX_STREAMS_PER_CALL, NoopObserver, StreamsPage,
 };
+#[cfg(feature = "aws")]
 pub use aws::{ATTEMPT_TIMEOUT, AwsLogsApi};
 pub use budget::{BudgetObserver, Budgeted, RequestBudget};
 pub use poller::{PollOutcome, Poller, PollerConfig, PollerState, SeenEvents, read_window};

@@ -8,11 +8,13 @@
 //! trait over the AWS SDK. Errors are the CloudWatch source's [`ApiError`],
 //! classified by the same rule.
 
+#[cfg(feature = "aws")]
 mod aws;
 
 use std::future::Future;
 use std::net::IpAddr;
 
+#[cfg(feature = "aws")]
 pub use aws::AwsEc2Api;
 
 pub use crate::source::cloudwatch::ApiError;

@@ -11,6 +11,7 @@
 //! `analyze s3://bucket/prefix` by date partition.
 
 pub mod api;
+#[cfg(feature = "aws")]
 pub mod aws;
 pub mod listing;
 pub mod notification;
@@ -18,6 +19,7 @@ pub mod reader;
 pub mod seen;
 
 pub use api::{ObjectError, ObjectsApi, QueueApi, QueueMessage};
+#[cfg(feature = "aws")]
 pub use aws::AwsS3Api;
 pub use notification::{CreatedObject, Notification};
 pub use reader::{MessageOutcome, ObjectOutcome, ObjectSink, Reader, ReaderObserver};
