@@ -101,7 +101,8 @@ def test_tls_task_health_check_uses_https_on_an_excluded_path():
     assert "/healthz" in web_config()["auth_excluded_paths"]
     env = {e["name"]: e["value"] for e in exporter["environment"]}
     web_yml = env["VPC_FLOW_EXPORTER__SERVER__WEB_CONFIG_FILE"]
-    (mount,) = exporter["mountPoints"]
+    web_mounts = [m for m in exporter["mountPoints"] if m["sourceVolume"] == "web"]
+    (mount,) = web_mounts
     assert web_yml.startswith(mount["containerPath"] + "/")
     (files,) = [c for c in task["containerDefinitions"] if c["name"] != "vpc-flow-exporter"]
     assert exporter["dependsOn"] == [{"containerName": files["name"], "condition": "SUCCESS"}]
@@ -116,7 +117,29 @@ def test_tls_task_is_the_plain_task_plus_tls():
     tls = json.loads(TLS_TASK.read_text(encoding="utf-8"))
     (plain_exporter,) = plain["containerDefinitions"]
     tls_exporter = [c for c in tls["containerDefinitions"] if c["name"] == "vpc-flow-exporter"][0]
-    for key in ("image", "portMappings", "user", "readonlyRootFilesystem", "logConfiguration"):
+    # The same command (JSON logs), state on the same EFS volume.
+    for key in ("image", "command", "portMappings", "user", "readonlyRootFilesystem", "logConfiguration"):
         assert tls_exporter[key] == plain_exporter[key], key
-    tls_env = {e["name"] for e in tls_exporter["environment"]}
+    tls_env = {e["name"]: e["value"] for e in tls_exporter["environment"]}
     assert "VPC_FLOW_EXPORTER__SERVER__WEB_CONFIG_FILE" in tls_env
+    for entry in plain_exporter["environment"]:
+        assert tls_env[entry["name"]] == entry["value"], entry["name"]
+    for mount in plain_exporter["mountPoints"]:
+        assert mount in tls_exporter["mountPoints"], mount
+    for volume in plain["volumes"]:
+        assert volume in tls["volumes"], volume["name"]
+
+
+def test_overlay_keeps_the_base_arguments():
+    """`args` in a patch replaces the base list: the overlay repeats it."""
+    (deployment,) = [
+        doc
+        for doc in yaml.safe_load_all((BASE / "deployment.yaml").read_text(encoding="utf-8"))
+        if doc["kind"] == "Deployment"
+    ]
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    (base_container,) = [c for c in containers if c["name"] == "vpc-flow-exporter"]
+    (container,) = overlay_patch("deployment-tls.yaml")["spec"]["template"]["spec"]["containers"]
+    args = container["args"]
+    assert args[: len(base_container["args"])] == base_container["args"]
+    assert args[len(base_container["args"]) :] == ["--web.config.file", "/etc/vpc-flow-exporter/web/web.yml"]
