@@ -12,7 +12,8 @@ pub struct Settings {
     pub session_idle_timeout: u64,
     /// Ports that identify the responder, besides every port below 1024.
     pub service_ports: Vec<u16>,
-    /// Sessions held at most, over all interfaces: memory bound. Past it,
+    /// Sessions held at most, over all interfaces of one correlator (in
+    /// `serve`, one per CloudWatch log group): memory bound. Past it,
     /// decided sessions are dropped first, then the oldest pending ones are
     /// decided early.
     pub max_open_sessions: usize,
