@@ -164,8 +164,9 @@ refresh_interval = "1m"
 /// rejected_outbound, ingress. With the interface's address from EC2 it is
 /// rejected_inbound (the reply was rejected coming in), egress, from the
 /// first session. EC2 is reached through the SDK's standard
-/// `AWS_ENDPOINT_URL_EC2` (the harness points `AWS_ENDPOINT_URL` at a
-/// closed port).
+/// `AWS_ENDPOINT_URL_EC2` only: `[cloudwatch] endpoint_url` (moto too)
+/// never applies to EC2, and the harness points `AWS_ENDPOINT_URL` at a
+/// closed port.
 #[test]
 fn ec2_addresses_make_the_first_direction_exact_and_name_the_interface() {
     let moto = Moto::start();
@@ -243,7 +244,10 @@ fn ec2_addresses_make_the_first_direction_exact_and_name_the_interface() {
 }
 
 /// EC2 unreachable (or denied): the call is counted as an error once per
-/// refresh, logged, and the exporter goes on counting sessions.
+/// refresh, logged, and the exporter goes on counting sessions. With
+/// neither `[ec2] endpoint_url` nor `AWS_ENDPOINT_URL_EC2`, EC2 is called at
+/// `AWS_ENDPOINT_URL` (the harness's closed port), never at the Logs
+/// `endpoint_url` (moto, which would answer).
 #[test]
 fn a_failing_ec2_is_counted_and_counting_goes_on() {
     let moto = Moto::start();
@@ -254,10 +258,7 @@ fn a_failing_ec2_is_counted_and_counting_goes_on() {
         record(eni, ("10.0.5.60", 22), ("203.0.113.9", 41000), t, "ACCEPT"),
     ];
     seed(&moto, GROUP, &[(eni, records)]);
-    let mut exporter = Exporter::start(
-        Some(&config(&moto, r#"endpoint_url = "http://127.0.0.1:1""#)),
-        &[],
-    );
+    let mut exporter = Exporter::start(Some(&config(&moto, "")), &[]);
     exporter.wait_ready();
     let done = exporter.wait_for("the session counted", |s| {
         (s.sessions("accepted") >= 1.0).then(|| s.clone())

@@ -546,6 +546,39 @@ fn a_late_objects_lone_record_is_decided_once_the_object_is_counted() {
     assert_eq!(done.sessions("accepted"), 2.0, "{}", done.flow_lines());
     assert_eq!(done.sessions("unanswered"), 1.0);
     assert_eq!(done.sum("vpcflow_pending_sessions", &[]), 0.0);
+
+    // The unanswered session was decided with no object in hand; its
+    // proof reads the account-region folder again, listed by its times,
+    // and finds it.
+    let (_, body) = exporter.get("/api/v1/sessions?verdict=unanswered");
+    let listed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let command = listed["sessions"][0]["inspect"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let folder = format!("s3://{BUCKET}/AWSLogs/{account}/vpcflowlogs/us-east-1/");
+    assert!(command.contains(&folder), "{command}");
+    let words: Vec<&str> = command.split_whitespace().collect();
+    assert_eq!(words[..2], ["vpc-flow-exporter", "analyze"], "{command}");
+    let output = common::exporter::binary()
+        .args(&words[1..])
+        .args(["--output", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{command}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let proof: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let details = proof["details"].as_array().unwrap();
+    assert!(
+        details
+            .iter()
+            .any(|session| session["verdict"] == "unanswered"
+                && session["responder"] == "10.0.0.10:5432"),
+        "{command}: {proof}"
+    );
 }
 
 /// The queue `flow-logs` and the bucket, which notifies it of every created

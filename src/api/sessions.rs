@@ -356,6 +356,13 @@ pub enum ProofSource {
         /// Replayed records had their times shifted: the files' times differ.
         replayed: bool,
     },
+    /// S3 delivery: `analyze s3://…` of the folders above the objects'
+    /// date partitions; the session's times pick the partitions to list.
+    Objects {
+        urls: Vec<String>,
+        region: Option<String>,
+        endpoint_url: Option<String>,
+    },
 }
 
 /// Quotes a word for a POSIX shell when it needs it.
@@ -407,6 +414,20 @@ impl ProofSource {
                 words.push("analyze".into());
                 log_format
             }
+            ProofSource::Objects {
+                region,
+                endpoint_url,
+                ..
+            } => {
+                words.push("analyze".into());
+                if let Some(region) = region {
+                    words.extend(["--region".into(), shell_word(region)]);
+                }
+                if let Some(endpoint_url) = endpoint_url {
+                    words.extend(["--endpoint-url".into(), shell_word(endpoint_url)]);
+                }
+                "auto"
+            }
         };
         if log_format != "auto" {
             words.extend(["--log-format".into(), shell_word(log_format)]);
@@ -429,8 +450,14 @@ impl ProofSource {
                 end.saturating_add(WINDOW_MARGIN_SECONDS).to_string(),
             ]);
         }
-        if let ProofSource::Files { paths, .. } = self {
-            words.extend(paths.iter().map(|path| shell_word(path)));
+        match self {
+            ProofSource::Files { paths, .. } => {
+                words.extend(paths.iter().map(|path| shell_word(path)));
+            }
+            ProofSource::Objects { urls, .. } => {
+                words.extend(urls.iter().map(|url| shell_word(url)));
+            }
+            ProofSource::LogGroup { .. } => {}
         }
         words.join(" ")
     }

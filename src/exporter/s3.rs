@@ -87,7 +87,9 @@ pub async fn run(
         sessions: health.state.sessions.clone(),
         checkpoints,
         pending: Deferred::new(),
-        pending_paths: Vec::new(),
+        roots: ObjectRoots::default(),
+        region: config.region.clone(),
+        endpoint_url: config.endpoint_url.clone(),
     };
     let mut observer = MetricsObserver {
         metrics: s3_metrics,
@@ -140,8 +142,50 @@ struct CountingSink {
     checkpoints: Option<Checkpoints>,
     /// What the core decided since the last commit (with `[state]` only).
     pending: Deferred,
-    /// The objects whose records are in `pending`, for `inspect`.
-    pending_paths: Vec<String>,
+    /// Where the records counted so far can be read again, for the
+    /// sessions' `inspect` commands.
+    roots: ObjectRoots,
+    region: Option<String>,
+    endpoint_url: Option<String>,
+}
+
+/// The folders above the date partitions of the objects counted lately
+/// (`s3://bucket/AWSLogs/<account>/vpcflowlogs/<region>/`), latest first, a
+/// few at most: a session's records may be in any earlier object, and
+/// `analyze` of these folders with the session's times lists only the
+/// partitions that can hold them.
+#[derive(Debug, Default)]
+struct ObjectRoots(Vec<String>);
+
+/// Account-region folders named at most in one command.
+const MAX_ROOTS: usize = 16;
+
+impl ObjectRoots {
+    fn note(&mut self, bucket: &str, key: &str) {
+        let root = format!("s3://{bucket}/{}", root_prefix(key));
+        if let Some(at) = self.0.iter().position(|known| *known == root) {
+            self.0.remove(at);
+        }
+        self.0.insert(0, root);
+        self.0.truncate(MAX_ROOTS);
+    }
+}
+
+/// The folders of `key` above its first date partition (a four-digit year,
+/// or Hive-style `year=`); the object's own folder when it has none.
+fn root_prefix(key: &str) -> &str {
+    let mut end = 0;
+    for segment in key.split_inclusive('/') {
+        let Some(folder) = segment.strip_suffix('/') else {
+            break;
+        };
+        let value = folder.strip_prefix("year=").unwrap_or(folder);
+        if value.len() == 4 && value.bytes().all(|b| b.is_ascii_digit()) {
+            break;
+        }
+        end += segment.len();
+    }
+    &key[..end]
 }
 
 impl CountingSink {
@@ -158,7 +202,7 @@ impl CountingSink {
                 self.commit(seen);
             }
         } else {
-            let proof = files_proof(Vec::new());
+            let proof = self.proof();
             let service_ports = self.pipeline.correlator().service_ports().clone();
             let mut observer = Recorded::new(
                 FlowMetrics::new(&self.metrics, &service_ports),
@@ -172,17 +216,19 @@ impl CountingSink {
     }
 }
 
-fn files_proof(paths: Vec<String>) -> ProofSource {
-    ProofSource::Files {
-        paths,
-        log_format: "auto".into(),
-        replayed: false,
+impl CountingSink {
+    fn proof(&self) -> ProofSource {
+        ProofSource::Objects {
+            urls: self.roots.0.clone(),
+            region: self.region.clone(),
+            endpoint_url: self.endpoint_url.clone(),
+        }
     }
 }
 
 impl ObjectSink for CountingSink {
     async fn count(&mut self, object: &CreatedObject, body: bytes::Bytes) -> io::Result<u64> {
-        let path = format!("s3://{}/{}", object.bucket, object.key);
+        self.roots.note(&object.bucket, &object.key);
         // Counting is CPU work on a few MB: off the async threads' hands.
         tokio::task::block_in_place(|| {
             check_readable(&body)?;
@@ -192,10 +238,9 @@ impl ObjectSink for CountingSink {
                 let mut observer = Both(&mut self.pending, LineCount::default());
                 let fed = feed_object(&body, &mut self.pipeline, &mut observer);
                 let lines = observer.1.0;
-                self.pending_paths.push(path);
                 fed.map(|()| lines)
             } else {
-                let proof = files_proof(vec![path]);
+                let proof = self.proof();
                 let service_ports = self.pipeline.correlator().service_ports().clone();
                 let mut observer = Both(
                     Recorded::new(
@@ -222,7 +267,7 @@ impl ObjectSink for CountingSink {
         };
         let now = now_seconds();
         checkpoints.store(&self.pipeline, seen, &self.metrics, now);
-        let proof = files_proof(std::mem::take(&mut self.pending_paths));
+        let proof = self.proof();
         let service_ports = self.pipeline.correlator().service_ports().clone();
         let mut observer = Recorded::new(
             FlowMetrics::new(&self.metrics, &service_ports),
@@ -334,5 +379,49 @@ impl ReaderObserver for MetricsObserver {
             .messages
             .with_label_values(&[outcome.as_str()])
             .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_root_is_the_folder_above_the_date_partitions() {
+        let key = "AWSLogs/111111111111/vpcflowlogs/eu-west-1/2024/01/05/111111111111_vpcflowlogs_eu-west-1_fl-1_20240105T1000Z_abcd.log.gz";
+        assert_eq!(
+            root_prefix(key),
+            "AWSLogs/111111111111/vpcflowlogs/eu-west-1/"
+        );
+        let hive = "flows/AWSLogs/aws-account-id=111111111111/aws-service=vpcflowlogs/aws-region=eu-west-1/year=2024/month=01/day=05/hour=10/f.log.parquet";
+        assert_eq!(
+            root_prefix(hive),
+            "flows/AWSLogs/aws-account-id=111111111111/aws-service=vpcflowlogs/aws-region=eu-west-1/"
+        );
+        assert_eq!(root_prefix("exports/day-one/f.log"), "exports/day-one/");
+        assert_eq!(root_prefix("f.log"), "");
+    }
+
+    #[test]
+    fn roots_are_latest_first_without_repeats_and_bounded() {
+        let mut roots = ObjectRoots::default();
+        roots.note("b", "AWSLogs/1/vpcflowlogs/r/2024/01/05/x.log.gz");
+        roots.note("b", "AWSLogs/2/vpcflowlogs/r/2024/01/05/y.log.gz");
+        roots.note("b", "AWSLogs/1/vpcflowlogs/r/2024/01/06/z.log.gz");
+        assert_eq!(
+            roots.0,
+            [
+                "s3://b/AWSLogs/1/vpcflowlogs/r/",
+                "s3://b/AWSLogs/2/vpcflowlogs/r/"
+            ]
+        );
+        for account in 0..40 {
+            roots.note(
+                "b",
+                &format!("AWSLogs/{account}/vpcflowlogs/r/2024/01/05/x"),
+            );
+        }
+        assert_eq!(roots.0.len(), MAX_ROOTS);
+        assert_eq!(roots.0[0], "s3://b/AWSLogs/39/vpcflowlogs/r/");
     }
 }

@@ -225,13 +225,33 @@ impl AwsClients {
     /// The EC2 client for `access` (`[ec2] describe_interfaces`): the
     /// region and credentials of its Logs client. `endpoint_url` (`[ec2]
     /// endpoint_url`) replaces EC2's endpoint; without it the SDK's
-    /// settings apply (`AWS_ENDPOINT_URL_EC2`, else the Logs endpoint_url).
+    /// settings apply (`AWS_ENDPOINT_URL_EC2`, `AWS_ENDPOINT_URL`, the
+    /// profile), never the Logs `endpoint_url`: that is often a Logs VPC
+    /// endpoint, which does not answer EC2.
     pub async fn ec2_client(&mut self, access: &Access, endpoint_url: Option<&str>) -> AwsEc2Api {
         if let Some(client) = self.ec2_clients.get(access) {
             return client.clone();
         }
-        let config = self.sdk_config(access).await;
-        let client = AwsEc2Api::from_config(&config, endpoint_url);
+        let mut config = self.sdk_config(access).await;
+        // The Logs endpoint_url is set in the shared config as code-given,
+        // which the EC2 client would take over its own settings: it is
+        // taken out, and EC2's named from the environment, as the SDK would.
+        if self.endpoint_url.is_some() {
+            let mut builder = config.into_builder();
+            builder.set_endpoint_url(None);
+            config = builder.build();
+        }
+        let from_environment = || {
+            ["AWS_ENDPOINT_URL_EC2", "AWS_ENDPOINT_URL"]
+                .iter()
+                .find_map(|name| std::env::var(name).ok().filter(|url| !url.is_empty()))
+        };
+        let endpoint_url = match endpoint_url {
+            Some(url) => Some(url.to_owned()),
+            None if self.endpoint_url.is_some() => from_environment(),
+            None => None,
+        };
+        let client = AwsEc2Api::from_config(&config, endpoint_url.as_deref());
         self.ec2_clients.insert(access.clone(), client.clone());
         client
     }

@@ -152,6 +152,21 @@ def test_interfaces_are_shown_by_name(name):
     assert label == "interface_id" and "$name" in selector
 
 
+def test_exporter_health_shows_interfaces_by_name():
+    """The health dashboard has no interface variables, but its per-interface
+    panels name interfaces as the others do."""
+    d = load_dashboard(DASHBOARD_DIR / "exporter-health.json")
+    grouped = 0
+    for _, target in dashboard_queries(d):
+        expr = target["expr"]
+        if "by (interface_id" in expr:
+            grouped += 1
+            assert "* on(interface_id) group_left(name)" in expr, expr
+            assert "topk by (interface_id) (1, vpcflow_interface_info{" in expr, expr
+        assert "{{interface_id}}" not in target.get("legendFormat", ""), target
+    assert grouped >= 4
+
+
 def test_overview_speaks_the_operators_words():
     titles = {p["title"] for p in iter_panels(load_dashboard(DASHBOARD_DIR / "overview.json")["panels"])}
     for title in [

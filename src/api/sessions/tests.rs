@@ -253,4 +253,20 @@ fn the_command_reads_the_sessions_records_again() {
          --interface eni-a --address 10.0.0.9 --port 5432 'flows/a b.log'",
         "replayed times are not the files' times"
     );
+    let objects = ProofSource::Objects {
+        urls: vec![
+            "s3://central/AWSLogs/111111111111/vpcflowlogs/eu-west-1/".into(),
+            "s3://central/AWSLogs/222222222222/vpcflowlogs/eu-west-1/".into(),
+        ],
+        region: Some("eu-west-1".into()),
+        endpoint_url: None,
+    };
+    assert_eq!(
+        objects.command(&session),
+        "vpc-flow-exporter analyze --region eu-west-1 --details \
+         --interface eni-a --address 10.0.0.9 --port 5432 --since 1699999940 --until 1700000090 \
+         s3://central/AWSLogs/111111111111/vpcflowlogs/eu-west-1/ \
+         s3://central/AWSLogs/222222222222/vpcflowlogs/eu-west-1/",
+        "the folders above the date partitions, listed by the session's times"
+    );
 }
