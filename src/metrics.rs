@@ -87,6 +87,7 @@ pub struct Metrics {
     pub api_calls: IntCounterVec,
     pub api_call_duration: HistogramVec,
     pub api_throttles: IntCounterVec,
+    pub api_errors: IntCounterVec,
     pub events_fetched: IntCounter,
     pub events_new: IntCounter,
     pub events_forgotten: IntCounter,
@@ -283,6 +284,11 @@ impl Metrics {
             "AWS API attempts answered with throttling, by operation, those the SDK retried with backoff included.",
             &["operation"],
         );
+        let api_errors = counter(
+            "api_errors_total",
+            "Failed AWS API attempts, by operation and kind (throttled, timeout, connection, bad_response, server_error, denied, invalid_parameter, not_found, client_error, local), those the SDK retried past included.",
+            &["operation", "kind"],
+        );
         let events_fetched = IntCounter::with_opts(opts(
             "log_events_fetched_total",
             "Log events returned by FilterLogEvents, re-reads of the overlap window included.",
@@ -391,6 +397,7 @@ impl Metrics {
             api_calls,
             api_call_duration,
             api_throttles,
+            api_errors,
             events_fetched,
             events_new,
             events_forgotten,

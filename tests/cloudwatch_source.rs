@@ -65,7 +65,7 @@ impl ApiObserver for Calls {
         self.calls.lock().unwrap().push((operation, outcome));
     }
 
-    fn attempt_failed(&self, operation: &'static str, outcome: &'static str) {
+    fn attempt_failed(&self, operation: &'static str, outcome: &'static str, _kind: &'static str) {
         self.failed_attempts
             .lock()
             .unwrap()

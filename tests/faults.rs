@@ -157,9 +157,10 @@ impl Pair {
 
     /// The common scenario: the fault is on from the start (before the
     /// first poll) while records arrive; then it clears.
-    fn fail_then_recover(mut self, operation: &str, outcome: &str) {
+    fn fail_then_recover(mut self, operation: &str, outcome: &str, kind: &str) {
         put_batch(&self.moto, 1);
         let down = self.wait_down(operation, outcome);
+        assert_kind(&down, operation, kind);
         assert_eq!(self.faulty.get("/healthz").0, 200, "alive while failing");
         assert_eq!(down.sum("vpcflow_sessions_total", &[]), 0.0);
         put_batch(&self.moto, 2);
@@ -173,10 +174,29 @@ impl Pair {
     }
 }
 
+/// The failed attempts of `operation` were counted as `kind`, only.
+fn assert_kind(scrape: &Scrape, operation: &str, kind: &str) {
+    let counted = scrape.sum(
+        "vpcflow_api_errors_total",
+        &[("operation", operation), ("kind", kind)],
+    );
+    let all = scrape.sum("vpcflow_api_errors_total", &[("operation", operation)]);
+    assert!(
+        counted >= 1.0 && counted == all,
+        "{operation}: {counted} of {all} failed attempts are {kind}\n{}",
+        scrape
+            .text
+            .lines()
+            .filter(|line| line.starts_with("vpcflow_api_errors_total"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
 #[test]
 fn throttling_is_counted_and_recovers_exactly() {
     let pair = Pair::start("5m", Some((Fault::Throttle, Some(FILTER))), None);
-    pair.fail_then_recover(FILTER, "throttled");
+    pair.fail_then_recover(FILTER, "throttled", "throttled");
 }
 
 #[test]
@@ -186,7 +206,8 @@ fn service_unavailable_at_start_up_still_reads_the_first_window() {
     // window (start - lookback) must still be read once the API answers.
     let mut pair = Pair::start("10s", Some((Fault::Status(503), Some(DESCRIBE))), None);
     put_batch(&pair.moto, 1);
-    pair.wait_down(DESCRIBE, "error");
+    let down = pair.wait_down(DESCRIBE, "error");
+    assert_kind(&down, DESCRIBE, "server_error");
     assert_eq!(
         pair.faulty.get("/ready").0,
         503,
@@ -203,7 +224,7 @@ fn service_unavailable_at_start_up_still_reads_the_first_window() {
 #[test]
 fn internal_errors_are_retried_and_recover_exactly() {
     let pair = Pair::start("5m", Some((Fault::Status(500), Some(FILTER))), None);
-    pair.fail_then_recover(FILTER, "error");
+    pair.fail_then_recover(FILTER, "error", "server_error");
 }
 
 #[test]
@@ -213,19 +234,19 @@ fn answers_slower_than_the_attempt_timeout() {
         Some((Fault::Slow(Duration::from_secs(3)), Some(FILTER))),
         None,
     );
-    pair.fail_then_recover(FILTER, "error");
+    pair.fail_then_recover(FILTER, "error", "timeout");
 }
 
 #[test]
 fn connections_dropped_mid_answer() {
     let pair = Pair::start("5m", Some((Fault::DropMidAnswer, Some(FILTER))), None);
-    pair.fail_then_recover(FILTER, "error");
+    pair.fail_then_recover(FILTER, "error", "connection");
 }
 
 #[test]
 fn a_truncated_200_is_an_error_not_data() {
     let pair = Pair::start("5m", Some((Fault::Truncated, Some(FILTER))), None);
-    pair.fail_then_recover(FILTER, "error");
+    pair.fail_then_recover(FILTER, "error", "bad_response");
 }
 
 #[test]
@@ -257,6 +278,7 @@ fn an_expired_token_mid_paging_restarts_the_window_without_double_counting() {
             .then(|| s.clone())
     });
     assert_eq!(pair.proxy.injected(FILTER), 2);
+    assert_kind(&scrape, FILTER, "invalid_parameter");
     assert_eq!(
         scrape.sum("vpcflow_up", &[]),
         1.0,
@@ -272,7 +294,8 @@ fn an_outage_longer_than_lookback_loses_nothing() {
     put_batch(&pair.moto, 1);
     settled(&mut pair.faulty, 1.0);
     pair.proxy.set(Fault::Outage, None);
-    pair.wait_down(FILTER, "error");
+    let down = pair.wait_down(FILTER, "error");
+    assert_kind(&down, FILTER, "connection");
     put_batch(&pair.moto, 2);
     // Outlast lookback (10 s) by half again; the exporter keeps answering.
     for _ in 0..15 {

@@ -111,11 +111,15 @@ impl ApiObserver for ApiMetrics {
             .observe(seconds);
     }
 
-    /// Every throttled attempt, including those the SDK's retries got past.
-    fn attempt_failed(&self, operation: &'static str, outcome: &'static str) {
+    /// Every failed attempt, including those the SDK's retries got past.
+    fn attempt_failed(&self, operation: &'static str, outcome: &'static str, kind: &'static str) {
         if outcome == "throttled" {
             self.0.api_throttles.with_label_values(&[operation]).inc();
         }
+        self.0
+            .api_errors
+            .with_label_values(&[operation, kind])
+            .inc();
     }
 }
 

@@ -174,9 +174,10 @@ pub trait ApiObserver: Send + Sync {
     /// reports its last attempt here as well as through
     /// [`ApiObserver::api_call`]. `outcome` is the same bounded label as
     /// there: `throttled` (429 or a throttling error code) or `error`
-    /// (5xx, timeouts, connection failures, and any other failed attempt).
-    fn attempt_failed(&self, operation: &'static str, outcome: &'static str) {
-        let _ = (operation, outcome);
+    /// (5xx, timeouts, connection failures, and any other failed attempt);
+    /// `kind` says which ([`super::retry::attempt_kind`]'s bounded labels).
+    fn attempt_failed(&self, operation: &'static str, outcome: &'static str, kind: &'static str) {
+        let _ = (operation, outcome, kind);
     }
 }
 

@@ -22,7 +22,7 @@ use super::api::{
     ApiError, ApiObserver, DESCRIBE_LOG_STREAMS, EventsPage, FILTER_LOG_EVENTS, FilterRequest,
     LogEvent, LogsApi, StreamsPage,
 };
-use super::retry::{FailureKind, classify, from_sdk_error};
+use super::retry::{AttemptFailure, FailureKind, attempt_kind, classify, from_sdk_error};
 use super::streams::INTERFACE_STREAM_PREFIX;
 
 /// One attempt, by default (`[cloudwatch] attempt_timeout`): a
@@ -125,7 +125,25 @@ where
             (FailureKind::Transport, None)
         };
         let outcome = classify(self.operation, kind, status, code, String::new()).metric_label();
-        self.observer.attempt_failed(self.operation, outcome);
+        let failure = if err.is_operation_error() {
+            AttemptFailure::Service
+        } else if err.is_timeout_error() {
+            AttemptFailure::Timeout
+        } else if let Some(connector) = err.as_connector_error() {
+            if connector.is_user() {
+                AttemptFailure::Local
+            } else if connector.is_timeout() {
+                AttemptFailure::Timeout
+            } else {
+                AttemptFailure::Connection
+            }
+        } else if err.is_response_error() {
+            AttemptFailure::BadResponse
+        } else {
+            AttemptFailure::Connection
+        };
+        self.observer
+            .attempt_failed(self.operation, outcome, attempt_kind(failure, status, code));
         Ok(())
     }
 }

@@ -68,6 +68,66 @@ pub fn classify(
     }
 }
 
+/// What went wrong with one failed attempt, finer than the outcome: the
+/// `kind` label of `vpcflow_api_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptFailure {
+    /// The request could not be built or sent as configured.
+    Local,
+    /// No answer within the attempt timeout.
+    Timeout,
+    /// Refused, reset or dropped connection.
+    Connection,
+    /// An answer that could not be read (a truncated or garbled body; one
+    /// with a success status comes as `Service` with that status).
+    BadResponse,
+    /// The service answered with an error status and code.
+    Service,
+}
+
+/// Codes that mean "these credentials may not do this".
+const DENIED_CODES: &[&str] = &[
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "ExpiredTokenException",
+];
+
+/// The bounded `kind` label of a failed attempt: `throttled`, `timeout`,
+/// `connection`, `bad_response`, `server_error` (5xx or a transient code),
+/// `denied` (403 or a credentials code), `invalid_parameter` (what an
+/// expired `nextToken` is answered with), `not_found`, `client_error` (any
+/// other 4xx) or `local`.
+pub fn attempt_kind(
+    failure: AttemptFailure,
+    status: Option<u16>,
+    code: Option<&str>,
+) -> &'static str {
+    let throttled = status == Some(429) || code.is_some_and(|c| THROTTLING_CODES.contains(&c));
+    match failure {
+        _ if throttled => "throttled",
+        AttemptFailure::Local => "local",
+        AttemptFailure::Timeout => "timeout",
+        AttemptFailure::Connection => "connection",
+        AttemptFailure::BadResponse => "bad_response",
+        AttemptFailure::Service => match (status, code) {
+            // A success status whose body could not be read as an answer.
+            (Some(200..=299), _) => "bad_response",
+            (Some(500..=599), _) => "server_error",
+            (_, Some(code)) if TRANSIENT_CODES.contains(&code) => "server_error",
+            (Some(403), _) => "denied",
+            (_, Some(code)) if DENIED_CODES.contains(&code) => "denied",
+            (_, Some("InvalidParameterException")) => "invalid_parameter",
+            (_, Some("ResourceNotFoundException")) => "not_found",
+            _ => "client_error",
+        },
+    }
+}
+
 /// Maps an SDK error onto [`classify`]. The message is the error chain
 /// (codes, service message, request id); it never holds credentials.
 pub fn from_sdk_error<E>(operation: &'static str, err: &SdkError<E, HttpResponse>) -> ApiError
@@ -157,6 +217,61 @@ mod tests {
                 label(kind, status, code),
                 want,
                 "{kind:?} {status:?} {code:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn attempt_kinds_tell_what_failed() {
+        use AttemptFailure::*;
+        let cases = [
+            (Service, Some(400), Some("ThrottlingException"), "throttled"),
+            (Service, Some(429), None, "throttled"),
+            (Service, Some(500), None, "server_error"),
+            (
+                Service,
+                Some(503),
+                Some("ServiceUnavailableException"),
+                "server_error",
+            ),
+            (
+                Service,
+                Some(400),
+                Some("ServiceUnavailableException"),
+                "server_error",
+            ),
+            (Service, Some(403), None, "denied"),
+            (Service, Some(400), Some("AccessDeniedException"), "denied"),
+            (
+                Service,
+                Some(400),
+                Some("UnrecognizedClientException"),
+                "denied",
+            ),
+            (
+                Service,
+                Some(400),
+                Some("InvalidParameterException"),
+                "invalid_parameter",
+            ),
+            (
+                Service,
+                Some(400),
+                Some("ResourceNotFoundException"),
+                "not_found",
+            ),
+            (Service, Some(400), Some("SomethingElse"), "client_error"),
+            (Timeout, None, None, "timeout"),
+            (Connection, None, None, "connection"),
+            (BadResponse, Some(200), None, "bad_response"),
+            (Service, Some(200), None, "bad_response"),
+            (Local, None, None, "local"),
+        ];
+        for (failure, status, code, want) in cases {
+            assert_eq!(
+                attempt_kind(failure, status, code),
+                want,
+                "{failure:?} {status:?} {code:?}"
             );
         }
     }
