@@ -15,7 +15,7 @@
 
 use std::fs::{self, File};
 use std::hash::Hasher;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -131,7 +131,6 @@ impl StateFile {
             written_at,
             state,
         };
-        let bytes = serde_json::to_vec(&envelope).map_err(io::Error::other)?;
         let file_name = self
             .path
             .file_name()
@@ -139,9 +138,11 @@ impl StateFile {
             .unwrap_or_default();
         let temporary = directory.join(format!(".{file_name}.tmp"));
         {
-            let mut file = File::create(&temporary)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
+            // Streamed: a checkpoint of a million sessions is never a
+            // buffer of its own in memory.
+            let mut file = io::BufWriter::with_capacity(1 << 16, File::create(&temporary)?);
+            serde_json::to_writer(&mut file, &envelope).map_err(io::Error::other)?;
+            file.into_inner().map_err(io::Error::from)?.sync_all()?;
         }
         fs::rename(&temporary, &self.path)?;
         // The rename itself is durable only once the directory is.

@@ -213,3 +213,32 @@ fn a_checkpoint_holds_pending_and_decided_sessions_with_their_addresses() {
     );
     assert_eq!(json["version"], PipelineCheckpoint::VERSION);
 }
+
+/// What a flood costs on disk: every open session in the checkpoint, with
+/// its bytes bounded (the README's state-file figure per session).
+#[test]
+fn a_checkpoint_costs_a_bounded_number_of_bytes_per_open_session() {
+    let mut pipeline = pipeline();
+    let mut summary = summary(&pipeline);
+    let sessions = 20_000u32;
+    for n in 0..sessions {
+        let line = format!(
+            "2 1 eni-a 198.{}.{}.{} 10.0.0.10 {} 443 6 1 44 1000 1050 ACCEPT OK",
+            51 + (n >> 16),
+            (n >> 8) & 0xff,
+            n & 0xff,
+            1024 + n % 60000
+        );
+        pipeline.push_line(line.as_bytes(), None, &mut summary);
+    }
+    let checkpoint = pipeline.checkpoint();
+    assert_eq!(
+        checkpoint.correlator.sessions.len(),
+        sessions as usize,
+        "every open session is checkpointed"
+    );
+    let bytes = serde_json::to_vec(&checkpoint).unwrap().len();
+    let per_session = bytes / sessions as usize;
+    eprintln!("checkpoint: {bytes} bytes for {sessions} open sessions, {per_session} per session");
+    assert!(per_session <= 260, "{per_session} bytes per session");
+}

@@ -86,16 +86,24 @@ pub struct SessionCheckpoint {
     /// The lower endpoint, which sends the `low` leg.
     pub low: (IpAddr, u16),
     pub high: (IpAddr, u16),
+    #[serde(default, skip_serializing_if = "LegCheckpoint::is_unseen")]
     pub low_leg: LegCheckpoint,
+    #[serde(default, skip_serializing_if = "LegCheckpoint::is_unseen")]
     pub high_leg: LegCheckpoint,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_time: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_time: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end: Option<u64>,
     pub packets: u64,
     pub bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision: Option<DecisionCheckpoint>,
     /// The watermark at which its interface looks at it next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due: Option<u64>,
     /// Its number in order of opening (not 0).
     pub generation: u32,
@@ -104,14 +112,25 @@ pub struct SessionCheckpoint {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct LegCheckpoint {
     /// `accept` or `reject`; absent while this direction is unseen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<Word>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flags: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start: Option<u64>,
     /// The order in which the session's two legs first arrived (rule 5):
     /// 1 or 2; 0 while unseen.
     pub arrival: u64,
     /// `ingress` or `egress`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow_direction: Option<Word>,
+}
+
+impl LegCheckpoint {
+    /// A direction no record came in yet: left out of the file.
+    pub fn is_unseen(&self) -> bool {
+        *self == LegCheckpoint::default()
+    }
 }
 
 /// The closed words a checkpoint uses for the core's enums (actions, flow
