@@ -17,6 +17,7 @@ use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 
 use common::Moto;
 use common::exporter::{Exporter, now_s, seed};
+use common::fault_proxy::{Fault, FaultProxy};
 
 const GROUP: &str = "/vpc/flow-logs";
 
@@ -243,22 +244,43 @@ fn ec2_addresses_make_the_first_direction_exact_and_name_the_interface() {
     assert!(body.contains("payments-db"), "{body}");
 }
 
-/// EC2 unreachable (or denied): the call is counted as an error once per
-/// refresh, logged, and the exporter goes on counting sessions. With
-/// neither `[ec2] endpoint_url` nor `AWS_ENDPOINT_URL_EC2`, EC2 is called at
+/// EC2 unreachable: the call is counted as an error once per refresh,
+/// logged, and the exporter goes on counting sessions. With neither `[ec2]
+/// endpoint_url` nor `AWS_ENDPOINT_URL_EC2`, EC2 is called at
 /// `AWS_ENDPOINT_URL` (the harness's closed port), never at the Logs
 /// `endpoint_url` (moto, which would answer).
 #[test]
 fn a_failing_ec2_is_counted_and_counting_goes_on() {
     let moto = Moto::start();
+    failing_ec2_is_counted_and_counting_goes_on(&moto, "", "");
+}
+
+/// EC2 denied (403 `UnauthorizedOperation`: the role lacks
+/// `ec2:DescribeNetworkInterfaces`): the same, and the log says why.
+#[test]
+fn a_denied_ec2_is_counted_and_counting_goes_on() {
+    let moto = Moto::start();
+    let proxy = FaultProxy::start(&moto.endpoint_url());
+    proxy.set(Fault::Ec2Denied, Some("DescribeNetworkInterfaces"));
+    failing_ec2_is_counted_and_counting_goes_on(
+        &moto,
+        &format!("endpoint_url = \"{}\"", proxy.url()),
+        "UnauthorizedOperation",
+    );
+    assert_eq!(proxy.injected("DescribeNetworkInterfaces"), 1);
+}
+
+/// Runs the exporter with `[ec2]` and `ec2_keys` against an EC2 that fails;
+/// the log names `logged` (when not empty).
+fn failing_ec2_is_counted_and_counting_goes_on(moto: &Moto, ec2_keys: &str, logged: &str) {
     let eni = "eni-0bad0000000000001";
     let t = now_s() - 5;
     let records = vec![
         record(eni, ("203.0.113.9", 41000), ("10.0.5.60", 22), t, "ACCEPT"),
         record(eni, ("10.0.5.60", 22), ("203.0.113.9", 41000), t, "ACCEPT"),
     ];
-    seed(&moto, GROUP, &[(eni, records)]);
-    let mut exporter = Exporter::start(Some(&config(&moto, "")), &[]);
+    seed(moto, GROUP, &[(eni, records)]);
+    let mut exporter = Exporter::start(Some(&config(moto, ec2_keys)), &[]);
     exporter.wait_ready();
     let done = exporter.wait_for("the session counted", |s| {
         (s.sessions("accepted") >= 1.0).then(|| s.clone())
@@ -294,11 +316,10 @@ fn a_failing_ec2_is_counted_and_counting_goes_on() {
         1.0,
         "its direction is the fallback's, and counted so"
     );
+    let log = exporter.log_tail();
     assert!(
-        exporter
-            .log_tail()
-            .contains("Describing network interfaces failed"),
-        "{}",
-        exporter.log_tail()
+        log.contains("Describing network interfaces failed"),
+        "{log}"
     );
+    assert!(log.contains(logged), "{log}");
 }

@@ -54,6 +54,9 @@ pub enum Fault {
     /// `FilterLogEvents`: this many empty pages with a `nextToken` before
     /// every page of events (and before the first).
     EmptyPages(usize),
+    /// HTTP 403 `UnauthorizedOperation` in EC2's XML, as EC2 answers a
+    /// role without the permission.
+    Ec2Denied,
     /// `FilterLogEvents`: the next this-many requests that carry a
     /// `nextToken` get `InvalidParameterException` (expired token); the
     /// fault then disarms itself.
@@ -213,19 +216,27 @@ async fn handle(
     upstream: SocketAddr,
     state: Arc<Mutex<State>>,
 ) -> Result<Response<ProxyBody>, std::io::Error> {
-    let operation = req
+    let target = req
         .headers()
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .and_then(|t| t.rsplit('.').next())
-        .unwrap_or("")
-        .to_owned();
+        .map(str::to_owned);
     let (parts, body) = req.into_parts();
     let mut body = body
         .collect()
         .await
         .map_err(std::io::Error::other)?
         .to_bytes();
+    // JSON protocols name the operation in X-Amz-Target; EC2's query
+    // protocol in the form's `Action`.
+    let operation = target.unwrap_or_else(|| {
+        String::from_utf8_lossy(&body)
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("Action="))
+            .unwrap_or("")
+            .to_owned()
+    });
     let is_filter = operation == "FilterLogEvents";
 
     let (fault, page_limit) = {
@@ -328,6 +339,18 @@ async fn handle(
         Some(Fault::Outage) => {
             count(&state);
             return Err(std::io::Error::other("fault proxy: outage"));
+        }
+        Some(Fault::Ec2Denied) => {
+            count(&state);
+            let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error>\
+                <Code>UnauthorizedOperation</Code>\
+                <Message>You are not authorized to perform this operation.</Message>\
+                </Error></Errors><RequestID>fau1tpr0xy</RequestID></Response>";
+            return Ok(Response::builder()
+                .status(403)
+                .header("content-type", "text/xml;charset=UTF-8")
+                .body(full(body.to_owned()))
+                .expect("error response"));
         }
         Some(Fault::Slow(delay)) => {
             count(&state);
