@@ -146,6 +146,15 @@ def test_interfaces_are_shown_by_name(name):
     variables = {v["name"]: v for v in d["templating"]["list"]}
     order = [v["name"] for v in d["templating"]["list"]]
     assert order.index("name") < order.index("interface_id")
+    # Account and region narrow the names (vpcflow_interface_info's labels).
+    assert order.index("account_id") < order.index("region") < order.index("name")
+    for label in ("account_id", "region"):
+        selector, found = label_values_query(variable_query(variables[label]))
+        assert (found, selector.split("{")[0]) == (label, "vpcflow_interface_info")
+        assert variables[label]["includeAll"] and variables[label]["multi"]
+    for narrowed in ("name", "interface_id"):
+        query = variable_query(variables[narrowed])
+        assert 'account_id=~"$account_id"' in query and 'region=~"$region"' in query, query
     selector, label = label_values_query(variable_query(variables["name"]))
     assert (label, selector.split("{")[0]) == ("name", "vpcflow_interface_info")
     selector, label = label_values_query(variable_query(variables["interface_id"]))
