@@ -357,7 +357,9 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
                 let api = budgets.wrap(&access, clients.client(&access).await);
                 if !group.interfaces.is_empty() {
                     // Known before the first poll: say now if it cannot fit.
-                    let calls = group.interfaces.len().div_ceil(MAX_STREAMS_PER_CALL);
+                    // This replica reads only its shard's interfaces.
+                    let mine = group.interfaces.iter().filter(|id| shard.owns(id)).count();
+                    let calls = mine.div_ceil(MAX_STREAMS_PER_CALL);
                     api.budget().set_demand(
                         &access.describe(&group.name),
                         u32::try_from(calls).unwrap_or(u32::MAX),

@@ -336,7 +336,12 @@ def test_exporter_endpoints(exporter):
 # does any checkpoint without [state]). They may be missing from /metrics
 # here, but must still be registered by name in src/metrics.rs (which
 # catches a misspelt name all the same).
-CLOUDWATCH_ONLY = {"vpcflow_api_calls_total", "vpcflow_api_throttles_total", "vpcflow_state_checkpoints_total"}
+CLOUDWATCH_ONLY = {
+    "vpcflow_api_calls_total",
+    "vpcflow_api_throttles_total",
+    "vpcflow_state_checkpoints_total",
+    "vpcflow_api_budget_demand_ratio",
+}
 # Labelled families that get a label set only when something goes wrong
 # (the sample data never fills max_open_sessions); the same rule holds.
 ONLY_WHEN_IT_HAPPENS = {"vpcflow_sessions_evicted_total"}
