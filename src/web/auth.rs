@@ -5,10 +5,14 @@
 //! configured, so response times do not tell which user names exist.
 //! bcrypt is slow on purpose (a cost of 10 is ~70 ms of CPU): checks run
 //! on the blocking pool, one at a time, so a flood of guesses cannot take
-//! every core from the scrape.
+//! every core from the scrape. A user and password that passed once pass
+//! again without bcrypt (as exporter-toolkit caches them), so Prometheus's
+//! scrapes never queue behind a flood of wrong passwords.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeMap, HashSet};
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use hyper::header::HeaderValue;
@@ -20,7 +24,16 @@ pub struct BasicAuth {
     users: Arc<BTreeMap<String, String>>,
     /// A well-formed hash that no password matches, at the highest cost.
     dummy_hash: String,
+    /// Keyed hashes of the (user, password) pairs that passed: never the
+    /// passwords themselves. Forgotten with the configuration (a reload
+    /// makes a new `BasicAuth`).
+    passed: Arc<Mutex<HashSet<u64>>>,
+    /// This process's key for those hashes.
+    keys: RandomState,
 }
+
+/// Pairs remembered as passed at most; past it the memory starts over.
+const MAX_PASSED: usize = 64;
 
 /// bcrypt checks in flight at once (exporter-toolkit also runs one at a time).
 static CHECKS: Semaphore = Semaphore::const_new(1);
@@ -52,6 +65,8 @@ impl BasicAuth {
             users: Arc::new(users),
             // 22 salt and 31 hash characters of bcrypt's base64: all zero bits.
             dummy_hash: format!("$2b${cost:02}${}", ".".repeat(53)),
+            passed: Arc::default(),
+            keys: RandomState::new(),
         })
     }
 
@@ -69,6 +84,10 @@ impl BasicAuth {
             Some(hash) => (hash.clone(), true),
             None => (self.dummy_hash.clone(), false),
         };
+        let pair = self.keys.hash_one((&user, &password));
+        if known && self.passed().contains(&pair) {
+            return true;
+        }
         let Ok(_permit) = CHECKS.acquire().await else {
             return false;
         };
@@ -77,7 +96,20 @@ impl BasicAuth {
         })
         .await
         .unwrap_or(false);
+        if matched && known {
+            let mut passed = self.passed();
+            if passed.len() >= MAX_PASSED {
+                passed.clear();
+            }
+            passed.insert(pair);
+        }
         matched && known
+    }
+
+    fn passed(&self) -> std::sync::MutexGuard<'_, HashSet<u64>> {
+        self.passed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -119,6 +151,28 @@ mod tests {
                 .allows(Some(&HeaderValue::from_static("Bearer x")))
                 .await
         );
+    }
+
+    /// Once passed, a pair passes while the bcrypt queue is held (by a
+    /// flood of guesses); a wrong password still waits for it.
+    #[tokio::test]
+    async fn a_pair_that_passed_once_skips_the_bcrypt_queue() {
+        let hash = bcrypt::hash("secret", 4).unwrap();
+        let auth = BasicAuth::new(BTreeMap::from([("prometheus".to_owned(), hash)])).unwrap();
+        assert!(auth.allows(Some(&header("prometheus", "secret"))).await);
+        let held = CHECKS.acquire().await.unwrap();
+        let wait = std::time::Duration::from_millis(200);
+        let (right, wrong) = (
+            header("prometheus", "secret"),
+            header("prometheus", "wrong"),
+        );
+        let again = tokio::time::timeout(wait, auth.allows(Some(&right)));
+        assert_eq!(again.await, Ok(true), "passed without bcrypt");
+        let guess = tokio::time::timeout(wait, auth.allows(Some(&wrong)));
+        assert!(guess.await.is_err(), "a wrong password waits for bcrypt");
+        drop(held);
+        assert!(!auth.allows(Some(&header("prometheus", "wrong"))).await);
+        assert!(!auth.allows(Some(&header("nobody", "secret"))).await);
     }
 
     #[test]
