@@ -265,12 +265,16 @@ fn events(until_ms: i64) -> impl Strategy<Value = Vec<SimEvent>> {
 }
 
 /// Runs the planner against the simulated log group; returns how many
-/// times each event was returned as new, and the committed windows.
+/// times each event was returned as new, and the committed windows. With
+/// `restart_before`, the process restarts before that step: a new planner
+/// from the last checkpoint's window state (through JSON, as on disk) and
+/// the checkpointed fingerprints.
 fn simulate(
     events: &[SimEvent],
     created_ms: i64,
     script: &[(i64, Step)],
     tail_until_ms: i64,
+    restart_before: Option<usize>,
 ) -> (HashMap<usize, u32>, Vec<(i64, i64)>) {
     let mut planner = WindowPlanner::new(settings(), T0, 3);
     let mut seen: BTreeMap<i64, HashSet<usize>> = BTreeMap::new();
@@ -278,9 +282,14 @@ fn simulate(
     let mut windows = Vec::new();
     let mut now = T0;
     let tail = std::iter::repeat_n((30 * SEC, Step::Success), 400);
-    for (wait, step) in script.iter().copied().chain(tail) {
+    for (index, (wait, step)) in script.iter().copied().chain(tail).enumerate() {
         if now > tail_until_ms {
             break;
+        }
+        if restart_before == Some(index) {
+            let on_disk = serde_json::to_string(planner.state()).unwrap();
+            planner =
+                WindowPlanner::restore(settings(), serde_json::from_str(&on_disk).unwrap(), 5);
         }
         if planner.discovery_due(now) {
             if matches!(step, Step::DiscoveryFails) {
@@ -342,12 +351,14 @@ proptest! {
     /// Whatever fails and however long polls wait (within `max_catchup`),
     /// the committed windows cover `[start - lookback, now]` without a gap,
     /// and once the API answers again every record that was ingested, with
-    /// a delay up to `lookback`, is returned exactly once.
+    /// a delay up to `lookback`, is returned exactly once — also when the
+    /// process restarts from its checkpoint somewhere in between.
     #[test]
     fn no_sequence_of_failures_loses_or_repeats_a_record(
         script in prop::collection::vec((1i64..=300, step()), 1..60),
         created_min in 1i64..240,
         seed_events in events(T0 + 5 * 60 * MIN),
+        restart_before in prop::option::of(0usize..60),
     ) {
         let script: Vec<(i64, Step)> = script.into_iter().map(|(s, step)| (s * SEC, step)).collect();
         let created_ms = T0 + created_min * MIN;
@@ -357,7 +368,8 @@ proptest! {
             .filter(|e| e.ingestion_ms <= until && (e.stream < 2 || e.ingestion_ms >= created_ms))
             .collect();
         // The quiet tail: two probe intervals and a lookback past the script.
-        let (returned, windows) = simulate(&events, created_ms, &script, until + 45 * MIN);
+        let (returned, windows) =
+            simulate(&events, created_ms, &script, until + 45 * MIN, restart_before);
 
         prop_assert!(!windows.is_empty());
         prop_assert_eq!(windows[0].0, T0 - 20 * MIN, "first window from start - lookback");
