@@ -210,6 +210,16 @@ pub struct SeenEvents {
 }
 
 impl SeenEvents {
+    /// True when the event was seen before (or is taken as seen).
+    fn contains(&self, event: &LogEvent) -> bool {
+        self.forgotten_before_ms
+            .is_some_and(|before| event.timestamp_ms < before)
+            || self
+                .by_time
+                .get(&event.timestamp_ms)
+                .is_some_and(|ids| ids.contains(&fingerprint(&event.stream, &event.event_id)))
+    }
+
     /// True when the event was not seen before (and now is).
     fn insert(&mut self, event: &LogEvent) -> bool {
         if self
@@ -434,15 +444,23 @@ impl<A: LogsApi> Poller<A> {
     async fn try_poll(&mut self, now_ms: i64) -> Result<PollOutcome, ApiError> {
         self.discover_if_due(now_ms).await?;
         let plan = self.window.plan(now_ms);
-        let mut events = Vec::new();
+        // Re-reads of the overlap, seen in earlier polls, are dropped as
+        // their pages come: a poll holds only its new events.
+        let seen = &self.seen;
+        let mut held = Held {
+            events: Vec::new(),
+            fetched: 0,
+            keep: |event: &LogEvent| !seen.contains(event),
+        };
         let mut api_calls = 0;
         let mut paging_restarts = 0;
         for request in &plan.requests {
-            let read = read_request(&self.api, &self.log_group, request, &mut events).await?;
+            let read = read_request(&self.api, &self.log_group, request, &mut held).await?;
             api_calls += read.calls;
             paging_restarts += read.restarts;
         }
-        Ok(self.commit(&plan, events, api_calls, paging_restarts))
+        let (events, fetched) = (held.events, held.fetched);
+        Ok(self.commit(&plan, events, fetched, api_calls, paging_restarts))
     }
 
     /// Everything was read: dedup, and move the window.
@@ -450,10 +468,10 @@ impl<A: LogsApi> Poller<A> {
         &mut self,
         plan: &Plan,
         mut events: Vec<LogEvent>,
+        fetched: u64,
         api_calls: u32,
         paging_restarts: u32,
     ) -> PollOutcome {
-        let fetched = events.len() as u64;
         let mut max_delay = None;
         events.retain(|e| {
             let fresh = self.seen.insert(e);
@@ -541,20 +559,32 @@ pub async fn read_window<A: LogsApi>(
 ) -> Result<Vec<LogEvent>, ApiError> {
     let interfaces: Vec<String> = interface.into_iter().map(str::to_owned).collect();
     let streams = select_streams(api.list_interface_streams(log_group).await?, &interfaces);
-    let mut events = Vec::new();
+    let mut held = Held {
+        events: Vec::new(),
+        fetched: 0,
+        keep: |_: &LogEvent| true,
+    };
     for batch in streams.chunks(super::api::MAX_STREAMS_PER_CALL) {
         let request = Request {
             stream_names: batch.to_vec(),
             start_ms: since_ms,
             end_ms: until_ms,
         };
-        read_request(api, log_group, &request, &mut events).await?;
+        read_request(api, log_group, &request, &mut held).await?;
     }
+    let mut events = held.events;
     // One fixed window, all of it in memory anyway: no bound needed.
     let mut seen = SeenEvents::default();
     events.retain(|e| seen.insert(e));
     events.sort_by_key(|e| e.timestamp_ms);
     Ok(events)
+}
+
+/// The events of one poll so far: those `keep` takes, and how many came.
+struct Held<F> {
+    events: Vec<LogEvent>,
+    fetched: u64,
+    keep: F,
 }
 
 /// Calls made reading one request.
@@ -566,11 +596,11 @@ struct Read {
 /// Reads every page of one request, following `nextToken` to the end
 /// (through empty pages that still carry one). An expired token restarts
 /// the paging from the first page: what was read twice is dropped by dedup.
-async fn read_request<A: LogsApi>(
+async fn read_request<A: LogsApi, F: Fn(&LogEvent) -> bool>(
     api: &A,
     log_group: &str,
     request: &Request,
-    out: &mut Vec<LogEvent>,
+    out: &mut Held<F>,
 ) -> Result<Read, ApiError> {
     let mut req = FilterRequest {
         log_group: log_group.to_owned(),
@@ -599,7 +629,9 @@ async fn read_request<A: LogsApi>(
             Err(err) => return Err(err),
         };
         read.calls += 1;
-        out.extend(page.events);
+        out.fetched += page.events.len() as u64;
+        out.events
+            .extend(page.events.into_iter().filter(|event| (out.keep)(event)));
         match page.next_token {
             Some(token) => req.next_token = Some(token),
             None => return Ok(read),
@@ -937,6 +969,33 @@ mod tests {
         assert_eq!(seen.forgotten_before_ms(), Some(11));
         seen.prune(11);
         assert_eq!((seen.len(), seen.forgotten_before_ms()), (4, None));
+    }
+
+    /// What a poll drops as pages come is what commit would drop: `contains`
+    /// answers as `insert` would, forgotten times included.
+    #[test]
+    fn contains_agrees_with_insert() {
+        let mut seen = SeenEvents::default();
+        let events: Vec<LogEvent> = (0..6)
+            .map(|i| event("eni-a-all", &i.to_string(), 10 * (i / 2)))
+            .collect();
+        for e in &events[..4] {
+            assert!(!seen.contains(e));
+            assert!(seen.insert(e));
+            assert!(seen.contains(e));
+        }
+        assert!(
+            !seen.contains(&event("eni-b-all", "0", 0)),
+            "another stream"
+        );
+        assert_eq!(seen.bound(2), 2);
+        assert!(
+            seen.contains(&event("eni-a-all", "never", 0)),
+            "forgotten time"
+        );
+        for e in &events {
+            assert_eq!(seen.contains(e), !seen.clone().insert(e), "{e:?}");
+        }
     }
 
     #[tokio::test]
