@@ -323,3 +323,62 @@ fn failing_ec2_is_counted_and_counting_goes_on(moto: &Moto, ec2_keys: &str, logg
     );
     assert!(log.contains(logged), "{log}");
 }
+
+/// A NAT gateway's interface is intermediate by its EC2 type, not by
+/// inference: a lone accepted record through it is no session (neither
+/// unanswered nor anything else). moto makes only plain interfaces, so the
+/// proxy gives this one the type AWS reports for a NAT gateway's.
+#[test]
+fn a_nat_gateway_interface_is_intermediate_by_its_type() {
+    let moto = Moto::start();
+    let created = create_interface(&moto, "10.0.5.70", "nat-eu-west-1b");
+    let eni = created.interface_id.as_str();
+    let t = now_s() - 5;
+    // From the interface's own address, never answered: on an ordinary
+    // interface an unanswered egress session.
+    let records = vec![record(
+        eni,
+        ("10.0.5.70", 40000),
+        ("52.94.0.8", 443),
+        t,
+        "ACCEPT",
+    )];
+    seed(&moto, GROUP, &[(eni, records)]);
+    let proxy = FaultProxy::start(&moto.endpoint_url());
+    proxy.set(
+        Fault::Rewrite(
+            "<interfaceType>interface</interfaceType>",
+            "<interfaceType>natGateway</interfaceType>",
+        ),
+        Some("DescribeNetworkInterfaces"),
+    );
+    let mut exporter = Exporter::start(
+        Some(&config(
+            &moto,
+            &format!("endpoint_url = \"{}\"", proxy.url()),
+        )),
+        &[],
+    );
+    exporter.wait_ready();
+    let done = exporter.wait_for("the record counted, nothing pending", |s| {
+        (s.sum("vpcflow_records_total", &[("interface_id", eni)]) >= 1.0
+            && s.sum("vpcflow_pending_sessions", &[]) == 0.0)
+            .then(|| s.clone())
+    });
+    assert!(proxy.injected("DescribeNetworkInterfaces") >= 1);
+    assert_eq!(
+        done.sum(
+            "vpcflow_interface_info",
+            &[("interface_id", eni), ("type", "nat_gateway")]
+        ),
+        1.0,
+        "{}",
+        done.flow_lines()
+    );
+    assert_eq!(
+        done.sum("vpcflow_sessions_total", &[("interface_id", eni)]),
+        0.0,
+        "{}",
+        done.flow_lines()
+    );
+}

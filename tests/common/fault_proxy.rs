@@ -57,6 +57,9 @@ pub enum Fault {
     /// HTTP 403 `UnauthorizedOperation` in EC2's XML, as EC2 answers a
     /// role without the permission.
     Ec2Denied,
+    /// The upstream's answer with every `from` replaced by `to` (what moto
+    /// cannot make, e.g. an interface type only AWS creates).
+    Rewrite(&'static str, &'static str),
     /// `FilterLogEvents`: the next this-many requests that carry a
     /// `nextToken` get `InvalidParameterException` (expired token); the
     /// fault then disarms itself.
@@ -361,6 +364,10 @@ async fn handle(
 
     let (status, headers, answer) = forward(upstream, parts, body).await?;
     let mut answer = answer;
+    if let Some(Fault::Rewrite(from, to)) = &fault {
+        count(&state);
+        answer = Bytes::from(String::from_utf8_lossy(&answer).replace(from, to));
+    }
     if empty_served.is_some() && status == StatusCode::OK {
         // moto's token, wrapped, so that its next page is empty again.
         let mut value: Value = serde_json::from_slice(&answer).map_err(std::io::Error::other)?;
