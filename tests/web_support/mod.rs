@@ -237,19 +237,27 @@ pub async fn exchange(
         .map_err(|_| "no answer in 30s".to_owned())?
 }
 
+/// Writes the request while reading the answer: a server may answer (431)
+/// and close before a long request is all written, and that answer counts.
 async fn talk<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
+    stream: S,
     request: &str,
 ) -> Result<Answer, String> {
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| format!("write: {e}"))?;
-    let mut bytes = Vec::new();
-    if let Err(error) = stream.read_to_end(&mut bytes).await
-        && bytes.is_empty()
-    {
-        return Err(format!("read: {error}"));
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let write = async { writer.write_all(request.as_bytes()).await };
+    let read = async {
+        let mut bytes = Vec::new();
+        let result = reader.read_to_end(&mut bytes).await;
+        (bytes, result)
+    };
+    let (written, (bytes, read)) = tokio::join!(write, read);
+    if bytes.is_empty() {
+        if let Err(error) = written {
+            return Err(format!("write: {error}"));
+        }
+        if let Err(error) = read {
+            return Err(format!("read: {error}"));
+        }
     }
     parse(&bytes)
 }
