@@ -312,6 +312,9 @@ fn parquet_written_by_pyarrow_gives_what_its_text_gives() {
             "unsigned",
             &["--widths", "unsigned", "--compression", "none"][..],
         ),
+        // What pyarrow, Spark and Glue write by default, and LZ4.
+        ("snappy", &["--compression", "snappy"][..]),
+        ("lz4", &["--compression", "lz4"][..]),
     ] {
         let parquet = dir.path().join(format!("{name}.log.parquet"));
         to_parquet(&text, &parquet, args);
