@@ -273,6 +273,16 @@ fn objects_of_many_accounts_and_regions_are_each_counted_once() {
         (key(b, "eu-west-1", t, "b1", "log.gz"), gzip(&b1)),
         (key(a, "eu-west-1", t, "p1", "log.parquet"), parquet),
         (key(b, "eu-west-1", t + 300, "bad", "log.gz"), corrupt),
+        // Another service's logs in the same bucket, under the same
+        // notification: not a flow log, never read.
+        (
+            format!(
+                "AWSLogs/{a}/elasticloadbalancing/us-east-1/2024/01/05/{a}_elasticloadbalancing_us-east-1_app.lb_20240105T1000Z_10.0.0.1_x.log.gz"
+            ),
+            gzip(
+                "http 2024-01-05T10:00:00.000000Z app/lb/1 198.51.100.1:1 10.0.0.1:80 0.001 0.001 0.000 200 200 34 366 \"GET http://x:80/ HTTP/1.1\"\n",
+            ),
+        ),
     ];
     // A single-peer interface's session waits 1 s for its address.
     let exporter_config = format!(
@@ -313,6 +323,7 @@ fn objects_of_many_accounts_and_regions_are_each_counted_once() {
     let s3_objects = |outcome| scrape.sum("vpcflow_s3_objects_total", &[("outcome", outcome)]);
     assert_eq!(s3_objects("counted"), 4.0, "each good object once");
     assert_eq!(s3_objects("duplicate"), 1.0, "the second notification");
+    assert_eq!(s3_objects("ignored"), 1.0, "the load balancer's log");
     assert_eq!(
         s3_objects("corrupt"),
         2.0,
@@ -335,7 +346,11 @@ fn objects_of_many_accounts_and_regions_are_each_counted_once() {
     );
     assert_eq!(scrape.sum("vpcflow_malformed_records_total", &[]), 0.0);
     let messages = |outcome| scrape.sum("vpcflow_sqs_messages_total", &[("outcome", outcome)]);
-    assert_eq!(messages("deleted"), 5.0, "four objects and the duplicate");
+    assert_eq!(
+        messages("deleted"),
+        6.0,
+        "four objects, the duplicate and the load balancer's log"
+    );
     assert_eq!(messages("retry"), 2.0);
     assert_eq!(
         messages("test_event"),

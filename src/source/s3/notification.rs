@@ -141,6 +141,19 @@ fn parse_time(text: &str) -> Option<u64> {
         .map(|since| since.as_secs())
 }
 
+/// Whether `key` is where S3 delivery puts flow logs: a `vpcflowlogs`
+/// folder (`AWSLogs/<account>/vpcflowlogs/<region>/…`, or Hive-style
+/// `aws-service=vpcflowlogs`) or a name with `_vpcflowlogs_`. A bucket
+/// often holds other logs too (ELB, CloudTrail) under the same
+/// notification.
+pub fn is_flow_log_key(key: &str) -> bool {
+    let (folders, name) = key.rsplit_once('/').unwrap_or(("", key));
+    name.contains("_vpcflowlogs_")
+        || folders
+            .split('/')
+            .any(|folder| folder == "vpcflowlogs" || folder.ends_with("=vpcflowlogs"))
+}
+
 /// The time in an S3 flow log object's name (`…_20180620T1620Z_hash.log.gz`),
 /// Unix seconds: when AWS closed the file, for the object delay.
 pub fn time_in_key(key: &str) -> Option<u64> {
@@ -172,6 +185,24 @@ pub fn time_in_key(key: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flow_log_keys_are_told_from_other_logs() {
+        for key in [
+            "AWSLogs/111111111111/vpcflowlogs/eu-west-1/2024/01/05/111111111111_vpcflowlogs_eu-west-1_fl-1_20240105T1000Z_ab.log.gz",
+            "flows/AWSLogs/aws-account-id=111111111111/aws-service=vpcflowlogs/aws-region=eu-west-1/year=2024/month=01/day=05/x.log.parquet",
+            "copied/111111111111_vpcflowlogs_eu-west-1_fl-1_20240105T1000Z_ab.log.gz",
+        ] {
+            assert!(is_flow_log_key(key), "{key}");
+        }
+        for key in [
+            "AWSLogs/111111111111/elasticloadbalancing/eu-west-1/2024/01/05/x.log.gz",
+            "AWSLogs/111111111111/CloudTrail/eu-west-1/2024/01/05/x.json.gz",
+            "vpcflowlogs.log.gz",
+        ] {
+            assert!(!is_flow_log_key(key), "{key}");
+        }
+    }
 
     const EVENT: &str = r#"{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1",
         "eventTime":"2024-01-05T10:05:30.123Z","eventName":"ObjectCreated:Put",

@@ -50,16 +50,20 @@ pub enum ObjectOutcome {
     Corrupt,
     /// The API failed (throttling, 5xx, network): tried again on redelivery.
     Failed,
+    /// Not a flow log's key (another service's logs in the bucket): not
+    /// read, and its message deleted.
+    Ignored,
 }
 
 impl ObjectOutcome {
-    pub const ALL: [ObjectOutcome; 6] = [
+    pub const ALL: [ObjectOutcome; 7] = [
         ObjectOutcome::Counted,
         ObjectOutcome::Duplicate,
         ObjectOutcome::Missing,
         ObjectOutcome::Denied,
         ObjectOutcome::Corrupt,
         ObjectOutcome::Failed,
+        ObjectOutcome::Ignored,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -70,12 +74,16 @@ impl ObjectOutcome {
             ObjectOutcome::Denied => "denied",
             ObjectOutcome::Corrupt => "corrupt",
             ObjectOutcome::Failed => "error",
+            ObjectOutcome::Ignored => "ignored",
         }
     }
 
     /// Whether the message may be deleted as far as this object goes.
     fn done(self) -> bool {
-        matches!(self, ObjectOutcome::Counted | ObjectOutcome::Duplicate)
+        matches!(
+            self,
+            ObjectOutcome::Counted | ObjectOutcome::Duplicate | ObjectOutcome::Ignored
+        )
     }
 }
 
@@ -209,6 +217,11 @@ impl<A: ObjectsApi + QueueApi + Sync> Reader<A> {
         let mut transient = false;
         let mut counted = false;
         for object in &objects {
+            if !notification::is_flow_log_key(&object.key) {
+                tracing::debug!(bucket = %object.bucket, key = %object.key, "Not a flow log object; ignored");
+                observer.object(object, ObjectOutcome::Ignored, 0, 0);
+                continue;
+            }
             let identity = object.identity();
             if self.seen.contains(&identity) {
                 tracing::debug!(bucket = %object.bucket, key = %object.key, "Counted before; not again");
