@@ -324,6 +324,26 @@ fn objects_of_many_accounts_and_regions_are_each_counted_once() {
     assert_eq!(s3_objects("counted"), 4.0, "each good object once");
     assert_eq!(s3_objects("duplicate"), 1.0, "the second notification");
     assert_eq!(s3_objects("ignored"), 1.0, "the load balancer's log");
+    // The keys name each interface's account and region, for the
+    // dashboards' variables.
+    for (interface, account, region) in [
+        (e1, a, "us-east-1"),
+        (e2, a, "eu-west-1"),
+        (e3, b, "eu-west-1"),
+    ] {
+        assert_eq!(
+            scrape.sum(
+                "vpcflow_interface_info",
+                &[
+                    ("interface_id", interface),
+                    ("account_id", account),
+                    ("region", region)
+                ]
+            ),
+            1.0,
+            "{interface}"
+        );
+    }
     assert_eq!(
         s3_objects("corrupt"),
         2.0,

@@ -38,7 +38,7 @@ use crate::metrics::{FlowMetrics, Metrics, S3Metrics};
 use crate::source::cloudwatch::ApiError;
 use crate::source::cloudwatch::recent::RecentMax;
 use crate::source::s3::api::OPERATIONS;
-use crate::source::s3::notification::time_in_key;
+use crate::source::s3::notification::{account_and_region, time_in_key};
 use crate::source::s3::seen::{DEFAULT_CAPACITY, RETENTION_SECONDS};
 use crate::source::s3::{
     AwsS3Api, CreatedObject, MessageOutcome, ObjectOutcome, ObjectSink, Reader, ReaderObserver,
@@ -234,11 +234,10 @@ impl ObjectSink for CountingSink {
             check_readable(&body)?;
             let now = now_seconds();
             self.pipeline.set_wall_clock(now);
-            if self.checkpoints.is_some() {
-                let mut observer = Both(&mut self.pending, LineCount::default());
+            let tally = if self.checkpoints.is_some() {
+                let mut observer = Both(&mut self.pending, ObjectTally::default());
                 let fed = feed_object(&body, &mut self.pipeline, &mut observer);
-                let lines = observer.1.0;
-                fed.map(|()| lines)
+                fed.map(|()| observer.1)
             } else {
                 let proof = self.proof();
                 let service_ports = self.pipeline.correlator().service_ports().clone();
@@ -249,11 +248,18 @@ impl ObjectSink for CountingSink {
                         &proof,
                         now,
                     ),
-                    LineCount::default(),
+                    ObjectTally::default(),
                 );
                 feed_object(&body, &mut self.pipeline, &mut observer)?;
-                Ok(observer.1.0)
+                Ok(observer.1)
+            }?;
+            // The key names the account and region the interfaces are in.
+            if let Some((account, region)) = account_and_region(&object.key) {
+                for interface_id in &tally.interfaces {
+                    self.metrics.locate_interface(interface_id, account, region);
+                }
             }
+            Ok(tally.lines)
         })
     }
 
@@ -317,23 +323,30 @@ fn check_readable(body: &[u8]) -> io::Result<()> {
 }
 
 /// Counts lines that were records or malformed.
+/// The lines of one object, and the interfaces its records are of.
 #[derive(Debug, Default)]
-struct LineCount(u64);
+struct ObjectTally {
+    lines: u64,
+    interfaces: rustc_hash::FxHashSet<Box<str>>,
+}
 
-impl SessionObserver for LineCount {
+impl SessionObserver for ObjectTally {
     fn decided(&mut self, _: &SessionReport<'_>) {}
     fn traffic(&mut self, _: &str, _: Verdict, _: Direction, _: u64, _: u64) {}
     fn closed(&mut self, _: &SessionReport<'_>) {}
     fn evicted(&mut self, _: &str) {}
 }
 
-impl Observer for LineCount {
-    fn record(&mut self, _: &str, _: Option<Action>, _: LogStatus) {
-        self.0 += 1;
+impl Observer for ObjectTally {
+    fn record(&mut self, interface_id: &str, _: Option<Action>, _: LogStatus) {
+        self.lines += 1;
+        if !self.interfaces.contains(interface_id) {
+            self.interfaces.insert(interface_id.into());
+        }
     }
 
     fn malformed(&mut self, _: Malformed) {
-        self.0 += 1;
+        self.lines += 1;
     }
 }
 

@@ -154,6 +154,22 @@ pub fn is_flow_log_key(key: &str) -> bool {
             .any(|folder| folder == "vpcflowlogs" || folder.ends_with("=vpcflowlogs"))
 }
 
+/// The account and region S3 delivery names in a flow log's key:
+/// `…/AWSLogs/<account>/vpcflowlogs/<region>/…`, or Hive-style
+/// `aws-account-id=<account>/aws-service=vpcflowlogs/aws-region=<region>`.
+pub fn account_and_region(key: &str) -> Option<(&str, &str)> {
+    let folders: Vec<&str> = key.split('/').collect();
+    let at = folders
+        .iter()
+        .position(|folder| *folder == "vpcflowlogs" || *folder == "aws-service=vpcflowlogs")?;
+    let account = folders.get(at.checked_sub(1)?)?;
+    let region = folders.get(at + 1)?;
+    let account = account.strip_prefix("aws-account-id=").unwrap_or(account);
+    let region = region.strip_prefix("aws-region=").unwrap_or(region);
+    let plausible = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
+    (plausible && !region.is_empty()).then_some((account, region))
+}
+
 /// The time in an S3 flow log object's name (`…_20180620T1620Z_hash.log.gz`),
 /// Unix seconds: when AWS closed the file, for the object delay.
 pub fn time_in_key(key: &str) -> Option<u64> {
@@ -185,6 +201,25 @@ pub fn time_in_key(key: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_name_their_account_and_region() {
+        assert_eq!(
+            account_and_region("AWSLogs/111111111111/vpcflowlogs/eu-west-1/2024/01/05/x.log.gz"),
+            Some(("111111111111", "eu-west-1"))
+        );
+        assert_eq!(
+            account_and_region(
+                "p/AWSLogs/aws-account-id=222222222222/aws-service=vpcflowlogs/aws-region=us-east-1/year=2024/x.log.parquet"
+            ),
+            Some(("222222222222", "us-east-1"))
+        );
+        assert_eq!(account_and_region("copied/x_vpcflowlogs_y.log.gz"), None);
+        assert_eq!(
+            account_and_region("AWSLogs/not-an-account/vpcflowlogs/r/x"),
+            None
+        );
+    }
 
     #[test]
     fn flow_log_keys_are_told_from_other_logs() {
