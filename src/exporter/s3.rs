@@ -189,6 +189,15 @@ fn root_prefix(key: &str) -> &str {
 }
 
 impl CountingSink {
+    /// The command that reads a session's objects again: their folders.
+    fn proof(&self) -> ProofSource {
+        ProofSource::Objects {
+            urls: self.roots.0.clone(),
+            region: self.region.clone(),
+            endpoint_url: self.endpoint_url.clone(),
+        }
+    }
+
     /// Decides what a silent interface leaves pending: the wall clock less
     /// the object delay and one file interval.
     fn advance(&mut self, lag: u64, seen: &Seen) {
@@ -213,16 +222,6 @@ impl CountingSink {
             self.pipeline.advance_to(watermark, &mut observer);
         }
         update_load_gauges(&self.metrics, &self.pipeline);
-    }
-}
-
-impl CountingSink {
-    fn proof(&self) -> ProofSource {
-        ProofSource::Objects {
-            urls: self.roots.0.clone(),
-            region: self.region.clone(),
-            endpoint_url: self.endpoint_url.clone(),
-        }
     }
 }
 
