@@ -232,7 +232,7 @@ impl Metrics {
         );
         let interface_info = gauge_family(
             "interface_info",
-            "What is known about an interface, always 1, one series per interface seen: its name (configured, else its EC2 Name tag, else its id), the account and region of the log group its records come from and, with [ec2] describe_interfaces, its EC2 type, owner account, VPC, subnet, instance and security groups. Join it for names: * on(interface_id) group_left(name) vpcflow_interface_info.",
+            "What is known about an interface, always 1, one series per interface seen: its name (configured, else its EC2 Name tag, else its id), the account and region of the log group its records come from and, with [ec2] describe_interfaces, its EC2 type, owner account, VPC, subnet, instance, security groups and description. Join it for names: * on(interface_id) group_left(name) vpcflow_interface_info.",
             &INTERFACE_INFO_LABELS,
         );
         let up = IntGauge::with_opts(opts(
@@ -720,7 +720,7 @@ impl SeriesBudget {
 }
 
 /// The labels of `vpcflow_interface_info`, in order.
-const INTERFACE_INFO_LABELS: [&str; 9] = [
+const INTERFACE_INFO_LABELS: [&str; 10] = [
     "interface_id",
     "name",
     "type",
@@ -730,6 +730,7 @@ const INTERFACE_INFO_LABELS: [&str; 9] = [
     "subnet_id",
     "instance_id",
     "security_groups",
+    "description",
 ];
 
 /// Where `account_id` and `region` are in [`INTERFACE_INFO_LABELS`].
@@ -749,6 +750,9 @@ pub struct InterfaceInfo {
     pub instance_id: String,
     /// Comma-separated, sorted.
     pub security_groups: String,
+    /// EC2's description ("Interface for NAT Gateway nat-…"): what an
+    /// interface without a `Name` tag is for.
+    pub description: String,
 }
 
 impl InterfaceInfo {
@@ -763,6 +767,7 @@ impl InterfaceInfo {
             self.subnet_id.clone(),
             self.instance_id.clone(),
             self.security_groups.clone(),
+            self.description.clone(),
         ]
     }
 }
@@ -1107,7 +1112,7 @@ mod tests {
         assert_eq!(
             info_lines(&metrics),
             [
-                r#"vpcflow_interface_info{account_id="222222222222",instance_id="",interface_id="eni-1",name="bastion",region="eu-west-1",security_groups="",subnet_id="",type="",vpc_id=""} 1"#
+                r#"vpcflow_interface_info{account_id="222222222222",description="",instance_id="",interface_id="eni-1",name="bastion",region="eu-west-1",security_groups="",subnet_id="",type="",vpc_id=""} 1"#
             ]
         );
         // EC2's facts win, and a later location does not undo them.

@@ -217,6 +217,7 @@ fn ec2_addresses_make_the_first_direction_exact_and_name_the_interface() {
         ("subnet_id", created.subnet_id.as_str()),
         ("instance_id", created.instance_id.as_str()),
         ("security_groups", created.group_id.as_str()),
+        ("description", "the payments database"),
     ];
     assert_eq!(
         done.sum("vpcflow_interface_info", &info),

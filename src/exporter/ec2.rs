@@ -156,6 +156,7 @@ impl<A: Ec2Api> Ec2Facts<A> {
             subnet_id: ec2.subnet_id.clone(),
             instance_id: ec2.instance_id.clone(),
             security_groups: ec2.security_groups.join(","),
+            description: ec2.description.clone(),
         });
         tracing::debug!(interface_id = id, interface_type = %ec2.interface_type, intermediate,
             addresses = ec2.addresses.len(), "Described");
@@ -202,6 +203,7 @@ mod tests {
             interface_id: id.into(),
             interface_type: interface_type.into(),
             name: Some(format!("tag-{id}")),
+            description: format!("Primary network interface of {id}"),
             addresses: vec![address.parse().unwrap()],
             ..Default::default()
         }
@@ -302,7 +304,7 @@ mod tests {
         assert_eq!(sessions.names()["eni-0c9"], "bastion");
         let text = metrics.render();
         assert!(
-            text.contains(r#"vpcflow_interface_info{account_id="",instance_id="",interface_id="eni-0c9",name="bastion",region="eu-west-1""#),
+            text.contains(r#"vpcflow_interface_info{account_id="",description="Primary network interface of eni-0c9",instance_id="",interface_id="eni-0c9",name="bastion",region="eu-west-1""#),
             "{text}"
         );
 

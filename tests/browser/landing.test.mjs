@@ -2,8 +2,10 @@
 // playwright-core, opens `/` of a real exporter serving the bundled sample
 // (files source, read once). The page must load without console errors,
 // show every unanswered conversation that `analyze --details` finds in the
-// sample, narrow its rows when an address is typed in the filter box, and
-// leave a screenshot in target/browser-artifacts/landing.png.
+// sample, narrow its rows when an address is typed in the filter box, put
+// the largest unanswered conversation in a headline sentence ("payments-db:
+// 14 unanswered from 10.2.3.4 to 10.0.0.10:5432 in the last 1 min") with the
+// command that proves it, and leave screenshots in target/browser-artifacts/.
 //
 // Run by scripts/test after cargo has built the binary; on its own:
 //   (cd tests/browser && npm ci && node --test)
@@ -28,7 +30,7 @@ const sample = join(repo, "examples", "sample-flows.log");
 const artifacts = join(targetDir, "browser-artifacts");
 const TIMEOUT_MS = 20_000;
 
-let scratch, exporter, exporterLog = "", baseUrl, context;
+let scratch, repeated, exporter, exporterLog = "", baseUrl, context;
 
 function freePort() {
   return new Promise((ok, fail) => {
@@ -54,19 +56,35 @@ async function waitReady(url) {
   }
 }
 
-/** What the page must show: the sample's sessions as analyze decides them. */
+/** What the page must show: the sessions as analyze decides them. */
 function analyzeDetails() {
-  const out = execFileSync(binary, ["analyze", "--output", "json", "--details", sample], { encoding: "utf8" });
+  const out = execFileSync(binary, ["analyze", "--output", "json", "--details", sample, repeated], { encoding: "utf8" });
   return JSON.parse(out).details;
+}
+
+/**
+ * Beside the sample, the conversation a person debugging must see first:
+ * 14 connections from 10.2.3.4 to payments-db's PostgreSQL, let in and
+ * never answered (SYN only, in the sample's capture windows).
+ */
+function repeatedUnanswered() {
+  const lines = ["version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status instance-id tcp-flags pkt-srcaddr pkt-dstaddr"];
+  for (let i = 0; i < 14; i++) {
+    const start = 1732780800 + 20 * i;
+    lines.push(`3 123456789010 eni-00000000000000000 10.2.3.4 10.0.0.10 ${41000 + i} 5432 6 2 120 ${start} ${start + 30} ACCEPT OK i-0123456789abcdef0 2 10.2.3.4 10.0.0.10`);
+  }
+  return lines.join("\n") + "\n";
 }
 
 before(async () => {
   scratch = mkdtempSync(join(tmpdir(), "vpc-flow-browser-"));
   const port = await freePort();
+  repeated = join(scratch, "repeated-unanswered.log");
+  writeFileSync(repeated, repeatedUnanswered());
   const config = join(scratch, "config.toml");
   writeFileSync(config, [
     "[server]", `listen_address = "127.0.0.1:${port}"`, "",
-    "[files]", `paths = [${JSON.stringify(sample)}]`, "",
+    "[files]", `paths = [${JSON.stringify(sample)}, ${JSON.stringify(repeated)}]`, "",
     "[interfaces.eni-00000000000000000]", 'name = "payments-db"', "",
   ].join("\n"));
   exporter = spawn(binary, ["serve", "--config", config], {
@@ -147,6 +165,41 @@ test("the landing page shows the sample's unanswered conversations and filters t
   assert.ok(narrowed.length < before, `${narrowed.length} rows after filtering, ${before} before`);
   assert.ok(narrowed.every(row => row.includes(`--address ${address} `)), narrowed.join("\n"));
   await page.screenshot({ path: join(artifacts, "landing-filtered.png"), fullPage: true });
+
+  // With the verdict narrowed to unanswered, the headline says it in a
+  // sentence, for the largest conversation analyze finds.
+  const names = { "eni-00000000000000000": "payments-db" };
+  // The page's conversations: interface, protocol, initiator address, responder.
+  const groups = new Map();
+  for (const s of unanswered) {
+    const from = s.initiator.replace(/:\d+$/, "");
+    const key = [s.interface_id, s.protocol, from, s.responder].join(" ");
+    const sentence = `${names[s.interface_id] || s.interface_id}: ? unanswered from ${from} to ${s.responder}`;
+    const group = groups.get(key) || { sentence, count: 0 };
+    group.count += 1;
+    groups.set(key, group);
+  }
+  const largest = Math.max(...[...groups.values()].map(g => g.count));
+  const expected = [...groups.values()].filter(g => g.count === largest).map(g => g.sentence.replace("?", String(largest)));
+  assert.deepEqual(expected, ["payments-db: 14 unanswered from 10.2.3.4 to 10.0.0.10:5432"], "analyze finds the repeated conversation");
+  await page.click("#filter-clear");
+  await page.selectOption("#filter-verdict", "unanswered");
+  await page.waitForFunction(
+    n => {
+      const all = [...document.querySelectorAll("#conversations tbody tr.conversation")];
+      return all.length === n && all.every(row => row.dataset.verdict === "unanswered");
+    },
+    groups.size,
+    { timeout: TIMEOUT_MS },
+  );
+  const headline = page.locator("#headlines li").first();
+  const said = await headline.evaluate(li => li.querySelector("strong").textContent + li.querySelector(".sentence").textContent);
+  const sentence = said.match(/^(.*) in the last \d+ min$/);
+  assert.ok(sentence, `headline "${said}" is not a sentence`);
+  assert.ok(expected.includes(sentence[1]), `headline "${said}", expected one of:\n${expected.join("\n")}`);
+  // ... with the command that proves it.
+  assert.match(await headline.locator("code.command").innerText(), /^vpc-flow-exporter analyze --details --interface eni-\S+ /);
+  await page.screenshot({ path: join(artifacts, "landing-unanswered.png"), fullPage: true });
 
   assert.deepEqual(problems, [], "the page loaded without errors");
 });
