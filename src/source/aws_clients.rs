@@ -460,7 +460,8 @@ const RENEW_IN_CALL: Duration = Duration::from_secs(60);
 pub struct RoleCredentials(Arc<ObservedRole>);
 
 struct ObservedRole {
-    inner: AssumeRoleProvider,
+    /// aws-config's `AssumeRoleProvider`.
+    inner: SharedCredentialsProvider,
     role_arn: String,
     observer: Arc<dyn ApiObserver>,
     /// One AssumeRole at a time; later askers get its answer.
@@ -468,9 +469,13 @@ struct ObservedRole {
 }
 
 impl RoleCredentials {
-    fn new(inner: AssumeRoleProvider, role_arn: String, observer: Arc<dyn ApiObserver>) -> Self {
+    fn new(
+        inner: impl ProvideCredentials + 'static,
+        role_arn: String,
+        observer: Arc<dyn ApiObserver>,
+    ) -> Self {
         RoleCredentials(Arc::new(ObservedRole {
-            inner,
+            inner: SharedCredentialsProvider::new(inner),
             role_arn,
             observer,
             kept: tokio::sync::Mutex::new(None),
@@ -557,6 +562,83 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A role provider that answers credentials lasting `lasts`, or
+    /// refuses; counts how often it is asked.
+    #[derive(Debug)]
+    struct FakeRole {
+        lasts: Option<Duration>,
+        asked: Arc<std::sync::atomic::AtomicU32>,
+    }
+
+    impl ProvideCredentials for FakeRole {
+        fn provide_credentials<'a>(&'a self) -> provider::future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            self.asked
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            provider::future::ProvideCredentials::ready(match self.lasts {
+                Some(lasts) => Ok(Credentials::new(
+                    "AKID",
+                    "secret",
+                    None,
+                    Some(SystemTime::now() + lasts),
+                    "fake",
+                )),
+                None => Err(provider::error::CredentialsError::not_loaded("refused")),
+            })
+        }
+    }
+
+    fn role(lasts: Option<Duration>) -> (RoleCredentials, Arc<std::sync::atomic::AtomicU32>) {
+        let asked = Arc::default();
+        let fake = FakeRole {
+            lasts,
+            asked: Arc::clone(&asked),
+        };
+        let observer = Arc::new(crate::source::cloudwatch::NoopObserver);
+        (RoleCredentials::new(fake, "arn".into(), observer), asked)
+    }
+
+    fn asked(counter: &std::sync::atomic::AtomicU32) -> u32 {
+        counter.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Credentials are assumed before the first poll and kept; the calls
+    /// (the SDK asking the provider) use the kept ones.
+    #[tokio::test]
+    async fn assumed_credentials_are_kept_until_they_near_their_expiry() {
+        let (credentials, counter) = role(Some(Duration::from_secs(3600)));
+        credentials.renew_if_due().await.unwrap();
+        assert_eq!(asked(&counter), 1);
+        credentials.renew_if_due().await.unwrap();
+        credentials.provide_credentials().await.unwrap();
+        assert_eq!(asked(&counter), 1, "kept");
+    }
+
+    /// Within RENEW_BEFORE_POLL of their expiry the next poll renews them;
+    /// a call renews them only within RENEW_IN_CALL, so a call that took
+    /// its turn in the budget goes out without waiting for AssumeRole.
+    #[tokio::test]
+    async fn a_poll_renews_credentials_that_expire_soon_and_a_call_does_not() {
+        let soon = RENEW_BEFORE_POLL - Duration::from_secs(60);
+        let (credentials, counter) = role(Some(soon));
+        credentials.renew_if_due().await.unwrap();
+        credentials.provide_credentials().await.unwrap();
+        assert_eq!(asked(&counter), 1, "a call uses them");
+        credentials.renew_if_due().await.unwrap();
+        assert_eq!(asked(&counter), 2, "the next poll renews them");
+    }
+
+    #[tokio::test]
+    async fn a_refused_role_is_asked_again_and_says_why() {
+        let (credentials, counter) = role(None);
+        let error = credentials.renew_if_due().await.unwrap_err();
+        assert!(error.contains("refused"), "{error}");
+        assert!(credentials.provide_credentials().await.is_err());
+        assert_eq!(asked(&counter), 2);
     }
 
     #[test]
