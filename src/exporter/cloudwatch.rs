@@ -751,6 +751,6 @@ mod tests {
                 r#"account_id="111111111111",region="us-east-1""#,
             ]
         );
-        assert!(!metrics.render().contains("unknown"));
+        assert!(!metrics.render().contains(r#"account_id="unknown""#));
     }
 }
