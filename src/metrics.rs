@@ -175,7 +175,7 @@ impl Metrics {
         };
         let api_budget_used = float_gauge(
             "api_budget_used_ratio",
-            "CloudWatch Logs calls of the last minute to this account and region over what cloudwatch.max_requests_per_second allows in a minute (account_id default: the exporter's own credentials).",
+            "CloudWatch Logs calls of the last minute to this account and region over what cloudwatch.max_requests_per_second allows in a minute (account_id is the base credentials' account from STS GetCallerIdentity, or the role's; \"unknown\" while STS has not answered).",
             &["account_id", "region"],
         );
         let api_budget_demand = float_gauge(

@@ -9,6 +9,13 @@
 //! retried, and stops nothing else. Each interface's
 //! `vpcflow_interface_info` carries the account and region of its group,
 //! and `inspect --role-arn` reads another account's group as serve does.
+//!
+//! Through the fault proxy, which notes every call: groups of one role and
+//! region share one client (one AssumeRole, EC2's calls included), and a
+//! group read with the base credentials and one read through a role into
+//! the same account share one request budget, labelled with the account
+//! STS GetCallerIdentity names; until STS answers, the base credentials'
+//! groups draw from a budget of their own, `account_id="unknown"`.
 
 mod common;
 
@@ -20,14 +27,21 @@ use aws_sdk_cloudwatchlogs::Client;
 use aws_sdk_cloudwatchlogs::config::Region;
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use common::Moto;
-use common::exporter::{Exporter, binary, now_s, run_json};
+use common::exporter::{Exporter, Scrape, binary, now_s, run_json};
+use common::fault_proxy::{Fault, FaultProxy};
 use common::moto::now_ms;
 use common::sts_proxy::DenyAssumeRoleProxy;
 
 const GROUP: &str = "/vpc/flow-logs";
 const ROLE: &str = "arn:aws:iam::222222222222:role/vpc-flow-exporter-reader";
 const DENIED_ROLE: &str = "arn:aws:iam::333333333333:role/denied-reader";
+/// Another role into the account of [`ROLE`].
+const SECOND_ROLE: &str = "arn:aws:iam::222222222222:role/second-reader";
+/// A role into the base credentials' own account.
+const SAME_ACCOUNT_ROLE: &str = "arn:aws:iam::123456789012:role/vpc-flow-exporter-reader";
 const ENI_HOME: &str = "eni-0a00000000000000a";
 const ENI_OTHER_ACCOUNT: &str = "eni-0b00000000000000b";
 const ENI_OTHER_REGION: &str = "eni-0c00000000000000c";
@@ -101,11 +115,15 @@ async fn assumed_client(endpoint: &str, region: &str, role: &str) -> Client {
 }
 
 async fn seed(client: &Client, eni: &str, records: &[String]) {
+    seed_group(client, GROUP, eni, records).await;
+}
+
+async fn seed_group(client: &Client, group: &str, eni: &str, records: &[String]) {
     let stream = format!("{eni}-all");
-    let _ = client.create_log_group().log_group_name(GROUP).send().await;
+    let _ = client.create_log_group().log_group_name(group).send().await;
     client
         .create_log_stream()
-        .log_group_name(GROUP)
+        .log_group_name(group)
         .log_stream_name(&stream)
         .send()
         .await
@@ -123,7 +141,7 @@ async fn seed(client: &Client, eni: &str, records: &[String]) {
         .collect();
     client
         .put_log_events()
-        .log_group_name(GROUP)
+        .log_group_name(group)
         .log_stream_name(&stream)
         .set_log_events(Some(events))
         .send()
@@ -347,4 +365,234 @@ fn inspect_reads_a_group_of_another_account_with_its_role() {
     assert!(!output.status.success(), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(GROUP), "{stderr}");
+}
+
+/// Groups of one role and region share one client, so one AssumeRole at
+/// STS whatever reads with it (a second group, the EC2 calls of
+/// `[ec2] describe_interfaces`); another region or another role is
+/// another client with its own AssumeRole.
+#[test]
+fn groups_of_one_role_and_region_share_one_client() {
+    let moto = Moto::start();
+    let endpoint = moto.endpoint_url();
+    let t = now_s() - 5;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let east = assumed_client(&endpoint, "us-east-1", ROLE).await;
+        let west = assumed_client(&endpoint, "eu-west-1", ROLE).await;
+        seed_group(&east, GROUP, ENI_HOME, &accepted_pair(ENI_HOME, 40_020, t)).await;
+        let second = accepted_pair(ENI_OTHER_ACCOUNT, 40_021, t);
+        seed_group(&east, "/vpc/flow-logs-2", ENI_OTHER_ACCOUNT, &second).await;
+        let third = accepted_pair(ENI_OTHER_REGION, 40_022, t);
+        seed_group(&west, GROUP, ENI_OTHER_REGION, &third).await;
+    });
+    let proxy = FaultProxy::start(&endpoint);
+    let config = format!(
+        r#"
+[cloudwatch]
+region = "us-east-1"
+endpoint_url = "{url}"
+poll_interval = "1s"
+lookback = "5m"
+
+[[cloudwatch.log_groups]]
+name = "{GROUP}"
+role_arn = "{ROLE}"
+
+[[cloudwatch.log_groups]]
+name = "/vpc/flow-logs-2"
+role_arn = "{ROLE}"
+
+[[cloudwatch.log_groups]]
+name = "{GROUP}"
+role_arn = "{ROLE}"
+region = "eu-west-1"
+
+[[cloudwatch.log_groups]]
+name = "{GROUP}"
+role_arn = "{SECOND_ROLE}"
+
+[ec2]
+describe_interfaces = true
+"#,
+        url = proxy.url()
+    );
+    let mut exporter = Exporter::start(
+        Some(&config),
+        &[("AWS_ENDPOINT_URL_EC2", proxy.url().as_str())],
+    );
+    exporter.wait_for("two polls of each group, and EC2 asked", |s| {
+        let ec2 = s.sum(
+            "vpcflow_api_calls_total",
+            &[("operation", "DescribeNetworkInterfaces")],
+        );
+        (s.polls("success") >= 8.0 && ec2 >= 3.0).then_some(())
+    });
+    let mut assumed: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let mut ec2_regions = BTreeSet::new();
+    for call in proxy.arrivals() {
+        match call.operation.as_str() {
+            "AssumeRole" => {
+                let role = call.role_arn.clone().expect("AssumeRole names its role");
+                *assumed.entry((role, call.region.clone())).or_default() += 1;
+            }
+            "DescribeNetworkInterfaces" => {
+                ec2_regions.insert(call.region.clone());
+            }
+            _ => {}
+        }
+    }
+    let expected: BTreeMap<(String, String), usize> = [
+        ((ROLE, "us-east-1"), 1),
+        ((ROLE, "eu-west-1"), 1),
+        ((SECOND_ROLE, "us-east-1"), 1),
+    ]
+    .into_iter()
+    .map(|((role, region), n)| ((role.to_owned(), region.to_owned()), n))
+    .collect();
+    assert_eq!(assumed, expected, "AssumeRole calls by (role, region)");
+    assert_eq!(
+        ec2_regions,
+        BTreeSet::from(["eu-west-1".to_owned(), "us-east-1".to_owned()])
+    );
+    exporter.assert_running();
+}
+
+/// `(account_id, region)` of each series of the request budget's metrics,
+/// the same for all three; panics when they differ.
+fn budgets(scrape: &Scrape) -> BTreeSet<(String, String)> {
+    let of = |metric: &str| -> BTreeSet<(String, String)> {
+        scrape
+            .series(metric)
+            .into_iter()
+            .map(|(labels, _)| (labels["account_id"].clone(), labels["region"].clone()))
+            .collect()
+    };
+    let used = of("vpcflow_api_budget_used_ratio");
+    assert_eq!(of("vpcflow_api_budget_demand_ratio"), used);
+    assert_eq!(of("vpcflow_api_calls_delayed_total"), used);
+    used
+}
+
+fn budget_key(account: &str, region: &str) -> (String, String) {
+    (account.to_owned(), region.to_owned())
+}
+
+/// A group read with the base credentials and one read through a role into
+/// the same account draw from one budget, labelled with the account STS
+/// names; the base credentials' group of another region has its own.
+/// While GetCallerIdentity fails, the base credentials' groups draw from
+/// `account_id="unknown"` budgets (and go on polling); once it answers they
+/// move to their account's, with their demand, and the `unknown` series go.
+#[test]
+fn base_credentials_and_a_role_into_the_same_account_share_one_budget() {
+    let moto = Moto::start();
+    let t = now_s() - 5;
+    let eni_role = "eni-0d00000000000000d";
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let home = Client::from_conf(base_config(&moto.endpoint_url(), "us-east-1"));
+        let west = Client::from_conf(base_config(&moto.endpoint_url(), "eu-west-1"));
+        seed_group(&home, GROUP, ENI_HOME, &accepted_pair(ENI_HOME, 40_030, t)).await;
+        let role_records = accepted_pair(eni_role, 40_031, t);
+        seed_group(&home, "/vpc/flow-logs-role", eni_role, &role_records).await;
+        let west_records = accepted_pair(ENI_OTHER_REGION, 40_032, t);
+        seed_group(&west, GROUP, ENI_OTHER_REGION, &west_records).await;
+    });
+    let proxy = FaultProxy::start(&moto.endpoint_url());
+    proxy.set(Fault::Ec2Denied, Some("GetCallerIdentity"));
+    // Each group lists its one interface: its demand, 1 call per 1 s poll,
+    // is known from the start; the budget is 4/s, so 0.25 a group.
+    let config = format!(
+        r#"
+[cloudwatch]
+region = "us-east-1"
+endpoint_url = "{url}"
+poll_interval = "1s"
+lookback = "5m"
+max_requests_per_second = 4
+
+[[cloudwatch.log_groups]]
+name = "{GROUP}"
+interfaces = ["{ENI_HOME}"]
+
+[[cloudwatch.log_groups]]
+name = "/vpc/flow-logs-role"
+role_arn = "{SAME_ACCOUNT_ROLE}"
+interfaces = ["{eni_role}"]
+
+[[cloudwatch.log_groups]]
+name = "{GROUP}"
+region = "eu-west-1"
+interfaces = ["{ENI_OTHER_REGION}"]
+"#,
+        url = proxy.url()
+    );
+    let mut exporter = Exporter::start(Some(&config), &[("RUST_LOG", "info")]);
+    let demand = |s: &Scrape, account: &str, region: &str| {
+        s.sum(
+            "vpcflow_api_budget_demand_ratio",
+            &[("account_id", account), ("region", region)],
+        )
+    };
+
+    // STS refuses: the base credentials' groups poll in the unknown budgets.
+    let unresolved = exporter.wait_for("polls while GetCallerIdentity fails", |s| {
+        let refused = s.sum(
+            "vpcflow_api_calls_total",
+            &[("operation", "GetCallerIdentity"), ("outcome", "error")],
+        );
+        (refused >= 1.0 && s.sum("vpcflow_log_events_new_total", &[]) == 6.0).then(|| s.clone())
+    });
+    assert_eq!(
+        budgets(&unresolved),
+        BTreeSet::from([
+            budget_key(MOTO_ACCOUNT, "us-east-1"),
+            budget_key("unknown", "us-east-1"),
+            budget_key("unknown", "eu-west-1"),
+        ]),
+        "{}",
+        unresolved.text
+    );
+    assert_eq!(demand(&unresolved, "unknown", "us-east-1"), 0.25);
+    assert_eq!(demand(&unresolved, MOTO_ACCOUNT, "us-east-1"), 0.25);
+    assert!(
+        exporter
+            .log_tail()
+            .contains("GetCallerIdentity failed: until it answers"),
+        "{}",
+        exporter.log_tail()
+    );
+
+    // STS answers: one budget per account-region, the unknown ones gone.
+    proxy.clear();
+    let resolved = exporter.wait_for("the base credentials' account known", |s| {
+        (budgets(s).len() == 2).then(|| s.clone())
+    });
+    assert_eq!(
+        budgets(&resolved),
+        BTreeSet::from([
+            budget_key(MOTO_ACCOUNT, "us-east-1"),
+            budget_key(MOTO_ACCOUNT, "eu-west-1"),
+        ]),
+        "{}",
+        resolved.text
+    );
+    // Both us-east-1 groups' demand in the one budget.
+    assert_eq!(demand(&resolved, MOTO_ACCOUNT, "us-east-1"), 0.5);
+    assert_eq!(demand(&resolved, MOTO_ACCOUNT, "eu-west-1"), 0.25);
+    for eni in [ENI_HOME, eni_role, ENI_OTHER_REGION] {
+        let located = resolved.sum(
+            "vpcflow_interface_info",
+            &[("interface_id", eni), ("account_id", MOTO_ACCOUNT)],
+        );
+        assert_eq!(located, 1.0, "{eni}: {}", resolved.text);
+    }
+    exporter.assert_running();
 }

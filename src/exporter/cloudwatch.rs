@@ -6,8 +6,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -22,7 +22,7 @@ use crate::flow::clock::wall_clock_watermark;
 use crate::flow::{Observer, Pipeline, PipelineCheckpoint};
 use crate::metrics::{CheckpointOutcome, FlowMetrics, Metrics};
 use crate::shard::Shard;
-use crate::source::aws_clients::{Access, AccountOf, AwsClients};
+use crate::source::aws_clients::{Access, AccountOf, AwsClients, RoleCredentials};
 use crate::source::cloudwatch::{
     ApiError, AwsLogsApi, LogEvent, PollOutcome, Poller, PollerConfig, PollerState, ShardedLogs,
     interface_of_stream,
@@ -77,56 +77,116 @@ impl BudgetObserver for BudgetMetrics {
     }
 }
 
-/// The request budget of each account and region, shared by its groups.
+/// `account_id` of the budget that the base credentials' log groups of a
+/// region draw from until STS GetCallerIdentity names their account.
+pub const UNRESOLVED_ACCOUNT: &str = "unknown";
+
+/// How long a group read with the base credentials waits for STS to name
+/// its account before its first poll (so that it starts in the right
+/// budget); past it, it starts in the `unknown` one.
+const ACCOUNT_WAIT: Duration = Duration::from_secs(5);
+
+/// The request budget of each account and region, shared by its groups
+/// whatever credentials reach it: a role's account from its ARN, the base
+/// credentials' from STS. Until STS answers, the base credentials' groups
+/// of a region share a budget of their own, `account_id="unknown"`, and
+/// move to their account's when it answers ([`Budgets::settle`]); that
+/// budget goes away with its last group.
 pub struct Budgets {
     metrics: Arc<Metrics>,
     per_second: f64,
-    budgets: HashMap<(String, String), Arc<RequestBudget>>,
+    budgets: Mutex<HashMap<(String, String), Member>>,
+}
+
+/// One budget and how many groups draw from it.
+struct Member {
+    budget: Arc<RequestBudget>,
+    groups: usize,
 }
 
 impl Budgets {
-    pub fn new(config: &CloudWatchConfig, metrics: Arc<Metrics>) -> Budgets {
-        Budgets {
+    /// `per_second`: `[cloudwatch] max_requests_per_second`.
+    pub fn new(per_second: f64, metrics: Arc<Metrics>) -> Arc<Budgets> {
+        Arc::new(Budgets {
             metrics,
-            per_second: config.max_requests_per_second,
-            budgets: HashMap::new(),
-        }
+            per_second,
+            budgets: Mutex::new(HashMap::new()),
+        })
     }
 
-    /// `api` within the budget of `access`'s account and region.
-    pub fn wrap(&mut self, access: &Access, api: AwsLogsApi) -> Budgeted<AwsLogsApi> {
-        let (account_id, region) = Budgets::key_of(access);
-        let budget = self
-            .budgets
-            .entry((account_id.clone(), region.clone()))
-            .or_insert_with(|| {
-                let observer = BudgetMetrics {
-                    metrics: self.metrics.clone(),
-                    account_id: account_id.clone(),
-                    region: region.clone(),
-                };
-                observer.used(0.0);
-                observer.demand(0.0);
-                self.metrics
-                    .api_calls_delayed
-                    .with_label_values(&observer.labels());
-                RequestBudget::new(
-                    self.per_second,
-                    format!("{account_id}/{region}"),
-                    Arc::new(observer),
-                )
-            })
-            .clone();
+    /// `api` within the budget of `account` (`None`: not known yet) and
+    /// `region`.
+    pub fn wrap<A>(&self, account: Option<&str>, region: &str, api: A) -> Budgeted<A> {
+        let budget = self.join(&mut self.lock(), account, region);
         Budgeted::new(api, budget)
     }
 
-    /// The account and region whose budget `access` draws from
-    /// (`default`: the exporter's own credentials, or the chain's region).
-    pub fn key_of(access: &Access) -> (String, String) {
-        (
-            access.account_id().unwrap_or("default").to_owned(),
-            access.region.clone().unwrap_or_else(|| "default".into()),
-        )
+    /// The group `group` read through `api` is in `account`: from now on
+    /// it draws from that account-region's budget.
+    pub fn settle<A>(&self, api: &Budgeted<A>, group: &str, account: &str, region: &str) {
+        let mut budgets = self.lock();
+        let target = budgets.get(&(account.to_owned(), region.to_owned()));
+        if target.is_some_and(|member| Arc::ptr_eq(&member.budget, &api.budget())) {
+            return;
+        }
+        let budget = self.join(&mut budgets, Some(account), region);
+        let left = api.move_to(group, budget);
+        let Some(key) = budgets
+            .iter()
+            .find(|(_, member)| Arc::ptr_eq(&member.budget, &left))
+            .map(|(key, _)| key.clone())
+        else {
+            return;
+        };
+        let member = budgets.get_mut(&key).expect("found above");
+        member.groups -= 1;
+        if member.groups == 0 {
+            budgets.remove(&key);
+            let labels = [key.0.as_str(), key.1.as_str()];
+            let metrics = &self.metrics;
+            let _ = metrics.api_budget_used.remove_label_values(&labels);
+            let _ = metrics.api_budget_demand.remove_label_values(&labels);
+            let _ = metrics.api_calls_delayed.remove_label_values(&labels);
+        }
+    }
+
+    /// The budget of `account` and `region`, one group more.
+    fn join(
+        &self,
+        budgets: &mut HashMap<(String, String), Member>,
+        account: Option<&str>,
+        region: &str,
+    ) -> Arc<RequestBudget> {
+        let account_id = account.unwrap_or(UNRESOLVED_ACCOUNT).to_owned();
+        let key = (account_id.clone(), region.to_owned());
+        let member = budgets.entry(key).or_insert_with(|| {
+            let observer = BudgetMetrics {
+                metrics: self.metrics.clone(),
+                account_id: account_id.clone(),
+                region: region.to_owned(),
+            };
+            observer.used(0.0);
+            observer.demand(0.0);
+            self.metrics
+                .api_calls_delayed
+                .with_label_values(&observer.labels());
+            Member {
+                budget: RequestBudget::new(
+                    self.per_second,
+                    format!("{account_id}/{region}"),
+                    Arc::new(observer),
+                ),
+                groups: 0,
+            }
+        });
+        member.groups += 1;
+        member.budget.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Member>> {
+        self.budgets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -141,6 +201,8 @@ pub struct Shared {
     pub watched: Arc<AtomicUsize>,
     /// This replica's part of the interfaces.
     pub shard: Shard,
+    /// The request budget of each account and region.
+    pub budgets: Arc<Budgets>,
     /// `[state] directory`.
     pub state_directory: Option<PathBuf>,
 }
@@ -209,6 +271,8 @@ pub struct GroupLoop {
     /// `vpcflow_interface_info`.
     account: AccountOf,
     region: String,
+    /// Its role's credentials, renewed before a poll when due.
+    role: Option<RoleCredentials>,
 }
 
 impl GroupLoop {
@@ -267,6 +331,7 @@ impl GroupLoop {
             remembered: 0,
             account: AccountOf::Known(access.account_id().unwrap_or_default().to_owned()),
             region: access.region.clone().unwrap_or_default(),
+            role: None,
         }
     }
 
@@ -280,25 +345,55 @@ impl GroupLoop {
         self
     }
 
-    /// Asks for the group's account while it is unknown; once it answers,
-    /// the interfaces seen so far get it too.
-    async fn resolve_account(&mut self) {
-        if matches!(self.account, AccountOf::Known(_)) {
+    /// Once STS has named the base credentials' account, the group draws
+    /// from that account-region's budget, and the interfaces seen so far
+    /// get the account too.
+    fn resolve_account(&mut self) {
+        let AccountOf::Ask(base) = &self.account else {
             return;
+        };
+        let Some(account) = base.get() else {
+            return;
+        };
+        self.shared.budgets.settle(
+            self.poller.api().inner(),
+            &self.group,
+            &account,
+            &self.region,
+        );
+        for interface in &self.known_interfaces {
+            self.shared
+                .metrics
+                .locate_interface(interface, &account, &self.region);
         }
-        if let Some(account) = self.account.resolve().await {
-            for interface in &self.known_interfaces {
-                self.shared
-                    .metrics
-                    .locate_interface(interface, account, &self.region);
+        self.account = AccountOf::Known(account);
+    }
+
+    /// Before the first poll: waits up to [`ACCOUNT_WAIT`] for STS to name
+    /// the base credentials' account. Returns true on shutdown.
+    async fn await_account(&mut self, shutdown: &mut watch::Receiver<bool>) -> bool {
+        if let AccountOf::Ask(base) = &self.account {
+            let mut base = base.clone();
+            tokio::select! {
+                _ = tokio::time::timeout(ACCOUNT_WAIT, base.answered()) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return true,
             }
         }
+        self.resolve_account();
+        false
     }
 
     /// Waits `delay` before the first poll: spreads the polls of groups
     /// that share a request budget over the poll interval.
     pub fn starting_after(mut self, delay: Duration) -> GroupLoop {
         self.first_delay = delay;
+        self
+    }
+
+    /// Reads with `role`'s credentials: they are renewed before a poll, so
+    /// that no call waits for AssumeRole after its turn in the budget.
+    pub fn with_role(mut self, role: Option<RoleCredentials>) -> GroupLoop {
+        self.role = role;
         self
     }
 
@@ -310,11 +405,32 @@ impl GroupLoop {
 
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut source = SourceHealth::default();
-        if sleep_or_stop(self.first_delay, &mut shutdown).await {
+        if self.await_account(&mut shutdown).await
+            || sleep_or_stop(self.first_delay, &mut shutdown).await
+        {
             return;
         }
         loop {
+            self.resolve_account();
             let started = Instant::now();
+            if let Some(role) = &self.role {
+                let renewed = tokio::select! {
+                    renewed = role.renew_if_due() => renewed,
+                    _ = shutdown.wait_for(|stop| *stop) => break,
+                };
+                if let Err(error) = renewed {
+                    self.shared
+                        .health
+                        .poll_failed(&mut source, started.elapsed());
+                    self.poller.could_not_start();
+                    tracing::warn!(log_group = %self.group, %error,
+                        "Poll not started: the role's credentials could not be renewed (retried with backoff)");
+                    if sleep_or_stop(self.poller.next_delay(), &mut shutdown).await {
+                        break;
+                    }
+                    continue;
+                }
+            }
             // A poll in flight is dropped on shutdown: nothing is committed
             // before its last page, so nothing is half-counted.
             let result = tokio::select! {
@@ -323,7 +439,6 @@ impl GroupLoop {
             };
             match result {
                 Ok(outcome) => {
-                    self.resolve_account().await;
                     if outcome.caught_up {
                         self.poller.api().inner().budget().set_demand(
                             &self.group,
@@ -581,4 +696,61 @@ fn feed_events_to(
         }
     }
     largest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `(account_id, region)` of the budgets in the metrics.
+    fn labelled(metrics: &Metrics) -> Vec<String> {
+        let mut budgets: Vec<String> = metrics
+            .render()
+            .lines()
+            .filter_map(|line| line.strip_prefix("vpcflow_api_budget_used_ratio{"))
+            .map(|rest| rest.split('}').next().unwrap_or_default().to_owned())
+            .collect();
+        budgets.sort();
+        budgets
+    }
+
+    #[test]
+    fn groups_settle_into_their_accounts_budget_and_the_unknown_one_goes() {
+        let metrics = Arc::new(Metrics::new());
+        let budgets = Budgets::new(2.0, metrics.clone());
+        let base_a = budgets.wrap(None, "us-east-1", ());
+        let base_b = budgets.wrap(None, "us-east-1", ());
+        let role = budgets.wrap(Some("111111111111"), "us-east-1", ());
+        let other_region = budgets.wrap(Some("111111111111"), "eu-west-1", ());
+        assert!(Arc::ptr_eq(&base_a.budget(), &base_b.budget()));
+        assert!(!Arc::ptr_eq(&base_a.budget(), &role.budget()));
+        assert!(!Arc::ptr_eq(&role.budget(), &other_region.budget()));
+        assert_eq!(
+            labelled(&metrics),
+            [
+                r#"account_id="111111111111",region="eu-west-1""#,
+                r#"account_id="111111111111",region="us-east-1""#,
+                r#"account_id="unknown",region="us-east-1""#,
+            ]
+        );
+        base_a.budget().set_demand("/a", 2, Duration::from_secs(1));
+        budgets.settle(&base_a, "/a", "111111111111", "us-east-1");
+        assert!(Arc::ptr_eq(&base_a.budget(), &role.budget()));
+        assert!(metrics.render().contains(
+            r#"vpcflow_api_budget_demand_ratio{account_id="111111111111",region="us-east-1"} 1"#
+        ));
+        // Another group still draws from the unknown budget: it stays.
+        assert_eq!(labelled(&metrics).len(), 3);
+        budgets.settle(&base_b, "/b", "111111111111", "us-east-1");
+        budgets.settle(&base_b, "/b", "111111111111", "us-east-1");
+        assert!(Arc::ptr_eq(&base_b.budget(), &role.budget()));
+        assert_eq!(
+            labelled(&metrics),
+            [
+                r#"account_id="111111111111",region="eu-west-1""#,
+                r#"account_id="111111111111",region="us-east-1""#,
+            ]
+        );
+        assert!(!metrics.render().contains(r#"account_id="unknown""#));
+    }
 }

@@ -24,7 +24,7 @@ use crate::flow::{FormatChoice, FormatError, InterfaceFacts, Pipeline, Settings}
 use crate::metrics::Metrics;
 use crate::server::{self, ServerState};
 use crate::shard::Shard;
-use crate::source::aws_clients::{ASSUME_ROLE, Access, GET_CALLER_IDENTITY};
+use crate::source::aws_clients::{ASSUME_ROLE, Access, AccountOf, GET_CALLER_IDENTITY};
 use crate::source::cloudwatch::{
     ApiObserver, DESCRIBE_LOG_STREAMS, FILTER_LOG_EVENTS, MAX_STREAMS_PER_CALL,
 };
@@ -327,34 +327,51 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
                 let key = format!("cloudwatch.log_groups[{index}].log_format");
                 loops.push((group, pipeline(key, &group.log_format, &settings, &facts)?));
             }
+            let budgets =
+                cloudwatch::Budgets::new(cloudwatch.max_requests_per_second, metrics.clone());
             let shared = cloudwatch::Shared {
                 metrics: metrics.clone(),
                 health: health(loops.len()),
                 names,
                 watched: Arc::new(AtomicUsize::new(0)),
                 shard,
+                budgets: budgets.clone(),
                 state_directory: state_directory(&config, &metrics),
             };
             let mut clients = cloudwatch::clients(cloudwatch, metrics.clone());
-            let mut budgets = cloudwatch::Budgets::new(cloudwatch, metrics.clone());
-            // The groups of one budget start spread over the poll interval.
-            let mut sharing: HashMap<(String, String), u32> = HashMap::new();
+            // The groups of one budget start spread over the poll interval
+            // (the base credentials' account counted as one).
+            let spread_key = |access: &Access| {
+                (
+                    access.account_id().map(str::to_owned),
+                    access.region.clone(),
+                )
+            };
+            let mut sharing: HashMap<_, u32> = HashMap::new();
             for (group, _) in &loops {
                 let access = Access::of(group, cloudwatch.region.as_deref());
-                *sharing
-                    .entry(cloudwatch::Budgets::key_of(&access))
-                    .or_default() += 1;
+                *sharing.entry(spread_key(&access)).or_default() += 1;
             }
-            let mut started: HashMap<(String, String), u32> = HashMap::new();
+            let mut started: HashMap<_, u32> = HashMap::new();
             let configured: Arc<HashMap<_, _>> =
                 Arc::new(config.interfaces.clone().into_iter().collect());
             for (group, pipeline) in loops {
                 let access = Access::of(group, cloudwatch.region.as_deref());
-                let key = cloudwatch::Budgets::key_of(&access);
+                let key = spread_key(&access);
                 let nth = started.entry(key.clone()).or_default();
                 let first_delay = cloudwatch.poll_interval * *nth / sharing[&key];
                 *nth += 1;
-                let api = budgets.wrap(&access, clients.client(&access).await);
+                let account = clients.account(&access).await;
+                let region = clients.region(&access).await;
+                let known_account = match &account {
+                    AccountOf::Known(account) => Some(account.as_str()),
+                    AccountOf::Ask(_) => None,
+                };
+                let api = budgets.wrap(
+                    known_account,
+                    region.as_deref().unwrap_or_default(),
+                    clients.client(&access).await,
+                );
                 if !group.interfaces.is_empty() {
                     // Known before the first poll: say now if it cannot fit.
                     // This replica reads only its shard's interfaces.
@@ -386,8 +403,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
                 } else {
                     None
                 };
-                let account = clients.account(&access).await;
-                let region = clients.region(&access).await;
+                let role = clients.role_credentials(&access).await;
                 let mut group_loop = cloudwatch::GroupLoop::new(
                     cloudwatch,
                     group,
@@ -397,6 +413,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
                     shared.clone(),
                 )
                 .located(account, region)
+                .with_role(role)
                 .starting_after(first_delay);
                 if let Some(ec2_facts) = ec2_facts {
                     group_loop = group_loop.with_ec2(ec2_facts);

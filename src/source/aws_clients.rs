@@ -4,31 +4,36 @@
 //! Logs, EC2, STS here, S3 and SQS in `s3::aws`.
 //!
 //! CloudWatch Logs and EC2 (interface facts) get one client per (region,
-//! role) —
-//! a role names its account — shared by every log group that reads with
-//! it. A group with `role_arn` reads with credentials from STS AssumeRole
-//! (aws-config's `AssumeRoleProvider`: base credentials from the standard
-//! chain, the assumed ones cached by the SDK's identity cache and renewed
-//! before they expire). Every AssumeRole call is reported to the
-//! [`ApiObserver`] as operation [`ASSUME_ROLE`], and a failure is logged
-//! with the role: the group's polls then fail and are retried with
-//! backoff, and other groups are not affected. A group's account (the
-//! `account_id` of its interfaces' `vpcflow_interface_info`) is its role's,
-//! or the base credentials' own from STS GetCallerIdentity.
+//! role) — a role names its account — shared by every log group that
+//! reads with it, and both clients of one (region, role) share one SDK
+//! config. A group with `role_arn` reads with credentials from STS
+//! AssumeRole (aws-config's `AssumeRoleProvider`, base credentials from
+//! the standard chain), kept by [`RoleCredentials`] and renewed before a
+//! poll when they near their expiry: one AssumeRole per (region, role) and
+//! renewal, however many groups and clients use it. Every
+//! AssumeRole call is reported to the [`ApiObserver`] as operation
+//! [`ASSUME_ROLE`], and a failure is logged with the role: the group's
+//! polls then fail and are retried with backoff, and other groups are not
+//! affected. A group's account (the `account_id` of its interfaces'
+//! `vpcflow_interface_info`, and the request budget it draws from) is its
+//! role's, or the base credentials' own from STS GetCallerIdentity, asked
+//! once in the background ([`BaseAccount`]).
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use aws_config::identity::IdentityCache;
 use aws_config::retry::RetryConfig;
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_credential_types::Credentials;
 use aws_credential_types::provider::{self, ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_cloudwatchlogs::Client;
 use aws_sdk_cloudwatchlogs::error::DisplayErrorContext;
+use tokio::sync::watch;
 
 use super::cloudwatch::{ATTEMPT_TIMEOUT, ApiObserver, AwsLogsApi};
 use super::ec2::AwsEc2Api;
@@ -188,6 +193,10 @@ pub struct AwsClients {
     configs: HashMap<Access, SdkConfig>,
     clients: HashMap<Access, AwsLogsApi>,
     ec2_clients: HashMap<Access, AwsEc2Api>,
+    /// The base credentials' account, asked once for all their groups.
+    base_account: Option<BaseAccount>,
+    /// The credentials of each access with a role.
+    roles: HashMap<Access, RoleCredentials>,
 }
 
 impl AwsClients {
@@ -205,6 +214,8 @@ impl AwsClients {
             configs: HashMap::new(),
             clients: HashMap::new(),
             ec2_clients: HashMap::new(),
+            base_account: None,
+            roles: HashMap::new(),
         }
     }
 
@@ -278,18 +289,30 @@ impl AwsClients {
                 if let Some(external_id) = &role.external_id {
                     builder = builder.external_id(external_id.clone());
                 }
-                let provider = ObservedRole {
-                    inner: builder.build().await,
-                    role_arn: role.arn.clone(),
-                    observer: self.observer.clone(),
-                };
+                let credentials = RoleCredentials::new(
+                    builder.build().await,
+                    role.arn.clone(),
+                    self.observer.clone(),
+                );
+                self.roles.insert(access.clone(), credentials.clone());
+                // RoleCredentials keeps them; a second cache in front
+                // would decide on its own when to renew.
                 base.into_builder()
-                    .credentials_provider(SharedCredentialsProvider::new(provider))
+                    .identity_cache(IdentityCache::no_cache())
+                    .credentials_provider(SharedCredentialsProvider::new(credentials))
                     .build()
             }
         };
         self.configs.insert(access.clone(), config.clone());
         config
+    }
+
+    /// The credentials of `access`'s role (`None` without one), to renew
+    /// them before a poll.
+    pub async fn role_credentials(&mut self, access: &Access) -> Option<RoleCredentials> {
+        access.role.as_ref()?;
+        self.sdk_config(access).await;
+        self.roles.get(access).cloned()
     }
 
     /// The region `access` reads in: its own, else the one the AWS chain
@@ -302,19 +325,30 @@ impl AwsClients {
         config.region().map(ToString::to_string)
     }
 
-    /// The account `access` reads in: a role's from its ARN, at once; for
-    /// the base credentials a lookup that asks STS GetCallerIdentity (which
-    /// needs no permission) until it has an answer.
+    /// The account `access` reads in: a role's from its ARN, at once; the
+    /// base credentials' from STS GetCallerIdentity (which needs no
+    /// permission), asked once for every group in the background, and
+    /// again with backoff until it answers.
     pub async fn account(&mut self, access: &Access) -> AccountOf {
         if let Some(account) = access.account_id() {
             return AccountOf::Known(account.to_owned());
         }
+        if let Some(base) = &self.base_account {
+            return match base.get() {
+                Some(account) => AccountOf::Known(account),
+                None => AccountOf::Ask(base.clone()),
+            };
+        }
         let config = self.sdk_config(access).await;
-        AccountOf::Ask(CallerIdentity {
+        let identity = CallerIdentity {
             client: aws_sdk_sts::Client::new(&config),
             observer: self.observer.clone(),
-            warned: AtomicBool::new(false),
-        })
+        };
+        let (sender, receiver) = watch::channel(None);
+        tokio::spawn(identity.ask_until_answered(sender));
+        let base = BaseAccount(receiver);
+        self.base_account = Some(base.clone());
+        AccountOf::Ask(base)
     }
 
     /// Clients built so far: one per distinct access.
@@ -327,37 +361,69 @@ impl AwsClients {
     }
 }
 
-/// A log group's account, known or still to be asked.
+/// A log group's account, known or still to be answered by STS.
 pub enum AccountOf {
     Known(String),
-    Ask(CallerIdentity),
+    Ask(BaseAccount),
 }
 
-impl AccountOf {
-    /// The account, asking STS once more when it is not known yet.
-    pub async fn resolve(&mut self) -> Option<&str> {
-        if let AccountOf::Ask(identity) = self
-            && let Some(account) = identity.ask().await
-        {
-            *self = AccountOf::Known(account);
-        }
-        match self {
-            AccountOf::Known(account) => Some(account),
-            AccountOf::Ask(_) => None,
-        }
+/// The base credentials' account, once STS GetCallerIdentity has answered.
+#[derive(Clone)]
+pub struct BaseAccount(watch::Receiver<Option<String>>);
+
+impl BaseAccount {
+    /// The account, if STS has answered.
+    pub fn get(&self) -> Option<String> {
+        self.0.borrow().clone()
+    }
+
+    /// Waits until STS answers (forever if it never does).
+    pub async fn answered(&mut self) -> Option<String> {
+        let answer = self.0.wait_for(Option::is_some).await.ok()?;
+        answer.clone()
     }
 }
 
+/// First wait before GetCallerIdentity is asked again; it doubles up to
+/// [`ASK_AGAIN_AT_MOST`].
+const ASK_AGAIN_FIRST: Duration = Duration::from_secs(1);
+const ASK_AGAIN_AT_MOST: Duration = Duration::from_secs(60);
+
 /// STS `GetCallerIdentity` with the base credentials, counted.
-pub struct CallerIdentity {
+struct CallerIdentity {
     client: aws_sdk_sts::Client,
     observer: Arc<dyn ApiObserver>,
-    /// Failures are logged once at warn, then at debug: it is asked every poll.
-    warned: AtomicBool,
 }
 
 impl CallerIdentity {
-    async fn ask(&self) -> Option<String> {
+    /// Asks until STS answers, then tells every [`BaseAccount`]; stops
+    /// early when none is left.
+    async fn ask_until_answered(self, answer: watch::Sender<Option<String>>) {
+        let mut wait = ASK_AGAIN_FIRST;
+        let mut warned = false;
+        loop {
+            match self.ask().await {
+                Ok(account) => {
+                    tracing::debug!(account_id = %account, "GetCallerIdentity answered");
+                    answer.send_replace(Some(account));
+                    return;
+                }
+                Err(error) if !warned => {
+                    warned = true;
+                    tracing::warn!(%error,
+                        "GetCallerIdentity failed: until it answers, the interfaces read with the base credentials have an empty account_id and their log groups draw from the request budget account_id=\"unknown\" (asked again with backoff)");
+                }
+                Err(error) => tracing::debug!(%error, "GetCallerIdentity failed again"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = answer.closed() => return,
+            }
+            wait = (wait * 2).min(ASK_AGAIN_AT_MOST);
+        }
+    }
+
+    async fn ask(&self) -> Result<String, String> {
         let started = Instant::now();
         let result = self.client.get_caller_identity().send().await;
         let outcome = if result.is_ok() { "success" } else { "error" };
@@ -367,58 +433,110 @@ impl CallerIdentity {
             started.elapsed().as_secs_f64(),
         );
         match result {
-            Ok(identity) => identity.account,
-            Err(error) => {
-                let error = DisplayErrorContext(&error);
-                if self.warned.swap(true, Ordering::Relaxed) {
-                    tracing::debug!(%error, "GetCallerIdentity failed again");
-                } else {
-                    tracing::warn!(%error,
-                        "GetCallerIdentity failed: the interfaces' account_id stays empty until it answers (asked again at each poll)");
-                }
-                None
-            }
+            Ok(identity) => identity
+                .account
+                .ok_or_else(|| "the answer names no account".to_owned()),
+            Err(error) => Err(DisplayErrorContext(&error).to_string()),
         }
     }
 }
 
-/// An AssumeRole provider whose calls are counted and whose failures are
-/// logged with the role they were for.
+/// Assumed credentials are renewed before a poll once they expire within
+/// this, so that the poll's calls, which take their turn in the request
+/// budget before the SDK asks for credentials, never wait for AssumeRole on
+/// their way to AWS (which would make them arrive late, bunched with the
+/// next call's). A poll lasting longer renews within the call, past
+/// [`RENEW_IN_CALL`].
+pub const RENEW_BEFORE_POLL: Duration = Duration::from_secs(15 * 60);
+const RENEW_IN_CALL: Duration = Duration::from_secs(60);
+
+/// The credentials of one role: AssumeRole's answer, kept until it nears
+/// its expiry, shared by the Logs and EC2 clients of its (region, role).
+/// This, not the SDK's identity cache, keeps them, because renewal must
+/// happen when the exporter says ([`RoleCredentials::renew_if_due`], before
+/// a poll), not when a call that already took its turn needs them.
+/// Every AssumeRole call is counted, and a failure is logged with the role.
+#[derive(Clone)]
+pub struct RoleCredentials(Arc<ObservedRole>);
+
 struct ObservedRole {
-    inner: AssumeRoleProvider,
+    /// aws-config's `AssumeRoleProvider`.
+    inner: SharedCredentialsProvider,
     role_arn: String,
     observer: Arc<dyn ApiObserver>,
+    /// One AssumeRole at a time; later askers get its answer.
+    kept: tokio::sync::Mutex<Option<Credentials>>,
 }
 
-impl fmt::Debug for ObservedRole {
+impl RoleCredentials {
+    fn new(
+        inner: impl ProvideCredentials + 'static,
+        role_arn: String,
+        observer: Arc<dyn ApiObserver>,
+    ) -> Self {
+        RoleCredentials(Arc::new(ObservedRole {
+            inner: SharedCredentialsProvider::new(inner),
+            role_arn,
+            observer,
+            kept: tokio::sync::Mutex::new(None),
+        }))
+    }
+
+    /// Assumes the role now when its credentials are missing or expire
+    /// within [`RENEW_BEFORE_POLL`]; the error says why not (it is logged
+    /// and counted already).
+    pub async fn renew_if_due(&self) -> Result<(), String> {
+        self.credentials(RENEW_BEFORE_POLL)
+            .await
+            .map(drop)
+            .map_err(|error| DisplayErrorContext(&error).to_string())
+    }
+
+    /// The kept credentials if they last more than `ahead`, else new ones.
+    async fn credentials(&self, ahead: Duration) -> provider::Result {
+        let role = &*self.0;
+        let mut kept = role.kept.lock().await;
+        if let Some(credentials) = kept.as_ref()
+            && credentials
+                .expiry()
+                .is_none_or(|expiry| expiry > SystemTime::now() + ahead)
+        {
+            return Ok(credentials.clone());
+        }
+        let started = Instant::now();
+        let result = role.inner.provide_credentials().await;
+        let outcome = if result.is_ok() { "success" } else { "error" };
+        role.observer
+            .api_call(ASSUME_ROLE, outcome, started.elapsed().as_secs_f64());
+        match &result {
+            Ok(credentials) => {
+                tracing::debug!(role_arn = %role.role_arn, "Assumed role");
+                *kept = Some(credentials.clone());
+            }
+            Err(error) => tracing::warn!(
+                role_arn = %role.role_arn,
+                error = %DisplayErrorContext(error),
+                "AssumeRole failed: the log groups read with this role are retried with backoff (check the role's trust policy, external_id and the exporter's sts:AssumeRole permission)"
+            ),
+        }
+        result
+    }
+}
+
+impl fmt::Debug for RoleCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ObservedRole")
-            .field("role_arn", &self.role_arn)
+        f.debug_struct("RoleCredentials")
+            .field("role_arn", &self.0.role_arn)
             .finish_non_exhaustive()
     }
 }
 
-impl ProvideCredentials for ObservedRole {
+impl ProvideCredentials for RoleCredentials {
     fn provide_credentials<'a>(&'a self) -> provider::future::ProvideCredentials<'a>
     where
         Self: 'a,
     {
-        provider::future::ProvideCredentials::new(async move {
-            let started = Instant::now();
-            let result = self.inner.provide_credentials().await;
-            let outcome = if result.is_ok() { "success" } else { "error" };
-            self.observer
-                .api_call(ASSUME_ROLE, outcome, started.elapsed().as_secs_f64());
-            match &result {
-                Ok(_) => tracing::debug!(role_arn = %self.role_arn, "Assumed role"),
-                Err(error) => tracing::warn!(
-                    role_arn = %self.role_arn,
-                    error = %DisplayErrorContext(error),
-                    "AssumeRole failed: the log groups read with this role are retried with backoff (check the role's trust policy, external_id and the exporter's sts:AssumeRole permission)"
-                ),
-            }
-            result
-        })
+        provider::future::ProvideCredentials::new(self.credentials(RENEW_IN_CALL))
     }
 }
 
@@ -444,6 +562,83 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A role provider that answers credentials lasting `lasts`, or
+    /// refuses; counts how often it is asked.
+    #[derive(Debug)]
+    struct FakeRole {
+        lasts: Option<Duration>,
+        asked: Arc<std::sync::atomic::AtomicU32>,
+    }
+
+    impl ProvideCredentials for FakeRole {
+        fn provide_credentials<'a>(&'a self) -> provider::future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            self.asked
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            provider::future::ProvideCredentials::ready(match self.lasts {
+                Some(lasts) => Ok(Credentials::new(
+                    "AKID",
+                    "secret",
+                    None,
+                    Some(SystemTime::now() + lasts),
+                    "fake",
+                )),
+                None => Err(provider::error::CredentialsError::not_loaded("refused")),
+            })
+        }
+    }
+
+    fn role(lasts: Option<Duration>) -> (RoleCredentials, Arc<std::sync::atomic::AtomicU32>) {
+        let asked = Arc::default();
+        let fake = FakeRole {
+            lasts,
+            asked: Arc::clone(&asked),
+        };
+        let observer = Arc::new(crate::source::cloudwatch::NoopObserver);
+        (RoleCredentials::new(fake, "arn".into(), observer), asked)
+    }
+
+    fn asked(counter: &std::sync::atomic::AtomicU32) -> u32 {
+        counter.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Credentials are assumed before the first poll and kept; the calls
+    /// (the SDK asking the provider) use the kept ones.
+    #[tokio::test]
+    async fn assumed_credentials_are_kept_until_they_near_their_expiry() {
+        let (credentials, counter) = role(Some(Duration::from_secs(3600)));
+        credentials.renew_if_due().await.unwrap();
+        assert_eq!(asked(&counter), 1);
+        credentials.renew_if_due().await.unwrap();
+        credentials.provide_credentials().await.unwrap();
+        assert_eq!(asked(&counter), 1, "kept");
+    }
+
+    /// Within RENEW_BEFORE_POLL of their expiry the next poll renews them;
+    /// a call renews them only within RENEW_IN_CALL, so a call that took
+    /// its turn in the budget goes out without waiting for AssumeRole.
+    #[tokio::test]
+    async fn a_poll_renews_credentials_that_expire_soon_and_a_call_does_not() {
+        let soon = RENEW_BEFORE_POLL - Duration::from_secs(60);
+        let (credentials, counter) = role(Some(soon));
+        credentials.renew_if_due().await.unwrap();
+        credentials.provide_credentials().await.unwrap();
+        assert_eq!(asked(&counter), 1, "a call uses them");
+        credentials.renew_if_due().await.unwrap();
+        assert_eq!(asked(&counter), 2, "the next poll renews them");
+    }
+
+    #[tokio::test]
+    async fn a_refused_role_is_asked_again_and_says_why() {
+        let (credentials, counter) = role(None);
+        let error = credentials.renew_if_due().await.unwrap_err();
+        assert!(error.contains("refused"), "{error}");
+        assert!(credentials.provide_credentials().await.is_err());
+        assert_eq!(asked(&counter), 2);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashSet};
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
@@ -30,6 +31,10 @@ pub struct BasicAuth {
     passed: Arc<Mutex<HashSet<u64>>>,
     /// This process's key for those hashes.
     keys: RandomState,
+    /// bcrypt work done: 2^cost per verification (the rounds of its key
+    /// schedule), so tests can see that every kind of failure costs what
+    /// a success costs, without measuring time.
+    work: Arc<AtomicU64>,
 }
 
 /// Pairs remembered as passed at most; past it the memory starts over.
@@ -67,6 +72,7 @@ impl BasicAuth {
             dummy_hash: format!("$2b${cost:02}${}", ".".repeat(53)),
             passed: Arc::default(),
             keys: RandomState::new(),
+            work: Arc::default(),
         })
     }
 
@@ -91,8 +97,14 @@ impl BasicAuth {
         let Ok(_permit) = CHECKS.acquire().await else {
             return false;
         };
+        let work = self.work.clone();
         let matched = tokio::task::spawn_blocking(move || {
-            bcrypt::verify(password.as_bytes(), &hash).unwrap_or(false)
+            let rounds = hash
+                .parse::<bcrypt::HashParts>()
+                .map_or(0, |parts| 1u64 << parts.get_cost());
+            let matched = bcrypt::verify(password.as_bytes(), &hash).unwrap_or(false);
+            work.fetch_add(rounds, Ordering::Relaxed);
+            matched
         })
         .await
         .unwrap_or(false);
@@ -104,6 +116,12 @@ impl BasicAuth {
             passed.insert(pair);
         }
         matched && known
+    }
+
+    /// bcrypt work done so far, in rounds (2^cost per verification).
+    #[cfg(test)]
+    fn work(&self) -> u64 {
+        self.work.load(Ordering::Relaxed)
     }
 
     fn passed(&self) -> std::sync::MutexGuard<'_, HashSet<u64>> {
@@ -173,6 +191,70 @@ mod tests {
         drop(held);
         assert!(!auth.allows(Some(&header("prometheus", "wrong"))).await);
         assert!(!auth.allows(Some(&header("nobody", "secret"))).await);
+    }
+
+    /// What a request costs in bcrypt work (rounds) and whether it passed.
+    async fn work_of(auth: &BasicAuth, user: &str, password: &str) -> (bool, u64) {
+        let before = auth.work();
+        let allowed = auth.allows(Some(&header(user, password))).await;
+        (allowed, auth.work() - before)
+    }
+
+    /// Timing without a clock: an unknown user and a wrong password each
+    /// run one bcrypt verification at the configured cost, as a right
+    /// password does, so the answer's time does not tell them apart.
+    #[tokio::test]
+    async fn a_wrong_password_and_an_unknown_user_cost_what_a_right_one_costs() {
+        let cost = 5;
+        let users = BTreeMap::from([
+            (
+                "prometheus".to_owned(),
+                bcrypt::hash("secret", cost).unwrap(),
+            ),
+            ("grafana".to_owned(), bcrypt::hash("other", cost).unwrap()),
+        ]);
+        let auth = BasicAuth::new(users).unwrap();
+        let one_verification = 1u64 << cost;
+        assert_eq!(
+            work_of(&auth, "prometheus", "secret").await,
+            (true, one_verification)
+        );
+        for (user, password) in [
+            ("prometheus", "wrong"),
+            ("prometheus", "other"), // another user's password
+            ("nobody", "secret"),
+            ("nobody", ""),
+            ("", "secret"),
+            ("Prometheus", "secret"), // names are case-sensitive
+        ] {
+            assert_eq!(
+                work_of(&auth, user, password).await,
+                (false, one_verification),
+                "{user}:{password}"
+            );
+        }
+        // Failures are never remembered: the same guess costs again.
+        assert_eq!(
+            work_of(&auth, "nobody", "secret").await,
+            (false, one_verification)
+        );
+        // A pair that passed is remembered (exporter-toolkit's cache): only
+        // who knows the password gets the shortcut.
+        assert_eq!(work_of(&auth, "prometheus", "secret").await, (true, 0));
+    }
+
+    /// With hashes of several costs, an unknown user costs the highest: as
+    /// much as the most expensive user, never less than any.
+    #[tokio::test]
+    async fn an_unknown_user_costs_the_highest_configured_cost() {
+        let users = BTreeMap::from([
+            ("cheap".to_owned(), bcrypt::hash("x", 4).unwrap()),
+            ("dear".to_owned(), bcrypt::hash("x", 6).unwrap()),
+        ]);
+        let auth = BasicAuth::new(users).unwrap();
+        assert_eq!(work_of(&auth, "dear", "wrong").await, (false, 1 << 6));
+        assert_eq!(work_of(&auth, "nobody", "x").await, (false, 1 << 6));
+        assert_eq!(work_of(&auth, "cheap", "wrong").await, (false, 1 << 4));
     }
 
     #[test]

@@ -300,6 +300,15 @@ impl Scrape {
             .fold(0.0, |sum, (_, _, value)| sum + value)
     }
 
+    /// The label sets of `name`'s samples, each with its value.
+    pub fn series(&self, name: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+        self.samples
+            .iter()
+            .filter(|(n, _, _)| n == name)
+            .map(|(_, labels, value)| (labels.clone(), *value))
+            .collect()
+    }
+
     /// Whether any sample of `name` exists.
     pub fn has(&self, name: &str) -> bool {
         self.samples.iter().any(|(n, _, _)| n == name)

@@ -7,6 +7,9 @@
 //! [`FaultProxy::clear`] disarms it. [`FaultProxy::set_page_limit`] adds a
 //! `limit` to every `FilterLogEvents` request, so that a handful of events
 //! make a paging run (moto pages 10,000 events otherwise).
+//! [`FaultProxy::arrivals`] lists every request as it arrived: when, its
+//! operation, the region it was signed for and, for STS AssumeRole, the
+//! role (for tests that count calls per second or per role).
 //!
 //! The faults answer as AWS does: throttling is HTTP 400 with a
 //! `ThrottlingException` JSON body, an expired token is HTTP 400
@@ -22,7 +25,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -66,6 +69,30 @@ pub enum Fault {
     ExpireTokens(usize),
 }
 
+/// One request as it reached the proxy.
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    /// When its headers arrived.
+    pub at: Instant,
+    /// `FilterLogEvents`, `AssumeRole`, `DescribeNetworkInterfaces`, ….
+    pub operation: String,
+    /// The region of its SigV4 signature (`Credential=KEY/DATE/REGION/…`).
+    pub region: String,
+    /// `RoleArn` of an STS form (AssumeRole).
+    pub role_arn: Option<String>,
+}
+
+impl Arrival {
+    /// A CloudWatch Logs call (JSON protocol, `Logs_20140328.*`), as counted
+    /// against the account-region's request quota.
+    pub fn is_logs(&self) -> bool {
+        matches!(
+            self.operation.as_str(),
+            "FilterLogEvents" | "DescribeLogStreams" | "GetLogEvents" | "DescribeLogGroups"
+        )
+    }
+}
+
 #[derive(Default)]
 struct State {
     /// The armed fault and the operation it applies to (`None`: every one).
@@ -75,6 +102,8 @@ struct State {
     requests: HashMap<String, u64>,
     /// Faults injected, by operation.
     injected: HashMap<String, u64>,
+    /// Every request, in arrival order.
+    arrivals: Vec<Arrival>,
 }
 
 /// The running proxy; stops when dropped.
@@ -153,6 +182,11 @@ impl FaultProxy {
         state.requests.get(operation).copied().unwrap_or(0)
     }
 
+    /// Every request so far, in arrival order.
+    pub fn arrivals(&self) -> Vec<Arrival> {
+        self.state.lock().unwrap().arrivals.clone()
+    }
+
     /// Faults injected into requests of `operation` so far.
     pub fn injected(&self, operation: &str) -> u64 {
         let state = self.state.lock().unwrap();
@@ -219,6 +253,16 @@ async fn handle(
     upstream: SocketAddr,
     state: Arc<Mutex<State>>,
 ) -> Result<Response<ProxyBody>, std::io::Error> {
+    let at = Instant::now();
+    // `AWS4-HMAC-SHA256 Credential=KEY/DATE/REGION/SERVICE/aws4_request, …`
+    let region = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|auth| auth.split("Credential=").nth(1))
+        .and_then(|scope| scope.split('/').nth(2))
+        .unwrap_or("")
+        .to_owned();
     let target = req
         .headers()
         .get("x-amz-target")
@@ -241,10 +285,19 @@ async fn handle(
             .to_owned()
     });
     let is_filter = operation == "FilterLogEvents";
+    let role_arn = form_urlencoded::parse(&body)
+        .find(|(key, _)| key == "RoleArn")
+        .map(|(_, arn)| arn.into_owned());
 
     let (fault, page_limit) = {
         let mut s = state.lock().unwrap();
         *s.requests.entry(operation.clone()).or_default() += 1;
+        s.arrivals.push(Arrival {
+            at,
+            operation: operation.clone(),
+            region,
+            role_arn,
+        });
         let applies = |op: &Option<String>| op.as_deref().is_none_or(|op| op == operation);
         let fault = match &s.fault {
             Some((fault, op)) if applies(op) => Some(fault.clone()),

@@ -397,6 +397,13 @@ impl<A: LogsApi> Poller<A> {
         self.seen.len()
     }
 
+    /// A poll that could not start (its role's credentials were refused)
+    /// failed: the next one waits with the same backoff as after an API
+    /// failure, and reads the same window.
+    pub fn could_not_start(&mut self) {
+        self.window.failed();
+    }
+
     /// Polls failed since the last success.
     pub fn consecutive_failures(&self) -> u32 {
         self.window.consecutive_failures()
