@@ -19,7 +19,7 @@ use super::{ApiMetrics, Health, SourceHealth, now_seconds, sleep_or_stop, update
 use crate::api::{ProofSource, Recorded};
 use crate::config::{CloudWatchConfig, LogGroupConfig};
 use crate::flow::clock::wall_clock_watermark;
-use crate::flow::{Observer, Pipeline, PipelineCheckpoint};
+use crate::flow::{Observer, Pipeline, PipelineCheckpoint, PipelineCheckpointView};
 use crate::metrics::{CheckpointOutcome, FlowMetrics, Metrics};
 use crate::shard::Shard;
 use crate::source::aws_clients::{Access, AccountOf, AwsClients};
@@ -153,11 +153,12 @@ struct GroupCheckpoint {
     pipeline: PipelineCheckpoint,
 }
 
-/// [`GroupCheckpoint`] as it is written: the poller's part borrowed.
+/// [`GroupCheckpoint`] as it is written, borrowed from the live poller and
+/// pipeline (no copy of the fingerprints or the sessions).
 #[derive(Serialize)]
 struct GroupCheckpointOut<'a> {
     poller: PollerStateRef<'a>,
-    pipeline: PipelineCheckpoint,
+    pipeline: PipelineCheckpointView<'a>,
 }
 
 /// Version of [`GroupCheckpoint`]'s meaning: a file of another version is
@@ -521,7 +522,7 @@ impl GroupLoop {
         };
         let checkpoint = GroupCheckpointOut {
             poller: self.poller.state(),
-            pipeline: self.pipeline.checkpoint(),
+            pipeline: self.pipeline.checkpoint_view(),
         };
         let metrics = &self.shared.metrics;
         match file.store(&checkpoint, now_seconds()) {
