@@ -136,6 +136,7 @@ name = "{GROUP}"
             env=ENV, stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "serve.log"), "w"))
         wait_http(f"http://127.0.0.1:{port}/healthz", 30)
         caught_up = None
+        hwm_caught_up = 0
         text = ""
         while time.monotonic() - started < TIMEOUT:
             time.sleep(0.5)
@@ -147,6 +148,7 @@ name = "{GROUP}"
             records = total(text, "vpcflow_records_total")
             if caught_up is None and records >= RECORDS:
                 caught_up = time.monotonic() - started
+                hwm_caught_up = hwm
             if caught_up is not None and total(text, "vpcflow_sessions_total") >= RECORDS:
                 break
         hwm = vm_hwm_kib(exporter.pid)
@@ -164,7 +166,8 @@ name = "{GROUP}"
               f"new: {total(text, 'vpcflow_log_events_new_total'):,.0f}; FilterLogEvents pages: {pages:,.0f}")
         if STATE:
             print(f"checkpoints written: {total(text, 'vpcflow_state_checkpoints_total', outcome='written'):,.0f}")
-        print(f"peak RSS (VmHWM): {hwm / 1024:.1f} MiB")
+        print(f"peak RSS (VmHWM): {hwm / 1024:.1f} MiB; by the time every record was "
+              f"counted: {hwm_caught_up / 1024:.1f} MiB")
         print(f"time to catch up (every record counted): "
               + (f"{caught_up:.1f} s" if caught_up is not None else "not within the timeout"))
         print(f"time until every session was decided: {elapsed:.1f} s")
