@@ -275,6 +275,11 @@ pub struct CloudWatchConfig {
     /// oldest are forgotten early. At least 1.
     #[serde(default = "default_max_seen_events", deserialize_with = "parsed")]
     pub max_seen_events: usize,
+    /// New events one poll reads and holds before it counts them (about
+    /// 300 bytes each); a flood's window is counted in batches of this
+    /// many, each checkpointed with `[state]`. At least 1.
+    #[serde(default = "default_max_held_events", deserialize_with = "parsed")]
+    pub max_held_events: usize,
     /// `[[cloudwatch.log_groups]]`: at least one.
     #[serde(default)]
     pub log_groups: Vec<LogGroupConfig>,
@@ -519,6 +524,9 @@ fn default_service_ports() -> Vec<u16> {
 }
 fn default_max_seen_events() -> usize {
     crate::source::cloudwatch::poller::DEFAULT_MAX_SEEN_EVENTS
+}
+fn default_max_held_events() -> usize {
+    crate::source::cloudwatch::poller::DEFAULT_MAX_HELD_EVENTS
 }
 fn default_max_open_sessions() -> usize {
     correlate::DEFAULT_MAX_OPEN_SESSIONS
@@ -843,6 +851,15 @@ impl CloudWatchConfig {
                 format!(
                     "must be at least 1 (default {}), got 0",
                     default_max_seen_events()
+                ),
+            ));
+        }
+        if self.max_held_events == 0 {
+            return Err(origins.error(
+                "cloudwatch.max_held_events",
+                format!(
+                    "must be at least 1 (default {}), got 0",
+                    default_max_held_events()
                 ),
             ));
         }

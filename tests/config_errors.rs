@@ -31,7 +31,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "unknown-nested-key.toml",
-        "unknown key \"cloudwatch.regoin\" (expected one of: region, endpoint_url, poll_interval, lookback, max_catchup, discovery_interval, attempt_timeout, max_requests_per_second, max_seen_events, log_groups)",
+        "unknown key \"cloudwatch.regoin\" (expected one of: region, endpoint_url, poll_interval, lookback, max_catchup, discovery_interval, attempt_timeout, max_requests_per_second, max_seen_events, max_held_events, log_groups)",
     ),
     (
         "unknown-log-group-key.toml",
@@ -156,6 +156,10 @@ const CASES: &[(&str, &str)] = &[
     (
         "max-seen-events-zero.toml",
         "cloudwatch.max_seen_events: must be at least 1 (default 1000000), got 0",
+    ),
+    (
+        "max-held-events-zero.toml",
+        "cloudwatch.max_held_events: must be at least 1 (default 100000), got 0",
     ),
     (
         "ec2-without-cloudwatch.toml",

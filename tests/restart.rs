@@ -1,7 +1,8 @@
 //! Restarts with a `[state] directory`: the real exporter is killed with
 //! `kill -9` at several points of a moto run — before its first poll, with
-//! sessions pending whose replies are put only after the restart, and
-//! between polls while checkpoints are being written every second — and
+//! sessions pending whose replies are put only after the restart, between
+//! polls while checkpoints are being written every second, and part way
+//! through a poll that pages through a flood's window in batches — and
 //! the counts summed over the processes equal those of an exporter that
 //! ran undisturbed, series by series. A corrupt or foreign state file is
 //! ignored with a log line and a counted outcome; a state directory that
@@ -17,9 +18,11 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use common::Moto;
 use common::exporter::{Exporter, Scrape, now_s, put_records, seed};
+use common::fault_proxy::{Fault, FaultProxy};
 use common::flows::{
     CloudWatchToml, GROUP, correlation, flow_counters, interface_addresses, record,
 };
@@ -315,4 +318,145 @@ fn a_state_directory_that_cannot_be_written_is_logged_and_counted_while_serving(
     assert_eq!(checkpoints(&later, "written"), 0.0);
     assert!(!unwritable.exists());
     exporter.assert_running();
+}
+
+/// Pages of 20 events; a batch once 30 new events are held (every second
+/// page); the first process is stopped after this many pages.
+const PAGE: u64 = 20;
+const PAGES_BEFORE_THE_KILL: usize = 8;
+
+/// A poll that pages through a scan is killed after it has counted part of
+/// its window in batches (each checkpointed) and while the scan's sessions
+/// and a request whose reply is put after the kill are pending: the
+/// successor reads the window again, counts only what its predecessor had
+/// not, pairs the reply with the request its predecessor read, and the sums
+/// over both processes equal an undisturbed run's, series by series.
+#[test]
+fn kill_9_while_a_poll_pages_through_its_window_counts_exactly_over_the_processes() {
+    let moto = Moto::start();
+    seed(&moto, GROUP, &ENIS.map(|(eni, _)| (eni, Vec::new())));
+    let proxy = FaultProxy::start(&moto.endpoint_url());
+    proxy.set_page_limit(Some(PAGE));
+    let state = tempfile::tempdir().expect("state dir");
+    // A grace long enough for the requests to wait, through the kill, for
+    // replies put after it; every page under the attempt timeout.
+    let config = |endpoint: &str, state: Option<&Path>| {
+        let state = state.map_or(String::new(), |dir| {
+            format!("[state]\ndirectory = \"{}\"\n", dir.display())
+        });
+        CloudWatchToml {
+            cloudwatch: "max_held_events = 30\nattempt_timeout = \"60s\"\nmax_requests_per_second = 5",
+            rest: interface_addresses(&ENIS) + &correlation("30s", "120s") + &state,
+            ..CloudWatchToml::new(endpoint)
+        }
+        .toml()
+    };
+    let mut direct = Exporter::start_ready(Some(&config(&moto.endpoint_url(), None)), &[]);
+
+    // Per interface: a pair, a request answered only after the kill, one
+    // never answered, and a scan of 150 lone rejected records (each its own
+    // session, pending until the grace) — put in that order, one timestamp.
+    let scan: u16 = 150;
+    let t = now_s() - 2;
+    let mut put = put_each(&moto, |eni, local| {
+        let mut records = vec![
+            record(eni, ("203.0.113.10", 40001), (local, 443), t, "ACCEPT"),
+            record(eni, (local, 443), ("203.0.113.10", 40001), t, "ACCEPT"),
+            record(eni, ("203.0.113.12", 40003), (local, 8443), t, "ACCEPT"),
+            record(eni, ("198.51.100.9", 40004), (local, 5432), t, "ACCEPT"),
+        ];
+        records.extend(
+            (0..scan).map(|i| record(eni, ("198.51.100.7", 30000 + i), (local, 22), t, "REJECT")),
+        );
+        records
+    });
+    let mut total = BTreeMap::new();
+
+    // The first process reads 8 pages (160 events of the first interface,
+    // four batches) and waits on the 9th.
+    proxy.set(
+        Fault::StallAfter(PAGES_BEFORE_THE_KILL, Duration::from_secs(50)),
+        Some("FilterLogEvents"),
+    );
+    let with_state = config(&proxy.url(), Some(state.path()));
+    let mut first = Exporter::start(Some(&with_state), &[]);
+    let counted_in_part = (PAGES_BEFORE_THE_KILL as u64 * PAGE) as f64;
+    let stopped = first.wait_for("the batches before the stalled page", |s| {
+        (records(s) >= counted_in_part && checkpoints(s, "written") >= 4.0).then(|| s.clone())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let stopped_scrape = first.scrape();
+    assert_eq!(
+        flow_counters(&stopped_scrape),
+        flow_counters(&stopped),
+        "nothing more counted while the page is stalled"
+    );
+    assert_eq!(
+        records(&stopped),
+        counted_in_part,
+        "{}",
+        stopped.flow_lines()
+    );
+    assert_eq!(checkpoints(&stopped, "written"), 4.0, "one a batch");
+    assert_eq!(
+        stopped.polls("success"),
+        0.0,
+        "killed inside its first poll"
+    );
+    // Of the 160 records read, at most 4 are the pairs' (whatever order
+    // the pages come in): every other one is a session still pending.
+    assert!(
+        stopped.sum("vpcflow_pending_sessions", &[]) >= counted_in_part - 4.0,
+        "sessions pending at the kill\n{}",
+        stopped.flow_lines()
+    );
+    add(&mut total, &stopped);
+    first.kill();
+
+    // The replies arrive while no exporter runs.
+    put += put_each(&moto, |eni, local| {
+        vec![record(
+            eni,
+            (local, 8443),
+            ("203.0.113.12", 40003),
+            t,
+            "ACCEPT",
+        )]
+    });
+    proxy.clear();
+    let mut second = Exporter::start_ready(Some(&with_state), &[]);
+    // Per interface: accepted 2 (one paired across the kill), unanswered
+    // 1, rejected inbound one per scanned port.
+    let sessions = f64::from(3 + scan) * ENIS.len() as f64;
+    let done = second.wait_for("every verdict", |s| {
+        (s.sum("vpcflow_sessions_total", &[]) + stopped.sum("vpcflow_sessions_total", &[])
+            >= sessions)
+            .then(|| s.clone())
+    });
+    let done = second.wait_polls(&done, 3.0);
+    assert_eq!(checkpoints(&done, "restored"), 1.0, "{}", second.log_tail());
+    assert_eq!(
+        records(&done),
+        put - counted_in_part,
+        "only what its predecessor had not counted\n{}",
+        done.flow_lines()
+    );
+    add(&mut total, &done);
+
+    let undisturbed = direct.wait_for("every verdict, undisturbed", |s| {
+        (s.sum("vpcflow_sessions_total", &[]) >= sessions && records(s) >= put).then(|| s.clone())
+    });
+    let undisturbed = direct.wait_polls(&undisturbed, 3.0);
+    assert_eq!(
+        total,
+        nonzero_flow_counters(&undisturbed),
+        "summed over the processes vs undisturbed\n{}",
+        second.log_tail()
+    );
+    assert_eq!(undisturbed.sessions("accepted"), 2.0 * ENIS.len() as f64);
+    assert_eq!(undisturbed.sessions("unanswered"), ENIS.len() as f64);
+    assert_eq!(
+        undisturbed.sessions("rejected_inbound"),
+        f64::from(scan) * ENIS.len() as f64
+    );
 }

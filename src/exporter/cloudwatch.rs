@@ -19,13 +19,13 @@ use super::{ApiMetrics, Health, SourceHealth, now_seconds, sleep_or_stop, update
 use crate::api::{ProofSource, Recorded};
 use crate::config::{CloudWatchConfig, LogGroupConfig};
 use crate::flow::clock::wall_clock_watermark;
-use crate::flow::{Observer, Pipeline, PipelineCheckpoint};
+use crate::flow::{Observer, Pipeline, PipelineCheckpoint, PipelineCheckpointView};
 use crate::metrics::{CheckpointOutcome, FlowMetrics, Metrics};
 use crate::shard::Shard;
 use crate::source::aws_clients::{Access, AccountOf, AwsClients, RoleCredentials};
 use crate::source::cloudwatch::{
-    ApiError, AwsLogsApi, LogEvent, PollOutcome, Poller, PollerConfig, PollerState, ShardedLogs,
-    interface_of_stream,
+    ApiError, AwsLogsApi, Batch, LogEvent, PollOutcome, PollStep, Poller, PollerConfig,
+    PollerState, PollerStateRef, ShardedLogs, interface_of_stream,
 };
 use crate::source::cloudwatch::{BudgetObserver, Budgeted, RequestBudget};
 use crate::source::ec2::AwsEc2Api;
@@ -209,10 +209,18 @@ pub struct Shared {
 
 /// What a successor needs to go on with one log group: the poller's
 /// window and dedup memory, and the core's open sessions.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct GroupCheckpoint {
     poller: PollerState,
     pipeline: PipelineCheckpoint,
+}
+
+/// [`GroupCheckpoint`] as it is written, borrowed from the live poller and
+/// pipeline (no copy of the fingerprints or the sessions).
+#[derive(Serialize)]
+struct GroupCheckpointOut<'a> {
+    poller: PollerStateRef<'a>,
+    pipeline: PipelineCheckpointView<'a>,
 }
 
 /// Version of [`GroupCheckpoint`]'s meaning: a file of another version is
@@ -291,6 +299,7 @@ impl GroupLoop {
             max_catchup: config.max_catchup,
             discovery_interval: config.discovery_interval,
             max_seen_events: config.max_seen_events,
+            max_held_events: config.max_held_events,
             ..PollerConfig::new(group.name.clone())
         };
         let api = ShardedLogs::new(api, shared.shard);
@@ -431,10 +440,11 @@ impl GroupLoop {
                     continue;
                 }
             }
-            // A poll in flight is dropped on shutdown: nothing is committed
-            // before its last page, so nothing is half-counted.
+            // A poll in flight is dropped on shutdown: what its batches
+            // counted is checkpointed, the rest of its window is read again
+            // (and only what is new to it counted) by the next process.
             let result = tokio::select! {
-                result = self.poller.poll(now_millis()) => result,
+                result = self.poll_window(now_millis()) => result,
                 _ = shutdown.wait_for(|stop| *stop) => break,
             };
             match result {
@@ -445,15 +455,6 @@ impl GroupLoop {
                             outcome.api_calls,
                             self.poll_interval,
                         );
-                    }
-                    if let Some(ec2) = &mut self.ec2 {
-                        let interfaces: Vec<&str> = self
-                            .poller
-                            .streams()
-                            .iter()
-                            .map(|s| interface_of_stream(s))
-                            .collect();
-                        ec2.update(&interfaces, &mut self.pipeline).await;
                     }
                     self.take(&outcome);
                     self.shared
@@ -481,6 +482,30 @@ impl GroupLoop {
         }
     }
 
+    /// One poll, read to the end of its window. A flood's window is counted
+    /// batch by batch as it is read (each batch checkpointed before it is
+    /// published), so the poll holds at most `max_held_events` new events;
+    /// the window's last events come back in the outcome for [`GroupLoop::take`].
+    async fn poll_window(&mut self, now_ms: i64) -> Result<PollOutcome, ApiError> {
+        let mut run = self.poller.start(now_ms).await?;
+        // Facts first, so that no record of this poll is judged without them.
+        if let Some(ec2) = &mut self.ec2 {
+            let interfaces: Vec<&str> = self
+                .poller
+                .streams()
+                .iter()
+                .map(|s| interface_of_stream(s))
+                .collect();
+            ec2.update(&interfaces, &mut self.pipeline).await;
+        }
+        loop {
+            match self.poller.step(&mut run).await? {
+                PollStep::Batch(batch) => self.take_batch(&batch),
+                PollStep::Done(outcome) => return Ok(outcome),
+            }
+        }
+    }
+
     /// Retriable failures are the service's to fix and are retried; the
     /// others (permissions, a missing log group) need an operator.
     fn log_failure(&self, error: &ApiError) {
@@ -494,12 +519,28 @@ impl GroupLoop {
         }
     }
 
+    /// Counts a batch of new events read part way through a window: fed
+    /// to the core, checkpointed, published. The window's end, with the
+    /// wall-clock watermark, is for [`GroupLoop::take`].
+    fn take_batch(&mut self, batch: &Batch) {
+        self.note_interfaces();
+        let metrics = &self.shared.metrics;
+        metrics.events_fetched.inc_by(batch.fetched);
+        metrics.events_new.inc_by(batch.events.len() as u64);
+        let now = now_seconds();
+        let deferred = self.feed(&batch.events, now);
+        self.publish(deferred, now);
+        tracing::debug!(log_group = %self.group, new = batch.events.len(), fetched = batch.fetched, "Counted a batch of the window");
+    }
+
+    /// Counts the end of a poll's window (its last new events) and decides
+    /// on the wall clock what a silent interface leaves pending.
     fn take(&mut self, outcome: &PollOutcome) {
         self.note_interfaces();
         self.note_dedup_memory(outcome);
         let metrics = &self.shared.metrics;
-        metrics.events_fetched.inc_by(outcome.fetched);
-        metrics.events_new.inc_by(outcome.new);
+        metrics.events_fetched.inc_by(outcome.fetched_since_batch);
+        metrics.events_new.inc_by(outcome.events.len() as u64);
         if outcome.skipped_ms > 0 {
             metrics
                 .catchup_skipped
@@ -511,13 +552,7 @@ impl GroupLoop {
             );
         }
         let now = now_seconds();
-        self.pipeline.set_wall_clock(now);
-        // What the core decides is published only once it is checkpointed.
-        let mut deferred = Deferred::new();
-        let delay = feed_events_to(&mut self.pipeline, &outcome.events, metrics, &mut deferred);
-        let delay_ms =
-            delay.map(|seconds| i64::try_from(seconds.saturating_mul(1000)).unwrap_or(i64::MAX));
-        self.poller.note_delay_since_end(now_millis(), delay_ms);
+        let mut deferred = self.feed(&outcome.events, now);
         // Sessions of a silent interface are decided on the wall clock, less
         // the delivery delay: a record not yet read will end after that.
         let measured = self
@@ -531,7 +566,31 @@ impl GroupLoop {
             self.lookback.as_secs(),
         );
         self.pipeline.advance_to(watermark, &mut deferred);
+        self.publish(deferred, now);
+    }
+
+    /// Feeds `events` to the core; what it decides is held back in the
+    /// returned [`Deferred`] until it is checkpointed ([`GroupLoop::publish`]).
+    fn feed(&mut self, events: &[LogEvent], now: u64) -> Deferred {
+        self.pipeline.set_wall_clock(now);
+        let mut deferred = Deferred::new();
+        let delay = feed_events_to(
+            &mut self.pipeline,
+            events,
+            &self.shared.metrics,
+            &mut deferred,
+        );
+        let delay_ms =
+            delay.map(|seconds| i64::try_from(seconds.saturating_mul(1000)).unwrap_or(i64::MAX));
+        self.poller.note_delay_since_end(now_millis(), delay_ms);
+        deferred
+    }
+
+    /// Checkpoints, then publishes what the core decided: a scrape never
+    /// shows a count that is not in a checkpoint.
+    fn publish(&mut self, deferred: Deferred, now: u64) {
         self.checkpoint();
+        let metrics = &self.shared.metrics;
         let service_ports = self.pipeline.correlator().service_ports().clone();
         let sessions = self.shared.health.state.sessions.clone();
         let mut observer = Recorded::new(
@@ -576,9 +635,9 @@ impl GroupLoop {
         let Some(file) = &self.state else {
             return;
         };
-        let checkpoint = GroupCheckpoint {
+        let checkpoint = GroupCheckpointOut {
             poller: self.poller.state(),
-            pipeline: self.pipeline.checkpoint(),
+            pipeline: self.pipeline.checkpoint_view(),
         };
         let metrics = &self.shared.metrics;
         match file.store(&checkpoint, now_seconds()) {

@@ -12,6 +12,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use super::correlate::CorrelatorCheckpointView;
 use super::plausible::TimeCheck;
 
 /// Everything a [`super::Pipeline`] holds that the records built up.
@@ -29,6 +30,19 @@ pub struct PipelineCheckpoint {
 
 impl PipelineCheckpoint {
     pub const VERSION: u32 = 1;
+}
+
+/// A [`PipelineCheckpoint`] borrowed from the live pipeline
+/// ([`super::Pipeline::checkpoint_view`]): serializes as one, its sessions
+/// written from the table one at a time.
+#[derive(Serialize)]
+pub struct PipelineCheckpointView<'a> {
+    pub version: u32,
+    pub format: String,
+    pub at_input_start: bool,
+    pub times: TimeCheck,
+    pub suspect: Option<SuspectCheckpoint>,
+    pub correlator: CorrelatorCheckpointView<'a>,
 }
 
 /// A record held back by the time check (offline only).

@@ -30,6 +30,7 @@ pub use super::settings::{
     DEFAULT_REPLY_GRACE_SECONDS, DEFAULT_SERVICE_PORTS, DEFAULT_SESSION_IDLE_TIMEOUT_SECONDS,
     InterfaceFacts, ServicePorts, Settings,
 };
+pub use checkpoint::CorrelatorCheckpointView;
 
 /// Interfaces with no open session kept at most (their watermark and
 /// learned address, ~200 bytes each); past it the longest idle is forgotten.

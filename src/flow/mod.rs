@@ -21,7 +21,7 @@ mod tee;
 mod testkit;
 pub mod verdict;
 
-pub use checkpoint::{PipelineCheckpoint, RestoreError};
+pub use checkpoint::{PipelineCheckpoint, PipelineCheckpointView, RestoreError};
 pub use correlate::{Correlator, InterfaceFacts, ServicePorts, SessionObserver, Settings};
 pub use format::{Field, FormatChoice, FormatError, FormatWarning, LogFormat};
 pub use pipeline::{LineSplitter, Observer, Pipeline, RecordFilter};

@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use super::checkpoint::{PipelineCheckpoint, RestoreError, SuspectCheckpoint};
+use super::checkpoint::{
+    PipelineCheckpoint, PipelineCheckpointView, RestoreError, SuspectCheckpoint,
+};
 use super::correlate::{Correlator, InterfaceFacts, SessionObserver, Settings};
 use super::format::{FormatChoice, FormatWarning, LogFormat};
 use super::plausible::{Plausibility, TimeCheck};
@@ -143,16 +145,33 @@ impl Pipeline {
             format: format_names(self.parser.format()),
             at_input_start: self.at_input_start,
             times: self.times,
-            suspect: self.suspect.as_ref().map(|suspect| SuspectCheckpoint {
-                // Parsed once: it is UTF-8.
-                line: String::from_utf8_lossy(&suspect.line).into_owned(),
-                format: format_names(suspect.parser.format()),
-                fallback_time: suspect.fallback_time,
-                fallback_interface: suspect.fallback_interface.clone(),
-                time: suspect.time,
-            }),
+            suspect: self.suspect_checkpoint(),
             correlator: self.correlator.checkpoint(),
         }
+    }
+
+    /// The same, borrowed: what a checkpoint file is written from, with no
+    /// copy of the open sessions ([`Correlator::checkpoint_view`]).
+    pub fn checkpoint_view(&self) -> PipelineCheckpointView<'_> {
+        PipelineCheckpointView {
+            version: PipelineCheckpoint::VERSION,
+            format: format_names(self.parser.format()),
+            at_input_start: self.at_input_start,
+            times: self.times,
+            suspect: self.suspect_checkpoint(),
+            correlator: self.correlator.checkpoint_view(),
+        }
+    }
+
+    fn suspect_checkpoint(&self) -> Option<SuspectCheckpoint> {
+        self.suspect.as_ref().map(|suspect| SuspectCheckpoint {
+            // Parsed once: it is UTF-8.
+            line: String::from_utf8_lossy(&suspect.line).into_owned(),
+            format: format_names(suspect.parser.format()),
+            fallback_time: suspect.fallback_time,
+            fallback_interface: suspect.fallback_interface.clone(),
+            time: suspect.time,
+        })
     }
 
     /// Goes on from a checkpoint of a pipeline built from the same

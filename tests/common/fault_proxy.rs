@@ -63,6 +63,10 @@ pub enum Fault {
     /// The upstream's answer with every `from` replaced by `to` (what moto
     /// cannot make, e.g. an interface type only AWS creates).
     Rewrite(&'static str, &'static str),
+    /// The first this-many requests are answered at once, every later one
+    /// only after the delay: a poll stopped part way through its pages,
+    /// at a page the test chooses (e.g. to kill the exporter there).
+    StallAfter(usize, Duration),
     /// `FilterLogEvents`: the next this-many requests that carry a
     /// `nextToken` get `InvalidParameterException` (expired token); the
     /// fault then disarms itself.
@@ -411,6 +415,22 @@ async fn handle(
         Some(Fault::Slow(delay)) => {
             count(&state);
             tokio::time::sleep(*delay).await;
+        }
+        Some(Fault::StallAfter(_, delay)) => {
+            let stall = {
+                let mut s = state.lock().unwrap();
+                match &mut s.fault {
+                    Some((Fault::StallAfter(left, _), _)) if *left > 0 => {
+                        *left -= 1;
+                        false
+                    }
+                    _ => true,
+                }
+            };
+            if stall {
+                count(&state);
+                tokio::time::sleep(*delay).await;
+            }
         }
         _ => {}
     }

@@ -18,7 +18,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::flow::{Pipeline, PipelineCheckpoint};
+use crate::flow::{Pipeline, PipelineCheckpoint, PipelineCheckpointView};
 use crate::metrics::{CheckpointOutcome, Metrics};
 use crate::source::s3::Seen;
 use crate::source::s3::seen::{self, Mark};
@@ -28,10 +28,17 @@ use crate::state::{self, Loaded, StateFile};
 /// (counted `incompatible`).
 const CHECKPOINT_VERSION: u32 = 1;
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct SourceCheckpoint {
     pipeline: PipelineCheckpoint,
     /// [`seen::encode`]d entries noted since the full copy.
+    counted_since: String,
+}
+
+/// [`SourceCheckpoint`] as it is written: the sessions from the live table.
+#[derive(Serialize)]
+struct SourceCheckpointOut<'a> {
+    pipeline: PipelineCheckpointView<'a>,
     counted_since: String,
 }
 
@@ -123,8 +130,8 @@ impl Checkpoints {
                 }
             }
         }
-        let checkpoint = SourceCheckpoint {
-            pipeline: pipeline.checkpoint(),
+        let checkpoint = SourceCheckpointOut {
+            pipeline: pipeline.checkpoint_view(),
             counted_since: seen::encode(seen.entries_since(self.full_copy)),
         };
         match self.file.store(&checkpoint, now) {

@@ -1,5 +1,9 @@
 //! The correlator to and from its checkpoint (see `flow/checkpoint.rs`).
 
+use rustc_hash::FxHashMap;
+use serde::ser::{SerializeSeq, SerializeStruct};
+use serde::{Serialize, Serializer};
+
 use super::{Correlator, Interface, Order, Waiting};
 use crate::flow::address::{LearnedAddress, to_addr, to_ip};
 use crate::flow::checkpoint::{
@@ -14,6 +18,21 @@ use crate::flow::verdict::{Direction, Verdict};
 impl Correlator {
     /// The open sessions, watermarks and learned addresses, as data.
     pub fn checkpoint(&self) -> CorrelatorCheckpoint {
+        let view = self.checkpoint_view();
+        CorrelatorCheckpoint {
+            arrivals: self.arrivals,
+            generations: self.generations,
+            sessions: view.slots.iter().map(|&slot| view.session(slot)).collect(),
+            interfaces: view.interfaces,
+            parked: view.parked,
+        }
+    }
+
+    /// The same, serialized as a [`CorrelatorCheckpoint`] from the live
+    /// table one session at a time: writing a flood's checkpoint costs a few
+    /// bytes a session in memory (its slot and deadline), not a copy of
+    /// every session.
+    pub fn checkpoint_view(&self) -> CorrelatorCheckpointView<'_> {
         // Each scheduled session has exactly one deadline of its generation.
         let mut due = vec![None; self.sessions.capacity()];
         for interface in &self.interfaces {
@@ -28,12 +47,14 @@ impl Correlator {
             }
         }
         // Sessions waiting for an address: when they were decided.
-        let mut since = vec![None; self.sessions.capacity()];
+        let mut since = FxHashMap::default();
         let mut parked = Vec::with_capacity(self.parked);
         for interface in &self.interfaces {
             for entry in &interface.waiting {
                 match entry {
-                    Waiting::Open { slot, .. } => since[*slot as usize] = Some(entry.since()),
+                    Waiting::Open { slot, .. } => {
+                        since.insert(*slot, entry.since());
+                    }
                     Waiting::Parked { session, since } => {
                         let (session, key) = &**session;
                         parked.push(session_checkpoint(session, key, None, Some(*since)));
@@ -47,21 +68,16 @@ impl Correlator {
         for order in [self.pending_order, self.decided_order] {
             let mut slot = order.head;
             while slot != NONE {
-                slots.push(slot as usize);
+                slots.push(slot);
                 slot = self.sessions[slot as usize].next;
             }
         }
-        CorrelatorCheckpoint {
-            arrivals: self.arrivals,
-            generations: self.generations,
+        CorrelatorCheckpointView {
+            correlator: self,
             interfaces: self.interfaces.iter().map(interface_checkpoint).collect(),
-            sessions: slots
-                .into_iter()
-                .map(|slot| {
-                    let key = self.sessions.key(slot);
-                    session_checkpoint(&self.sessions[slot], &key, due[slot], since[slot])
-                })
-                .collect(),
+            slots,
+            due,
+            since,
             parked,
         }
     }
@@ -164,6 +180,60 @@ impl Correlator {
                 .sort_by_key(|entry| entry.since().unwrap_or(u64::MAX));
         }
         Ok(())
+    }
+}
+
+/// A [`CorrelatorCheckpoint`] borrowed from the live correlator
+/// ([`Correlator::checkpoint_view`]); serializes as one.
+pub struct CorrelatorCheckpointView<'a> {
+    correlator: &'a Correlator,
+    interfaces: Vec<InterfaceCheckpoint>,
+    /// The open sessions' slots, in checkpoint order.
+    slots: Vec<u32>,
+    /// By slot: when the session is due.
+    due: Vec<Option<u64>>,
+    /// By slot, for sessions waiting for an address: since when.
+    since: FxHashMap<u32, Option<u64>>,
+    parked: Vec<SessionCheckpoint>,
+}
+
+impl CorrelatorCheckpointView<'_> {
+    fn session(&self, slot: u32) -> SessionCheckpoint {
+        let sessions = &self.correlator.sessions;
+        let index = slot as usize;
+        session_checkpoint(
+            &sessions[index],
+            &sessions.key(index),
+            self.due[index],
+            self.since.get(&slot).copied(),
+        )
+    }
+}
+
+/// Field by field as [`CorrelatorCheckpoint`] derives it.
+impl Serialize for CorrelatorCheckpointView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Sessions<'v, 'a>(&'v CorrelatorCheckpointView<'a>);
+        impl Serialize for Sessions<'_, '_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut seq = serializer.serialize_seq(Some(self.0.slots.len()))?;
+                for &slot in &self.0.slots {
+                    seq.serialize_element(&self.0.session(slot))?;
+                }
+                seq.end()
+            }
+        }
+        let mut out = serializer.serialize_struct("CorrelatorCheckpoint", 5)?;
+        out.serialize_field("arrivals", &self.correlator.arrivals)?;
+        out.serialize_field("generations", &self.correlator.generations)?;
+        out.serialize_field("interfaces", &self.interfaces)?;
+        out.serialize_field("sessions", &Sessions(self))?;
+        if self.parked.is_empty() {
+            out.skip_field("parked")?;
+        } else {
+            out.serialize_field("parked", &self.parked)?;
+        }
+        out.end()
     }
 }
 

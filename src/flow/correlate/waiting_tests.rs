@@ -195,7 +195,12 @@ fn waiting_and_parked_sessions_survive_a_checkpoint() {
     let mut first = Harness::waiting(None);
     prefix(&mut first);
     assert!(first.seen.decided.is_empty());
-    let saved = serde_json::to_string(&first.correlator.checkpoint()).unwrap();
+    // Written from the live table: the same as the owned copy.
+    let saved = serde_json::to_string(&first.correlator.checkpoint_view()).unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&saved).unwrap(),
+        serde_json::to_value(first.correlator.checkpoint()).unwrap()
+    );
     let mut second = Harness::waiting(None);
     second
         .correlator

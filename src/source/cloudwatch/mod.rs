@@ -35,6 +35,9 @@ pub use api::{
 #[cfg(feature = "aws")]
 pub use aws::{ATTEMPT_TIMEOUT, AwsLogsApi};
 pub use budget::{BudgetObserver, Budgeted, RequestBudget};
-pub use poller::{PollOutcome, Poller, PollerConfig, PollerState, SeenEvents, read_window};
+pub use poller::{
+    Batch, PollOutcome, PollRun, PollStep, Poller, PollerConfig, PollerState, PollerStateRef,
+    SeenEvents, read_window,
+};
 pub use sharded::ShardedLogs;
 pub use streams::interface_of_stream;

@@ -70,21 +70,37 @@
 //! A stream that appears at a later discovery is read back to the previous
 //! discovery less `lookback`, since its first events may be that old.
 //!
+//! # Batches: memory bounded in a flood
+//!
+//! A window of a flood can hold millions of new events. A poll does not
+//! hold them all: once `max_held_events` new events are read and pages are
+//! left, [`Poller::step`] hands them over as a [`Batch`] and remembers them
+//! as seen; the caller counts them (and checkpoints) before reading on.
+//! The window itself is committed only when its last page is read. So a
+//! poll that fails, or a process killed, after some batches reads the
+//! same window again — from a checkpoint that holds the fingerprints of
+//! what the batches counted — and drops those events as re-reads: nothing
+//! is counted twice and nothing is lost. What stays in memory during a
+//! window is the fingerprints of its new events (about 35 bytes each); the
+//! bound `max_seen_events` applies at the window's end, since forgetting
+//! part way could drop an event of the same window not read yet.
+//!
 //! # Where the rules live
 //!
 //! The window arithmetic above is [`super::window`], pure and tested
 //! without async; this module is the thin async driver around it: list the
 //! streams when due, read every page of every planned request, dedup,
-//! commit. An expired `nextToken` in the middle of a paging run restarts
-//! that request's paging from its first page (dedup drops what is read
-//! twice).
+//! hand over batches, commit. An expired `nextToken` in the middle of a
+//! paging run restarts that request's paging from its first page (dedup
+//! drops what is read twice).
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 use rustc_hash::FxHashSet;
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeSeq;
+use serde::{Deserialize, Serialize, Serializer};
 use siphasher::sip128::{Hasher128, SipHasher13};
 
 use super::api::{ApiError, FilterRequest, LogEvent, LogsApi};
@@ -95,6 +111,10 @@ use super::window::{Plan, Request, WindowPlanner, WindowSettings, WindowState};
 /// fingerprints when many events share a timestamp (a flood), up to ~190 MB
 /// when each has its own.
 pub const DEFAULT_MAX_SEEN_EVENTS: usize = 1_000_000;
+
+/// Default of [`PollerConfig::max_held_events`]: about 30 MB of events
+/// (~300 bytes each with their message) before they are counted.
+pub const DEFAULT_MAX_HELD_EVENTS: usize = 100_000;
 
 /// How often one request's paging is restarted after an expired
 /// `nextToken` before the poll fails (and is retried as any failure).
@@ -126,6 +146,9 @@ pub struct PollerConfig {
     /// Event fingerprints remembered for dedup at most (after a poll);
     /// past it the oldest are forgotten early (see the module documentation).
     pub max_seen_events: usize,
+    /// New events read and held before they are handed over as a
+    /// [`Batch`], however large the window (see the module documentation).
+    pub max_held_events: usize,
 }
 
 impl PollerConfig {
@@ -142,6 +165,7 @@ impl PollerConfig {
             probe_interval: Duration::from_secs(10 * 60),
             max_backoff: Duration::from_secs(5 * 60),
             max_seen_events: DEFAULT_MAX_SEEN_EVENTS,
+            max_held_events: DEFAULT_MAX_HELD_EVENTS,
         }
     }
 
@@ -162,11 +186,15 @@ impl PollerConfig {
 /// What one successful poll read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PollOutcome {
-    /// Events not returned before, sorted by timestamp.
+    /// Events not returned before, sorted by timestamp: all of the poll's
+    /// from [`Poller::poll`], those since the last [`Batch`] from
+    /// [`Poller::step`].
     pub events: Vec<LogEvent>,
-    /// Events returned by the API, re-reads included.
+    /// Events returned by the API, re-reads included, the whole poll.
     pub fetched: u64,
-    /// `events.len()`: fetched / new is the read amplification.
+    /// Of `fetched`, those since the last [`Batch`] (all without one).
+    pub fetched_since_batch: u64,
+    /// New events of the whole poll: fetched / new is the read amplification.
     pub new: u64,
     /// `FilterLogEvents` pages read (discovery calls not included).
     pub api_calls: u32,
@@ -198,8 +226,8 @@ pub struct PollOutcome {
 /// Fingerprints of the events seen, by event timestamp: what makes the
 /// overlap's re-reads count once. Pruned by time ([`SeenEvents::prune`])
 /// and held within a count ([`SeenEvents::bound`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "Vec<(i64, Vec<u128>)>", into = "Vec<(i64, Vec<u128>)>")]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "Vec<(i64, Vec<u128>)>")]
 pub struct SeenEvents {
     by_time: BTreeMap<i64, FxHashSet<u128>>,
     len: usize,
@@ -294,16 +322,18 @@ impl From<Vec<(i64, Vec<u128>)>> for SeenEvents {
     }
 }
 
-impl From<SeenEvents> for Vec<(i64, Vec<u128>)> {
-    fn from(seen: SeenEvents) -> Self {
-        seen.by_time
-            .into_iter()
-            .map(|(time, set)| {
-                let mut fingerprints: Vec<u128> = set.into_iter().collect();
-                fingerprints.sort_unstable();
-                (time, fingerprints)
-            })
-            .collect()
+/// As the `Vec<(i64, Vec<u128>)>` it is read back from, fingerprints
+/// sorted; written from the live set, one timestamp's copy at a time (a
+/// checkpoint holds no second copy of the fingerprints).
+impl Serialize for SeenEvents {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.by_time.len()))?;
+        for (time, set) in &self.by_time {
+            let mut fingerprints: Vec<u128> = set.iter().copied().collect();
+            fingerprints.sort_unstable();
+            seq.serialize_element(&(time, fingerprints))?;
+        }
+        seq.end()
     }
 }
 
@@ -319,6 +349,15 @@ pub struct PollerState {
     pub seen_forgotten_before_ms: Option<i64>,
 }
 
+/// [`PollerState`] borrowed from a live [`Poller`], to write a checkpoint
+/// without copying the window state or the fingerprints.
+#[derive(Debug, Serialize)]
+pub struct PollerStateRef<'a> {
+    pub window: &'a WindowState,
+    pub seen: &'a SeenEvents,
+    pub seen_forgotten_before_ms: Option<i64>,
+}
+
 /// Reads one log group poll after poll. See the module documentation.
 pub struct Poller<A> {
     api: A,
@@ -327,6 +366,7 @@ pub struct Poller<A> {
     window: WindowPlanner,
     seen: SeenEvents,
     max_seen_events: usize,
+    max_held_events: usize,
     /// Forgotten when a restored state exceeded the bound: reported by the
     /// next poll.
     forgotten_unreported: u64,
@@ -366,15 +406,18 @@ impl<A: LogsApi> Poller<A> {
             window,
             seen,
             max_seen_events,
+            max_held_events: config.max_held_events.max(1),
             forgotten_unreported,
         }
     }
 
-    /// The state to checkpoint (consistent after each completed poll).
-    pub fn state(&self) -> PollerState {
-        PollerState {
-            window: self.window.state().clone(),
-            seen: self.seen.clone(),
+    /// The state to checkpoint, written as a [`PollerState`]: consistent
+    /// after each completed poll, and after each [`Batch`] once the caller
+    /// has counted it.
+    pub fn state(&self) -> PollerStateRef<'_> {
+        PollerStateRef {
+            window: self.window.state(),
+            seen: &self.seen,
             seen_forgotten_before_ms: self.seen.forgotten_before_ms,
         }
     }
@@ -437,48 +480,103 @@ impl<A: LogsApi> Poller<A> {
         self.window.next_delay()
     }
 
-    /// One poll at wall-clock time `now_ms` (Unix ms). On error nothing is
-    /// consumed: the next poll reads the same window again.
+    /// One poll at wall-clock time `now_ms` (Unix ms), read to the end of
+    /// its window: every new event in [`PollOutcome::events`]. On error
+    /// nothing of the window is committed: the next poll reads it again.
+    /// (`serve` counts batch by batch instead: [`Poller::start`].)
     pub async fn poll(&mut self, now_ms: i64) -> Result<PollOutcome, ApiError> {
-        let result = self.try_poll(now_ms).await;
-        if let Err(err) = &result {
-            self.window.failed();
-            tracing::debug!(log_group = %self.log_group, failures = self.window.consecutive_failures(), error = %err, "Poll failed");
+        let mut run = self.start(now_ms).await?;
+        let mut events = Vec::new();
+        loop {
+            match self.step(&mut run).await? {
+                PollStep::Batch(batch) => events.extend(batch.events),
+                PollStep::Done(mut outcome) => {
+                    events.append(&mut outcome.events);
+                    events.sort_by_key(|e| e.timestamp_ms);
+                    outcome.events = events;
+                    return Ok(outcome);
+                }
+            }
         }
-        result
     }
 
-    async fn try_poll(&mut self, now_ms: i64) -> Result<PollOutcome, ApiError> {
-        self.discover_if_due(now_ms).await?;
-        let plan = self.window.plan(now_ms);
-        // Re-reads of the overlap, seen in earlier polls, are dropped as
-        // their pages come: a poll holds only its new events.
-        let seen = &self.seen;
-        let mut held = Held {
-            events: Vec::new(),
+    /// Starts a poll at `now_ms`: lists the streams when due and plans the
+    /// window. Then [`Poller::step`] until [`PollStep::Done`].
+    pub async fn start(&mut self, now_ms: i64) -> Result<PollRun, ApiError> {
+        if let Err(err) = self.discover_if_due(now_ms).await {
+            self.failed(&err);
+            return Err(err);
+        }
+        Ok(PollRun {
+            plan: self.window.plan(now_ms),
+            paging: Paging::default(),
+            held: Vec::new(),
             fetched: 0,
-            keep: |event: &LogEvent| !seen.contains(event),
-        };
-        let mut api_calls = 0;
-        let mut paging_restarts = 0;
-        for request in &plan.requests {
-            let read = read_request(&self.api, &self.log_group, request, &mut held).await?;
-            api_calls += read.calls;
-            paging_restarts += read.restarts;
-        }
-        let (events, fetched) = (held.events, held.fetched);
-        Ok(self.commit(&plan, events, fetched, api_calls, paging_restarts))
+            fetched_reported: 0,
+            new: 0,
+        })
     }
 
-    /// Everything was read: dedup, and move the window.
-    fn commit(
-        &mut self,
-        plan: &Plan,
-        mut events: Vec<LogEvent>,
-        fetched: u64,
-        api_calls: u32,
-        paging_restarts: u32,
-    ) -> PollOutcome {
+    /// Reads pages of `run` until `max_held_events` new events are held
+    /// ([`PollStep::Batch`]) or the window is read to its end
+    /// ([`PollStep::Done`], committed). A batch's events are remembered as
+    /// seen when it is returned, so the caller counts them before the next
+    /// step — and, to survive a kill, checkpoints [`Poller::state`] then:
+    /// the window is not committed, so a successor reads it again and
+    /// drops what the batch counted. On error the window is not committed
+    /// either: the next poll reads it again and drops what earlier batches
+    /// counted. Cancel-safe: a step dropped at an `await` leaves `run` as
+    /// it was after its last page.
+    pub async fn step(&mut self, run: &mut PollRun) -> Result<PollStep, ApiError> {
+        match self.read_pages(run).await {
+            Ok(true) => Ok(PollStep::Done(self.finish(run))),
+            Ok(false) => {
+                let (events, max_delay) = self.take_new(run);
+                self.window.note_new_delay(run.plan.now_ms, max_delay);
+                let fetched = run.fetched - run.fetched_reported;
+                run.fetched_reported = run.fetched;
+                Ok(PollStep::Batch(Batch { events, fetched }))
+            }
+            Err(err) => {
+                self.failed(&err);
+                Err(err)
+            }
+        }
+    }
+
+    fn failed(&mut self, err: &ApiError) {
+        self.window.failed();
+        tracing::debug!(log_group = %self.log_group, failures = self.window.consecutive_failures(), error = %err, "Poll failed");
+    }
+
+    /// Reads pages until `max_held_events` new events are held and pages
+    /// are left (false), or every page of every request is read (true).
+    /// Re-reads of the overlap, seen in earlier polls or batches, are
+    /// dropped as their pages come.
+    async fn read_pages(&self, run: &mut PollRun) -> Result<bool, ApiError> {
+        loop {
+            if run.held.len() >= self.max_held_events && !run.paging.finished(&run.plan.requests) {
+                return Ok(false);
+            }
+            let Some(events) = run
+                .paging
+                .next_page(&self.api, &self.log_group, &run.plan.requests)
+                .await?
+            else {
+                return Ok(true);
+            };
+            run.fetched += events.len() as u64;
+            let seen = &self.seen;
+            run.held
+                .extend(events.into_iter().filter(|event| !seen.contains(event)));
+        }
+    }
+
+    /// The events `run` holds that were not seen before (a page read twice
+    /// after an expired token is dropped here), now seen, sorted by
+    /// timestamp; and the largest ingestion-less-timestamp delay among them.
+    fn take_new(&mut self, run: &mut PollRun) -> (Vec<LogEvent>, Option<i64>) {
+        let mut events = std::mem::take(&mut run.held);
         let mut max_delay = None;
         events.retain(|e| {
             let fresh = self.seen.insert(e);
@@ -488,15 +586,24 @@ impl<A: LogsApi> Poller<A> {
             fresh
         });
         events.sort_by_key(|e| e.timestamp_ms);
+        run.new += events.len() as u64;
+        (events, max_delay)
+    }
+
+    /// Everything was read: the last new events, and the window moves.
+    fn finish(&mut self, run: &mut PollRun) -> PollOutcome {
+        let (events, max_delay) = self.take_new(run);
+        let plan = &run.plan;
         let cutoff = self.window.commit(plan, max_delay);
         self.seen.prune(cutoff);
         let forgotten =
             self.seen.bound(self.max_seen_events) + std::mem::take(&mut self.forgotten_unreported);
         let outcome = PollOutcome {
-            new: events.len() as u64,
             events,
-            fetched,
-            api_calls,
+            fetched: run.fetched,
+            fetched_since_batch: run.fetched - run.fetched_reported,
+            new: run.new,
+            api_calls: run.paging.calls,
             window_start_ms: plan.window_start_ms,
             window_end_ms: plan.window_end_ms,
             overlap_ms: plan.overlap_ms,
@@ -504,7 +611,7 @@ impl<A: LogsApi> Poller<A> {
             skipped_ms: plan.skipped_ms,
             streams: self.window.streams().len(),
             caught_up: self.window.caught_up(),
-            paging_restarts,
+            paging_restarts: run.paging.restarts,
             forgotten,
             forgotten_before_ms: self.seen.forgotten_before_ms(),
         };
@@ -556,7 +663,8 @@ impl<A: LogsApi> Poller<A> {
 
 /// Reads one fixed window `[since_ms, until_ms]` of a log group, optionally
 /// of one interface: the `inspect` command. Same batching and paging as a
-/// poll; events sorted by timestamp.
+/// poll (one fixed window, all of it in memory anyway: no bound); events
+/// sorted by timestamp.
 pub async fn read_window<A: LogsApi>(
     api: &A,
     log_group: &str,
@@ -566,82 +674,125 @@ pub async fn read_window<A: LogsApi>(
 ) -> Result<Vec<LogEvent>, ApiError> {
     let interfaces: Vec<String> = interface.into_iter().map(str::to_owned).collect();
     let streams = select_streams(api.list_interface_streams(log_group).await?, &interfaces);
-    let mut held = Held {
-        events: Vec::new(),
-        fetched: 0,
-        keep: |_: &LogEvent| true,
-    };
-    for batch in streams.chunks(super::api::MAX_STREAMS_PER_CALL) {
-        let request = Request {
+    let requests: Vec<Request> = streams
+        .chunks(super::api::MAX_STREAMS_PER_CALL)
+        .map(|batch| Request {
             stream_names: batch.to_vec(),
             start_ms: since_ms,
             end_ms: until_ms,
-        };
-        read_request(api, log_group, &request, &mut held).await?;
-    }
-    let mut events = held.events;
-    // One fixed window, all of it in memory anyway: no bound needed.
+        })
+        .collect();
+    let mut paging = Paging::default();
     let mut seen = SeenEvents::default();
-    events.retain(|e| seen.insert(e));
+    let mut events = Vec::new();
+    while let Some(page) = paging.next_page(api, log_group, &requests).await? {
+        events.extend(page.into_iter().filter(|e| seen.insert(e)));
+    }
     events.sort_by_key(|e| e.timestamp_ms);
     Ok(events)
 }
 
-/// The events of one poll so far: those `keep` takes, and how many came.
-struct Held<F> {
-    events: Vec<LogEvent>,
+/// A poll under way ([`Poller::start`]): its plan, how far its paging got,
+/// and the new events read and not yet taken.
+pub struct PollRun {
+    plan: Plan,
+    paging: Paging,
+    held: Vec<LogEvent>,
     fetched: u64,
-    keep: F,
+    /// `fetched` when the last batch was taken.
+    fetched_reported: u64,
+    new: u64,
 }
 
-/// Calls made reading one request.
-struct Read {
+/// What one [`Poller::step`] gives.
+#[derive(Debug)]
+pub enum PollStep {
+    /// New events read part way through the window.
+    Batch(Batch),
+    /// The window was read to its end and committed; `events` are the new
+    /// events since the last batch, `new` and `fetched` the whole poll's.
+    Done(PollOutcome),
+}
+
+/// New events of a window not yet read to its end.
+#[derive(Debug)]
+pub struct Batch {
+    /// Sorted by timestamp.
+    pub events: Vec<LogEvent>,
+    /// Events the API returned since the previous step, re-reads included.
+    pub fetched: u64,
+}
+
+/// Where the paging of a poll's requests stands.
+#[derive(Debug, Default)]
+struct Paging {
+    /// The request being read, and the token of its next page.
+    request: usize,
+    next_token: Option<String>,
+    /// Paging restarts of the request being read.
+    request_restarts: u32,
+    /// `FilterLogEvents` pages read.
     calls: u32,
+    /// Paging restarts after an expired `nextToken`, all requests.
     restarts: u32,
 }
 
-/// Reads every page of one request, following `nextToken` to the end
-/// (through empty pages that still carry one). An expired token restarts
-/// the paging from the first page: what was read twice is dropped by dedup.
-async fn read_request<A: LogsApi, F: Fn(&LogEvent) -> bool>(
-    api: &A,
-    log_group: &str,
-    request: &Request,
-    out: &mut Held<F>,
-) -> Result<Read, ApiError> {
-    let mut req = FilterRequest {
-        log_group: log_group.to_owned(),
-        stream_names: request.stream_names.clone(),
-        start_ms: request.start_ms,
-        end_ms: request.end_ms,
-        next_token: None,
-    };
-    let mut read = Read {
-        calls: 0,
-        restarts: 0,
-    };
-    loop {
-        let page = match api.filter_log_events(&req).await {
-            Ok(page) => page,
-            Err(ApiError::ExpiredToken { .. }) if read.restarts < MAX_PAGING_RESTARTS => {
-                read.restarts += 1;
-                tracing::info!(
-                    log_group,
-                    restarts = read.restarts,
-                    "nextToken expired; reading the window from its first page again"
-                );
-                req.next_token = None;
-                continue;
+impl Paging {
+    /// Whether every page of `requests` was read.
+    fn finished(&self, requests: &[Request]) -> bool {
+        self.request >= requests.len()
+    }
+
+    /// The events of the next page of `requests`, following `nextToken`
+    /// to the end of each (through empty pages that still carry one);
+    /// `None` once every page was read. An expired token restarts its
+    /// request's paging from the first page (what is read twice is for the
+    /// caller to drop). Cancel-safe: the position moves only once a page
+    /// is in.
+    async fn next_page<A: LogsApi>(
+        &mut self,
+        api: &A,
+        log_group: &str,
+        requests: &[Request],
+    ) -> Result<Option<Vec<LogEvent>>, ApiError> {
+        loop {
+            let Some(request) = requests.get(self.request) else {
+                return Ok(None);
+            };
+            let filter = FilterRequest {
+                log_group: log_group.to_owned(),
+                stream_names: request.stream_names.clone(),
+                start_ms: request.start_ms,
+                end_ms: request.end_ms,
+                next_token: self.next_token.clone(),
+            };
+            let page = match api.filter_log_events(&filter).await {
+                Ok(page) => page,
+                Err(ApiError::ExpiredToken { .. })
+                    if self.request_restarts < MAX_PAGING_RESTARTS =>
+                {
+                    self.request_restarts += 1;
+                    self.restarts += 1;
+                    tracing::info!(
+                        log_group,
+                        restarts = self.request_restarts,
+                        "nextToken expired; reading the window from its first page again"
+                    );
+                    self.next_token = None;
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
+            self.calls += 1;
+            match page.next_token {
+                Some(token) => self.next_token = Some(token),
+                None => {
+                    self.request += 1;
+                    self.next_token = None;
+                    self.request_restarts = 0;
+                }
             }
-            Err(err) => return Err(err),
-        };
-        read.calls += 1;
-        out.fetched += page.events.len() as u64;
-        out.events
-            .extend(page.events.into_iter().filter(|event| (out.keep)(event)));
-        match page.next_token {
-            Some(token) => req.next_token = Some(token),
-            None => return Ok(read),
+            return Ok(Some(page.events));
         }
     }
 }
@@ -1084,6 +1235,146 @@ mod tests {
         assert_eq!(smaller.seen_len(), 60);
         let outcome = poll_at(&mut smaller, T0 + 30 * SEC).await.unwrap();
         assert_eq!((outcome.forgotten, outcome.new), (90, 0));
+    }
+
+    /// Steps `run` to its end; the batches' events and the outcome.
+    async fn step_to_end(
+        poller: &mut Poller<FakeLogs>,
+        run: &mut PollRun,
+    ) -> Result<(Vec<Vec<String>>, PollOutcome), ApiError> {
+        let mut batches = Vec::new();
+        loop {
+            match poller.step(run).await? {
+                PollStep::Batch(batch) => {
+                    batches.push(batch.events.iter().map(|e| e.event_id.clone()).collect())
+                }
+                PollStep::Done(outcome) => return Ok((batches, outcome)),
+            }
+        }
+    }
+
+    /// A flood in one minute: `n` events on one stream, in pages of 100.
+    fn flood(n: i64) -> (FakeLogs, Vec<String>) {
+        let api = FakeLogs::new(100);
+        let ids = (0..n)
+            .map(|i| api.put("eni-a-all", T0 - 2 * MIN + i * 60 * SEC / n, T0 - 10 * SEC))
+            .collect();
+        (api, ids)
+    }
+
+    fn held_to(max_held_events: usize) -> PollerConfig {
+        PollerConfig {
+            max_held_events,
+            ..config()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flood_is_handed_over_in_batches_each_event_once() {
+        let (api, mut put) = flood(1050);
+        let mut poller = Poller::new(api.clone(), held_to(250), T0);
+        api.set_now(T0);
+        let mut run = poller.start(T0).await.unwrap();
+        let (batches, outcome) = step_to_end(&mut poller, &mut run).await.unwrap();
+        // 250 held or more: three pages a batch, the rest at the end.
+        let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [300, 300, 300]);
+        assert_eq!(outcome.events.len(), 150);
+        assert_eq!((outcome.new, outcome.fetched), (1050, 1050));
+        assert_eq!(outcome.fetched_since_batch, 150);
+        let mut returned: Vec<String> = batches.concat();
+        returned.extend(ids(&outcome));
+        returned.sort();
+        put.sort();
+        assert_eq!(returned, put);
+        // The next poll re-reads the window: nothing is new.
+        let again = poll_at(&mut poller, T0 + 30 * SEC).await.unwrap();
+        assert_eq!((again.fetched, again.new), (1050, 0));
+    }
+
+    #[tokio::test]
+    async fn a_poll_that_fails_after_batches_reads_its_window_again_and_counts_the_rest() {
+        let (api, mut put) = flood(1050);
+        let mut poller = Poller::new(api.clone(), held_to(250), T0);
+        api.set_now(T0);
+        let mut run = poller.start(T0).await.unwrap();
+        let mut returned = Vec::new();
+        for _ in 0..2 {
+            let PollStep::Batch(batch) = poller.step(&mut run).await.unwrap() else {
+                panic!("a batch");
+            };
+            returned.extend(batch.events.into_iter().map(|e| e.event_id));
+        }
+        // The 8th page is throttled: the poll fails with 600 counted.
+        api.fail_filter_after(1, fake::throttled());
+        assert!(poller.step(&mut run).await.is_err());
+        assert_eq!(poller.consecutive_failures(), 1);
+        let retry = poll_at(&mut poller, T0 + 30 * SEC).await.unwrap();
+        assert_eq!(retry.window_start_ms, T0 - 20 * MIN, "the same window");
+        assert_eq!((retry.fetched, retry.new), (1050, 450));
+        returned.extend(ids(&retry));
+        returned.sort();
+        put.sort();
+        assert_eq!(returned, put, "each once");
+    }
+
+    #[tokio::test]
+    async fn a_kill_after_batches_resumes_from_their_checkpoint_counting_each_event_once() {
+        let (api, mut put) = flood(1050);
+        let mut poller = Poller::new(api.clone(), held_to(250), T0);
+        api.set_now(T0);
+        let mut run = poller.start(T0).await.unwrap();
+        let PollStep::Batch(batch) = poller.step(&mut run).await.unwrap() else {
+            panic!("a batch");
+        };
+        let mut returned: Vec<String> = batch.events.into_iter().map(|e| e.event_id).collect();
+        // Checkpointed once the batch is counted; then kill -9.
+        let on_disk = serde_json::to_string(&poller.state()).unwrap();
+        drop((run, poller));
+        let restored: PollerState = serde_json::from_str(&on_disk).unwrap();
+        assert_eq!(
+            restored.window.last_end_ms, None,
+            "the window is not committed"
+        );
+        assert_eq!(restored.seen.len(), 300);
+        let mut successor = Poller::restore(api.clone(), held_to(250), restored);
+        api.set_now(T0 + 5 * SEC);
+        let mut run = successor.start(T0 + 5 * SEC).await.unwrap();
+        let (batches, outcome) = step_to_end(&mut successor, &mut run).await.unwrap();
+        assert_eq!(
+            outcome.window_start_ms,
+            T0 - 20 * MIN,
+            "from the start again"
+        );
+        assert_eq!(outcome.new, 750);
+        returned.extend(batches.concat());
+        returned.extend(ids(&outcome));
+        returned.sort();
+        put.sort();
+        assert_eq!(returned, put, "each once over both processes");
+    }
+
+    #[tokio::test]
+    async fn an_expired_token_after_a_batch_restarts_the_paging_and_counts_once() {
+        let (api, mut put) = flood(1050);
+        let mut poller = Poller::new(api.clone(), held_to(250), T0);
+        api.set_now(T0);
+        let mut run = poller.start(T0).await.unwrap();
+        let PollStep::Batch(first) = poller.step(&mut run).await.unwrap() else {
+            panic!("a batch");
+        };
+        // Page 5's token has expired: paging starts over from page 1; the
+        // first batch's events are dropped as re-reads, page 4's (held,
+        // not yet handed over) when taken.
+        api.fail_filter_after(1, fake::expired_token());
+        let (batches, outcome) = step_to_end(&mut poller, &mut run).await.unwrap();
+        assert_eq!(outcome.paging_restarts, 1);
+        let mut returned: Vec<String> = first.events.into_iter().map(|e| e.event_id).collect();
+        returned.extend(batches.concat());
+        returned.extend(ids(&outcome));
+        returned.sort();
+        put.sort();
+        assert_eq!(returned, put, "each once");
     }
 
     #[tokio::test]

@@ -6,7 +6,9 @@
 //!
 //! The poller drives it: [`WindowPlanner::discovery_due`] /
 //! [`WindowPlanner::discovered`], then [`WindowPlanner::plan`] gives the
-//! requests of one poll; once every page of every request is read,
+//! requests of one poll; as batches of new events are counted part way
+//! through, [`WindowPlanner::note_new_delay`] (the window stays
+//! uncommitted); once every page of every request is read,
 //! [`WindowPlanner::commit`]; on any error, [`WindowPlanner::failed`] (the
 //! next plan reads the same log time again). The rules themselves are
 //! described in [`super::poller`]'s module documentation.
@@ -347,6 +349,18 @@ impl WindowPlanner {
         self.state
             .last_probe_end_ms
             .map_or(self.state.origin_ms, |end| end - self.settings.lookback_ms)
+    }
+
+    /// Part of `plan`'s window was read and its new events counted (the
+    /// window itself is not committed: a poll that fails or a process
+    /// killed before [`WindowPlanner::commit`] reads it again).
+    /// `max_new_delay_ms` is as in `commit`: the delays are measured as the
+    /// events are counted, so a checkpoint taken now keeps them.
+    pub fn note_new_delay(&mut self, now_ms: i64, max_new_delay_ms: Option<i64>) {
+        self.state
+            .delays
+            .since_start
+            .record(now_ms, max_new_delay_ms.map(|d| d.max(0)));
     }
 
     /// A poll failed: nothing of its window is consumed.

@@ -70,6 +70,24 @@ fn overlap_follows_the_measured_delay_within_bounds() {
 }
 
 #[test]
+fn a_window_counted_in_part_stays_open_and_keeps_its_delays() {
+    let mut planner = WindowPlanner::new(settings(), T0, 1);
+    planner.discovered(T0, streams(&["eni-a-all"]));
+    let plan = planner.plan(T0);
+    // A batch of the window was counted, then the poll failed.
+    planner.note_new_delay(T0, Some(2 * MIN));
+    planner.failed();
+    assert_eq!(planner.state().last_end_ms, None, "not committed");
+    let again = planner.plan(T0 + 30 * SEC);
+    assert_eq!(again.window_start_ms, plan.window_start_ms, "read again");
+    assert_eq!(
+        planner.overlap_ms(),
+        3 * MIN + 30 * SEC,
+        "the batch's delay is measured"
+    );
+}
+
+#[test]
 fn probe_rereads_back_to_the_last_probe_less_lookback() {
     let mut planner = WindowPlanner::new(settings(), T0, 1);
     planner.discovered(T0, streams(&["eni-a-all"]));
@@ -223,6 +241,13 @@ enum Step {
     /// The n-th request of the poll fails (a throttle, a 5xx, a timeout:
     /// for the planner, all the same).
     RequestFails(usize),
+    /// The requests before the n-th are read and counted as batches (a
+    /// flood's window), then the n-th fails.
+    FailsAfterBatches(usize),
+    /// The requests before the n-th are read and counted as batches, then
+    /// the process is killed: the successor starts from the checkpoint of
+    /// the last batch (window uncommitted, the batches' fingerprints seen).
+    KilledAfterBatches(usize),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -230,6 +255,8 @@ fn step() -> impl Strategy<Value = Step> {
         4 => Just(Step::Success),
         1 => Just(Step::DiscoveryFails),
         2 => (0usize..3).prop_map(Step::RequestFails),
+        1 => (0usize..3).prop_map(Step::FailsAfterBatches),
+        1 => (0usize..4).prop_map(Step::KilledAfterBatches),
     ]
 }
 
@@ -309,8 +336,9 @@ fn simulate(
             }
         }
         let plan = planner.plan(now);
+        let requests = plan.requests.len();
         let fail_at = match step {
-            Step::RequestFails(n) if n < plan.requests.len() => Some(n),
+            Step::RequestFails(n) if n < requests => Some(n),
             _ => None,
         };
         if fail_at.is_some() {
@@ -318,8 +346,16 @@ fn simulate(
             now += wait;
             continue;
         }
+        // How many requests are read before the poll stops part way, and
+        // whether it stops by a kill.
+        let stop = match step {
+            Step::FailsAfterBatches(n) if n < requests => Some((n, false)),
+            Step::KilledAfterBatches(n) => Some((n.min(requests), true)),
+            _ => None,
+        };
+        let read_requests = stop.map_or(requests, |(n, _)| n);
         let mut read = Vec::new();
-        for request in &plan.requests {
+        for request in &plan.requests[..read_requests] {
             for (id, e) in events.iter().enumerate() {
                 if request.stream_names.iter().any(|s| s == STREAMS[e.stream])
                     && (request.start_ms..=request.end_ms).contains(&e.timestamp_ms)
@@ -337,6 +373,19 @@ fn simulate(
                 max_delay = max_delay.max(Some(e.ingestion_ms - e.timestamp_ms));
             }
         }
+        if let Some((_, killed)) = stop {
+            // What was read is counted as batches; the window stays open.
+            planner.note_new_delay(now, max_delay);
+            if killed {
+                let on_disk = serde_json::to_string(planner.state()).unwrap();
+                planner =
+                    WindowPlanner::restore(settings(), serde_json::from_str(&on_disk).unwrap(), 7);
+            } else {
+                planner.failed();
+            }
+            now += wait;
+            continue;
+        }
         let cutoff = planner.commit(&plan, max_delay);
         seen = seen.split_off(&cutoff);
         windows.push((plan.window_start_ms, plan.window_end_ms));
@@ -352,7 +401,9 @@ proptest! {
     /// the committed windows cover `[start - lookback, now]` without a gap,
     /// and once the API answers again every record that was ingested, with
     /// a delay up to `lookback`, is returned exactly once — also when the
-    /// process restarts from its checkpoint somewhere in between.
+    /// process restarts from its checkpoint somewhere in between, and when
+    /// a poll stops (fails, or is killed) after counting part of its window
+    /// in batches.
     #[test]
     fn no_sequence_of_failures_loses_or_repeats_a_record(
         script in prop::collection::vec((1i64..=300, step()), 1..60),
