@@ -258,13 +258,14 @@ pub struct CloudWatchConfig {
     /// How often the `eni-*` log streams are listed again. At least 1s.
     #[serde(default = "default_discovery_interval", deserialize_with = "parsed")]
     pub discovery_interval: Duration,
-    /// How long one HTTP attempt of an API call may take before the SDK
-    /// gives up on it and retries (a page of 10,000 events is ~1-3 MB). At
+    /// How long one HTTP attempt of an API call may take before it is
+    /// given up on and retried (a page of 10,000 events is ~1-3 MB). At
     /// least 100ms.
     #[serde(default = "default_attempt_timeout", deserialize_with = "parsed")]
     pub attempt_timeout: Duration,
-    /// Calls per second to one account and region, all its groups
-    /// together; above 0, at most the 5/s FilterLogEvents quota.
+    /// Requests per second (attempts, retries included) to one account and
+    /// region, all its groups together; above 0, at most the 5/s
+    /// FilterLogEvents quota.
     #[serde(
         default = "scale::default_max_requests_per_second",
         deserialize_with = "parsed"

@@ -175,7 +175,7 @@ impl Metrics {
         };
         let api_budget_used = float_gauge(
             "api_budget_used_ratio",
-            "CloudWatch Logs calls of the last minute to this account and region over what cloudwatch.max_requests_per_second allows in a minute (account_id is the base credentials' account from STS GetCallerIdentity, or the role's; \"unknown\" while STS has not answered).",
+            "CloudWatch Logs requests (attempts, retries included) of the last minute to this account and region over what cloudwatch.max_requests_per_second allows in a minute (account_id is the base credentials' account from STS GetCallerIdentity, or the role's; \"unknown\" while STS has not answered).",
             &["account_id", "region"],
         );
         let api_budget_demand = float_gauge(
@@ -185,7 +185,7 @@ impl Metrics {
         );
         let api_calls_delayed = counter(
             "api_calls_delayed_total",
-            "CloudWatch Logs calls that waited for their turn in the account and region's request budget (cloudwatch.max_requests_per_second).",
+            "CloudWatch Logs attempts (a call's first, or a retry after its backoff) that waited for their turn in the account and region's request budget (cloudwatch.max_requests_per_second).",
             &["account_id", "region"],
         );
         let records = family(
@@ -269,7 +269,7 @@ impl Metrics {
         let api_call_duration = HistogramVec::new(
             HistogramOpts::new(
                 "api_call_duration_seconds",
-                "Latency of AWS API calls, by operation.",
+                "Latency of AWS API calls, by operation: from the first attempt on, retries and their backoffs included.",
             )
             .namespace(NAMESPACE)
             .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
@@ -281,12 +281,12 @@ impl Metrics {
             .expect("unique metric");
         let api_throttles = counter(
             "api_throttles_total",
-            "AWS API attempts answered with throttling, by operation, those the SDK retried with backoff included.",
+            "AWS API attempts answered with throttling, by operation, those retried with backoff included.",
             &["operation"],
         );
         let api_errors = counter(
             "api_errors_total",
-            "Failed AWS API attempts, by operation and kind (throttled, timeout, connection, bad_response, server_error, denied, invalid_parameter, not_found, client_error, local), those the SDK retried past included.",
+            "Failed AWS API attempts, by operation and kind (throttled, timeout, connection, bad_response, server_error, denied, invalid_parameter, not_found, client_error, local), those a retry got past included.",
             &["operation", "kind"],
         );
         let events_fetched = IntCounter::with_opts(opts(

@@ -403,7 +403,7 @@ async fn throttling_is_retried_by_the_sdk_then_counted_as_throttled() {
 }
 
 #[tokio::test]
-async fn throttles_the_sdk_absorbed_are_counted_per_attempt() {
+async fn throttles_retried_past_are_counted_per_attempt() {
     setup_env();
     let (endpoint, served) = stub_server_sequence(vec![
         (
@@ -427,7 +427,7 @@ async fn throttles_the_sdk_absorbed_are_counted_per_attempt() {
     // One call, its final outcome...
     assert_eq!(calls.count("DescribeLogStreams", "success"), 1);
     assert_eq!(calls.calls.lock().unwrap().len(), 1);
-    // ...and the two throttled attempts the SDK retried.
+    // ...and the two throttled attempts it retried.
     assert_eq!(calls.failed_attempts("DescribeLogStreams", "throttled"), 2);
     assert_eq!(calls.total_failed_attempts(), 2);
 }

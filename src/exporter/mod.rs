@@ -111,7 +111,7 @@ impl ApiObserver for ApiMetrics {
             .observe(seconds);
     }
 
-    /// Every failed attempt, including those the SDK's retries got past.
+    /// Every failed attempt, including those a retry got past.
     fn attempt_failed(&self, operation: &'static str, outcome: &'static str, kind: &'static str) {
         if outcome == "throttled" {
             self.0.api_throttles.with_label_values(&[operation]).inc();

@@ -1,7 +1,10 @@
 //! The AWS clients of one exporter, and the one place their SDK config is
 //! built: [`sdk_loader`] (the standard credential chain, region, endpoint
 //! URL, retries with backoff, timeouts), used by every service — CloudWatch
-//! Logs, EC2, STS here, S3 and SQS in `s3::aws`.
+//! Logs, EC2, STS here, S3 and SQS in `s3::aws`. CloudWatch Logs clients
+//! make one attempt per SDK call: their retries are the exporter's own
+//! (`cloudwatch::attempts`), so that every attempt takes its turn in the
+//! request budget.
 //!
 //! CloudWatch Logs and EC2 (interface facts) get one client per (region,
 //! role) — a role names its account — shared by every log group that
@@ -35,6 +38,7 @@ use aws_sdk_cloudwatchlogs::Client;
 use aws_sdk_cloudwatchlogs::error::DisplayErrorContext;
 use tokio::sync::watch;
 
+use super::cloudwatch::attempts::{INITIAL_BACKOFF, MAX_ATTEMPTS, MAX_BACKOFF};
 use super::cloudwatch::{ATTEMPT_TIMEOUT, ApiObserver, AwsLogsApi};
 use super::ec2::AwsEc2Api;
 use crate::config::{LogGroupConfig, account_of_role};
@@ -49,20 +53,16 @@ pub const GET_CALLER_IDENTITY: &str = "GetCallerIdentity";
 /// account shows it.
 pub const DEFAULT_SESSION_NAME: &str = "vpc-flow-exporter";
 
-/// Attempts per call, first one included (SDK standard retry mode:
-/// exponential backoff with full jitter, throttling and transient errors).
-pub const MAX_ATTEMPTS: u32 = 3;
-pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
-pub const MAX_BACKOFF: Duration = Duration::from_secs(20);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// One CloudWatch Logs call, all attempts and backoffs included, at least.
-const LOGS_OPERATION_TIMEOUT: Duration = Duration::from_secs(90);
+/// One call of the base config's clients, all attempts and backoffs
+/// included.
+const BASE_OPERATION_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The base config's budget, STS's calls (AssumeRole, GetCallerIdentity)
 /// included; the Logs and EC2 clients set their own.
 const BASE_TIMEOUTS: CallTimeouts = CallTimeouts {
     attempt: ATTEMPT_TIMEOUT,
-    operation: LOGS_OPERATION_TIMEOUT,
+    operation: BASE_OPERATION_TIMEOUT,
 };
 
 /// The time budget of one call: each HTTP attempt, and the whole call
@@ -74,13 +74,14 @@ pub struct CallTimeouts {
 }
 
 impl CallTimeouts {
-    /// A CloudWatch Logs call: every attempt may take `attempt`, with the
-    /// retryer's backoffs between them.
+    /// A CloudWatch Logs SDK call, which is one attempt (the retries are
+    /// ours, `cloudwatch::attempts`): the attempt timeout ends it; the
+    /// operation timeout is only a backstop that never comes first, so
+    /// the attempt reporter sees every timed-out attempt.
     pub fn logs(attempt: Duration) -> CallTimeouts {
         CallTimeouts {
             attempt,
-            operation: (attempt * MAX_ATTEMPTS + MAX_BACKOFF * (MAX_ATTEMPTS - 1))
-                .max(LOGS_OPERATION_TIMEOUT),
+            operation: attempt.saturating_mul(2),
         }
     }
 
@@ -94,7 +95,8 @@ impl CallTimeouts {
 }
 
 /// The AWS config chain (credentials from the environment, profile, web
-/// identity, ECS/EC2 roles) with the exporter's retries and `timeouts`,
+/// identity, ECS/EC2 roles) with the exporter's retries (the SDK's standard
+/// retryer, on the schedule of `cloudwatch::attempts`) and `timeouts`,
 /// `region` over the chain's and `endpoint_url` (moto, LocalStack, VPC
 /// endpoints) replacing AWS's for every service, STS included.
 pub fn sdk_loader(
@@ -220,12 +222,15 @@ impl AwsClients {
     }
 
     /// The client for `access`, shared with every group of the same access.
+    /// The SDK makes one attempt per call: [`AwsLogsApi`] retries, so that
+    /// each retry takes its turn in the request budget.
     pub async fn client(&mut self, access: &Access) -> AwsLogsApi {
         if let Some(client) = self.clients.get(access) {
             return client.clone();
         }
         let config = self.sdk_config(access).await;
         let logs_config = aws_sdk_cloudwatchlogs::config::Builder::from(&config)
+            .retry_config(RetryConfig::disabled())
             .timeout_config(CallTimeouts::logs(self.attempt_timeout).config())
             .build();
         let client = AwsLogsApi::from_client(Client::from_conf(logs_config), self.observer.clone());

@@ -11,8 +11,8 @@
 //! operation, the region it was signed for and, for STS AssumeRole, the
 //! role (for tests that count calls per second or per role).
 //!
-//! The faults answer as AWS does: throttling is HTTP 400 with a
-//! `ThrottlingException` JSON body, an expired token is HTTP 400
+//! The faults answer as AWS does: throttling (of every request, or of
+//! every n-th) is HTTP 400 with a `ThrottlingException` JSON body, an expired token is HTTP 400
 //! `InvalidParameterException`, server faults are 500 `InternalFailure` /
 //! 503 `ServiceUnavailableException`; empty pages still carry a
 //! `nextToken` (the proxy wraps moto's tokens and unwraps them on the way
@@ -44,6 +44,10 @@ const EMPTY_TOKEN: &str = "fault-proxy-empty:";
 pub enum Fault {
     /// HTTP 400 `ThrottlingException`, as CloudWatch Logs sends it.
     Throttle,
+    /// [`Fault::Throttle`] for every n-th request of the operation (counted
+    /// from the proxy's start), the others forwarded: a service that
+    /// throttles a share of the calls.
+    ThrottleEvery(u64),
     /// HTTP 500 `InternalFailure` or 503 `ServiceUnavailableException`.
     Status(u16),
     /// The answer, after this long (longer than the attempt timeout).
@@ -295,7 +299,11 @@ async fn handle(
 
     let (fault, page_limit) = {
         let mut s = state.lock().unwrap();
-        *s.requests.entry(operation.clone()).or_default() += 1;
+        let nth = {
+            let seen = s.requests.entry(operation.clone()).or_default();
+            *seen += 1;
+            *seen
+        };
         s.arrivals.push(Arrival {
             at,
             operation: operation.clone(),
@@ -304,6 +312,9 @@ async fn handle(
         });
         let applies = |op: &Option<String>| op.as_deref().is_none_or(|op| op == operation);
         let fault = match &s.fault {
+            Some((Fault::ThrottleEvery(n), op)) if applies(op) => {
+                (*n > 0 && nth % n == 0).then_some(Fault::Throttle)
+            }
             Some((fault, op)) if applies(op) => Some(fault.clone()),
             _ => None,
         };

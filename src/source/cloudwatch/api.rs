@@ -109,6 +109,16 @@ impl ApiError {
     pub fn is_retriable(&self) -> bool {
         !matches!(self, ApiError::Fatal { .. })
     }
+
+    /// Whether the call tries again at once, after a backoff
+    /// ([`super::attempts`]): throttling and transient faults. An expired
+    /// token is left to the poller, which starts the paging run over.
+    pub fn is_retried_within_call(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Throttled { .. } | ApiError::Retriable { .. }
+        )
+    }
 }
 
 /// One page of `DescribeLogStreams`.
@@ -116,6 +126,20 @@ impl ApiError {
 pub struct StreamsPage {
     pub names: Vec<String>,
     pub next_token: Option<String>,
+}
+
+/// What each attempt of a call waits for before it goes: its turn in the
+/// request budget ([`super::Budgeted`]).
+pub trait Turns: Sync {
+    fn take_turn(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// No wait: calls outside any budget (`inspect`, tests).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoTurns;
+
+impl Turns for NoTurns {
+    async fn take_turn(&self) {}
 }
 
 /// What the poller needs from CloudWatch Logs.
@@ -155,6 +179,35 @@ pub trait LogsApi: Sync {
         &self,
         req: &FilterRequest,
     ) -> impl Future<Output = Result<EventsPage, ApiError>> + Send;
+
+    /// [`LogsApi::interface_streams_page`], every attempt after its turn
+    /// from `turns` (the request budget calls this). An API that retries
+    /// within a call takes a turn before each attempt (`AwsLogsApi`);
+    /// by default a call is one attempt and takes one turn.
+    fn interface_streams_page_taking_turns(
+        &self,
+        log_group: &str,
+        next_token: Option<String>,
+        turns: &impl Turns,
+    ) -> impl Future<Output = Result<StreamsPage, ApiError>> + Send {
+        async move {
+            turns.take_turn().await;
+            self.interface_streams_page(log_group, next_token).await
+        }
+    }
+
+    /// [`LogsApi::filter_log_events`], every attempt after its turn from
+    /// `turns`, as [`LogsApi::interface_streams_page_taking_turns`].
+    fn filter_log_events_taking_turns(
+        &self,
+        req: &FilterRequest,
+        turns: &impl Turns,
+    ) -> impl Future<Output = Result<EventsPage, ApiError>> + Send {
+        async move {
+            turns.take_turn().await;
+            self.filter_log_events(req).await
+        }
+    }
 }
 
 /// Told about every API call, so the metrics module can count
@@ -164,13 +217,14 @@ pub trait LogsApi: Sync {
 pub trait ApiObserver: Send + Sync {
     /// `operation`: [`FILTER_LOG_EVENTS`] or [`DESCRIBE_LOG_STREAMS`];
     /// `outcome`: `success`, `throttled` or `error`
-    /// ([`ApiError::metric_label`]); `seconds`: wall time of the call,
-    /// SDK retries included. Called once per call, with its final outcome.
+    /// ([`ApiError::metric_label`]); `seconds`: wall time of the call from
+    /// its first attempt on, retries with their backoffs and turns
+    /// included. Called once per call, with its final outcome.
     fn api_call(&self, operation: &'static str, outcome: &'static str, seconds: f64);
 
-    /// Called once for every failed HTTP attempt within a call, before the
-    /// SDK retryer decides whether to retry it, so throttling and transient
-    /// faults the retryer absorbed are seen too. A call that ends in error
+    /// Called once for every failed HTTP attempt within a call, retried
+    /// or not, so throttling and transient faults a retry got past are
+    /// seen too. A call that ends in error
     /// reports its last attempt here as well as through
     /// [`ApiObserver::api_call`]. `outcome` is the same bounded label as
     /// there: `throttled` (429 or a throttling error code) or `error`

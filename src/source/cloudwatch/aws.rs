@@ -1,15 +1,18 @@
 //! [`LogsApi`] over the real `aws-sdk-cloudwatchlogs` client.
 //!
 //! The client comes configured from `source::aws_clients` (credentials,
-//! region, endpoint URL, retries and timeouts set explicitly rather than
-//! left to SDK defaults). Every call is reported to an [`ApiObserver`], as
-//! is every failed attempt within a call (through an SDK interceptor, so
-//! retries the SDK absorbed are counted too).
+//! region, endpoint URL and timeouts set explicitly rather than left to SDK
+//! defaults; one attempt per SDK call). A call's attempts are made here
+//! ([`super::attempts`]), each in its turn of the request budget when the
+//! call comes through [`super::Budgeted`]. Every call is reported to an
+//! [`ApiObserver`], as is every failed attempt within a call (through an
+//! SDK interceptor, so retries that got past a failure are counted too).
 
 use std::error::Error as StdError;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_cloudwatchlogs::Client;
 use aws_sdk_cloudwatchlogs::config::interceptors::FinalizerInterceptorContextRef;
@@ -20,8 +23,9 @@ use aws_sdk_cloudwatchlogs::operation::filter_log_events::FilterLogEventsError;
 
 use super::api::{
     ApiError, ApiObserver, DESCRIBE_LOG_STREAMS, EventsPage, FILTER_LOG_EVENTS, FilterRequest,
-    LogEvent, LogsApi, StreamsPage,
+    LogEvent, LogsApi, NoTurns, StreamsPage, Turns,
 };
+use super::attempts;
 use super::retry::{AttemptFailure, FailureKind, attempt_kind, classify, from_sdk_error};
 use super::streams::INTERFACE_STREAM_PREFIX;
 
@@ -55,13 +59,27 @@ impl AwsLogsApi {
         &self.client
     }
 
-    fn observe<T>(&self, operation: &'static str, started: Instant, result: &Result<T, ApiError>) {
-        let outcome = match result {
+    /// One call of `operation`: its attempts ([`attempts::call`], each
+    /// after its turn from `turns`), reported once with the final outcome
+    /// and the time from the first attempt on.
+    async fn call<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        turns: &impl Turns,
+        attempt: F,
+    ) -> Result<T, ApiError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
+        let call = attempts::call(turns, attempt).await;
+        let outcome = match &call.result {
             Ok(_) => "success",
             Err(e) => e.metric_label(),
         };
         self.observer
-            .api_call(operation, outcome, started.elapsed().as_secs_f64());
+            .api_call(operation, outcome, call.first_sent.elapsed().as_secs_f64());
+        call.result
     }
 
     /// The interceptor that reports each failed attempt of one operation;
@@ -76,8 +94,8 @@ impl AwsLogsApi {
 }
 
 /// Reports every failed attempt of one operation to the observer
-/// (`read_after_attempt` runs after each attempt, timeouts included, before
-/// the retryer decides). Classified by [`classify`], like the final error.
+/// (`read_after_attempt` runs after each attempt, timeouts included).
+/// Classified by [`classify`], like the final error.
 /// Reads only the status, the error code and the error kind: nothing from
 /// the request, so no credentials.
 struct AttemptReporter<E> {
@@ -148,14 +166,14 @@ where
     }
 }
 
-impl LogsApi for AwsLogsApi {
-    async fn interface_streams_page(
+impl AwsLogsApi {
+    /// One attempt of `DescribeLogStreams`.
+    async fn describe_log_streams_once(
         &self,
         log_group: &str,
         next_token: Option<String>,
     ) -> Result<StreamsPage, ApiError> {
-        let started = Instant::now();
-        let result = self
+        let out = self
             .client
             .describe_log_streams()
             .log_group_name(log_group)
@@ -165,9 +183,7 @@ impl LogsApi for AwsLogsApi {
             .interceptor(self.attempts::<DescribeLogStreamsError>(DESCRIBE_LOG_STREAMS))
             .send()
             .await
-            .map_err(|e| from_sdk_error(DESCRIBE_LOG_STREAMS, &e));
-        self.observe(DESCRIBE_LOG_STREAMS, started, &result);
-        let out = result?;
+            .map_err(|e| from_sdk_error(DESCRIBE_LOG_STREAMS, &e))?;
         Ok(StreamsPage {
             names: out
                 .log_streams()
@@ -181,9 +197,9 @@ impl LogsApi for AwsLogsApi {
         })
     }
 
-    async fn filter_log_events(&self, req: &FilterRequest) -> Result<EventsPage, ApiError> {
-        let started = Instant::now();
-        let result = self
+    /// One attempt of `FilterLogEvents`.
+    async fn filter_log_events_once(&self, req: &FilterRequest) -> Result<EventsPage, ApiError> {
+        let out = self
             .client
             .filter_log_events()
             .log_group_name(&req.log_group)
@@ -207,9 +223,7 @@ impl LogsApi for AwsLogsApi {
                 } else {
                     from_sdk_error(FILTER_LOG_EVENTS, &e)
                 }
-            });
-        self.observe(FILTER_LOG_EVENTS, started, &result);
-        let out = result?;
+            })?;
         let next_token = out
             .next_token()
             .filter(|t| !t.is_empty())
@@ -227,5 +241,45 @@ impl LogsApi for AwsLogsApi {
             })
             .collect();
         Ok(EventsPage { events, next_token })
+    }
+}
+
+/// Outside a budget (`inspect`), a call's attempts go without waiting for
+/// turns; [`super::Budgeted`] calls the `…_taking_turns` methods.
+impl LogsApi for AwsLogsApi {
+    async fn interface_streams_page(
+        &self,
+        log_group: &str,
+        next_token: Option<String>,
+    ) -> Result<StreamsPage, ApiError> {
+        self.interface_streams_page_taking_turns(log_group, next_token, &NoTurns)
+            .await
+    }
+
+    async fn filter_log_events(&self, req: &FilterRequest) -> Result<EventsPage, ApiError> {
+        self.filter_log_events_taking_turns(req, &NoTurns).await
+    }
+
+    async fn interface_streams_page_taking_turns(
+        &self,
+        log_group: &str,
+        next_token: Option<String>,
+        turns: &impl Turns,
+    ) -> Result<StreamsPage, ApiError> {
+        self.call(DESCRIBE_LOG_STREAMS, turns, || {
+            self.describe_log_streams_once(log_group, next_token.clone())
+        })
+        .await
+    }
+
+    async fn filter_log_events_taking_turns(
+        &self,
+        req: &FilterRequest,
+        turns: &impl Turns,
+    ) -> Result<EventsPage, ApiError> {
+        self.call(FILTER_LOG_EVENTS, turns, || {
+            self.filter_log_events_once(req)
+        })
+        .await
     }
 }

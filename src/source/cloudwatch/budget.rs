@@ -1,10 +1,12 @@
 //! A request budget per account and region: [`Budgeted`] wraps a
-//! [`LogsApi`] so that every call first takes its turn from a shared
-//! [`RequestBudget`], and the poller, unchanged, never sends more than
-//! `max_requests_per_second` calls to one account-region, however many log
-//! groups read there. FilterLogEvents allows 5 requests/s per account and
+//! [`LogsApi`] so that every attempt of a call, retries included, first
+//! takes its turn from a shared [`RequestBudget`], and the poller,
+//! unchanged, never sends more than `max_requests_per_second` requests to
+//! one account-region, however many log groups read there, even while the
+//! service throttles. FilterLogEvents allows 5 requests/s per account and
 //! region, shared with every other tool: the default budget, 2/s, leaves
-//! the rest to them.
+//! the rest to them. A retry waits for its backoff, then for its turn
+//! (`attempts`).
 //!
 //! The budget is a token bucket of depth one: never a burst, calls spaced
 //! `(1 s + JITTER_ALLOWANCE) / rate` apart on tokio's clock. The quota is
@@ -13,8 +15,9 @@
 //! last one's: `rate + 1` consecutive calls span 1.05 s, so however a
 //! second is cut, the calls arriving in it stay within ⌈rate⌉ as long as
 //! no call travels 50 ms longer than the one `rate` calls after it. This
-//! costs under 5 % of the rate. A call that has to wait is counted;
-//! how much of the budget the calls use and how much the groups' polls
+//! costs under 5 % of the rate. An attempt that has to wait for its turn is
+//! counted, a retry's as well (its backoff is not a wait for the budget);
+//! how much of the budget the attempts use and how much the groups' polls
 //! need ([`RequestBudget::set_demand`]: calls per poll at the poll
 //! interval) are reported to a [`BudgetObserver`], so the exporter can say
 //! when the budget cannot cover the interfaces at the interval.
@@ -25,7 +28,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::api::{ApiError, EventsPage, FilterRequest, LogsApi, StreamsPage};
+use super::api::{ApiError, EventsPage, FilterRequest, LogsApi, StreamsPage, Turns};
 
 /// How long calls are remembered to measure the budget used.
 const USE_WINDOW: Duration = Duration::from_secs(60);
@@ -36,9 +39,9 @@ pub const JITTER_ALLOWANCE: Duration = Duration::from_millis(50);
 
 /// Told what the budget of one account-region does.
 pub trait BudgetObserver: Send + Sync {
-    /// A call waited `seconds` for its turn.
+    /// An attempt (a call's first or a retry) waited `seconds` for its turn.
     fn delayed(&self, seconds: f64);
-    /// Calls of the last minute over what the budget allows in a minute.
+    /// Attempts of the last minute over what the budget allows in a minute.
     fn used(&self, ratio: f64);
     /// Calls the polls need per second over the budget: above 1, the
     /// interfaces cannot all be read every poll interval.
@@ -88,7 +91,7 @@ impl RequestBudget {
         self.per_second
     }
 
-    /// Waits for this call's turn; returns how long it waited.
+    /// Waits for this attempt's turn; returns how long it waited.
     pub async fn take_turn(&self) -> Duration {
         let wait = {
             let mut state = self.lock();
@@ -167,7 +170,8 @@ impl RequestBudget {
     }
 }
 
-/// A [`LogsApi`] whose every call takes a turn from a shared budget.
+/// A [`LogsApi`] whose every attempt takes a turn from a shared budget
+/// (the inner API's `…_taking_turns`, with this as its [`Turns`]).
 /// Clones draw from the same budget, and [`Budgeted::move_to`] moves them
 /// all to another one.
 #[derive(Clone)]
@@ -208,21 +212,28 @@ impl<A> Budgeted<A> {
     }
 }
 
+/// The budget the calls draw from at each attempt: a group moved to
+/// another budget between attempts takes its next turn there.
+impl<A: Sync> Turns for Budgeted<A> {
+    async fn take_turn(&self) {
+        let budget = self.budget();
+        budget.take_turn().await;
+    }
+}
+
 impl<A: LogsApi> LogsApi for Budgeted<A> {
     async fn interface_streams_page(
         &self,
         log_group: &str,
         next_token: Option<String>,
     ) -> Result<StreamsPage, ApiError> {
-        self.budget().take_turn().await;
         self.inner
-            .interface_streams_page(log_group, next_token)
+            .interface_streams_page_taking_turns(log_group, next_token, self)
             .await
     }
 
     async fn filter_log_events(&self, req: &FilterRequest) -> Result<EventsPage, ApiError> {
-        self.budget().take_turn().await;
-        self.inner.filter_log_events(req).await
+        self.inner.filter_log_events_taking_turns(req, self).await
     }
 }
 
@@ -258,6 +269,96 @@ mod tests {
             self.calls.lock().unwrap().push(self.start.elapsed());
             self.inner.filter_log_events(req).await
         }
+    }
+
+    /// An API that retries within a call, as the AWS one does
+    /// (`attempts::call`): every third FilterLogEvents attempt is
+    /// throttled; notes when each attempt reached it.
+    #[derive(Clone)]
+    struct Throttling {
+        inner: FakeLogs,
+        start: Instant,
+        attempts: Arc<Mutex<Vec<Duration>>>,
+        calls: Arc<AtomicU64>,
+    }
+
+    impl Throttling {
+        async fn filter_once(&self, req: &FilterRequest) -> Result<EventsPage, ApiError> {
+            let attempt = {
+                let mut attempts = self.attempts.lock().unwrap();
+                attempts.push(self.start.elapsed());
+                attempts.len()
+            };
+            if attempt % 3 == 0 {
+                return Err(crate::source::cloudwatch::fake::throttled());
+            }
+            self.inner.filter_log_events(req).await
+        }
+    }
+
+    impl LogsApi for Throttling {
+        async fn interface_streams_page(
+            &self,
+            log_group: &str,
+            next_token: Option<String>,
+        ) -> Result<StreamsPage, ApiError> {
+            self.inner
+                .interface_streams_page(log_group, next_token)
+                .await
+        }
+
+        async fn filter_log_events(&self, req: &FilterRequest) -> Result<EventsPage, ApiError> {
+            self.filter_once(req).await
+        }
+
+        async fn filter_log_events_taking_turns(
+            &self,
+            req: &FilterRequest,
+            turns: &impl Turns,
+        ) -> Result<EventsPage, ApiError> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            crate::source::cloudwatch::attempts::call(turns, || self.filter_once(req))
+                .await
+                .result
+        }
+    }
+
+    /// Every attempt takes its turn, retries included: while every third
+    /// attempt is throttled, consecutive attempts are still at least
+    /// (1 s + 50 ms) / rate apart, and every call succeeds.
+    #[tokio::test(start_paused = true)]
+    async fn retries_take_their_turn() {
+        let counts = Arc::new(Counts::default());
+        let budget = RequestBudget::new(2.0, "test/us-east-1".into(), counts.clone());
+        let fake = FakeLogs::new(1_000);
+        fake.set_now(120_000);
+        for n in 0..500u32 {
+            fake.put(&format!("eni-{n:08x}-all"), 60_000, 61_000);
+        }
+        let api = Throttling {
+            inner: fake,
+            start: Instant::now(),
+            attempts: Arc::default(),
+            calls: Arc::default(),
+        };
+        let mut poller = Poller::new(
+            Budgeted::new(api.clone(), budget),
+            PollerConfig::new("/g"),
+            100_000,
+        );
+        for round in 0..3 {
+            poller.poll(120_000 + round * 30_000).await.unwrap();
+        }
+        let attempts = api.attempts.lock().unwrap();
+        let calls = api.calls.load(Ordering::Relaxed) as usize;
+        assert_eq!(calls, 3 * 5, "3 polls of 500 streams");
+        // Each throttled attempt retried once: one in three.
+        assert_eq!(attempts.len(), calls + calls / 2);
+        let spacing = (Duration::from_secs(1) + JITTER_ALLOWANCE) / 2;
+        for pair in attempts.windows(2) {
+            assert!(pair[1] - pair[0] >= spacing, "{attempts:?}");
+        }
+        assert!(counts.delayed.load(Ordering::Relaxed) > 0);
     }
 
     #[derive(Default)]

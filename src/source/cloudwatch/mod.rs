@@ -4,6 +4,8 @@
 //! * [`api`]: the narrow [`LogsApi`] trait and its own types;
 //! * [`aws`]: [`AwsLogsApi`], the trait over the AWS SDK;
 //! * [`retry`]: the one rule that classifies failed calls;
+//! * [`attempts`]: a call's attempts, each in its turn of the budget, a
+//!   retry after its backoff;
 //! * [`streams`]: how flow logs name their streams (`eni-…`);
 //! * [`window`]: the window arithmetic, pure: which log time each poll
 //!   reads, what a success or failure changes;
@@ -14,6 +16,7 @@
 //! * [`sharded`]: [`ShardedLogs`], the streams of this replica's shard only.
 
 pub mod api;
+pub mod attempts;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod budget;
@@ -30,7 +33,7 @@ mod fake;
 
 pub use api::{
     ApiError, ApiObserver, DESCRIBE_LOG_STREAMS, EventsPage, FILTER_LOG_EVENTS, FilterRequest,
-    LogEvent, LogsApi, MAX_STREAMS_PER_CALL, NoopObserver, StreamsPage,
+    LogEvent, LogsApi, MAX_STREAMS_PER_CALL, NoTurns, NoopObserver, StreamsPage, Turns,
 };
 #[cfg(feature = "aws")]
 pub use aws::{ATTEMPT_TIMEOUT, AwsLogsApi};

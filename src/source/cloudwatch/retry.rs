@@ -1,9 +1,10 @@
 //! Classifies failed AWS calls, in one place: what is throttling, what is
 //! worth retrying, what needs an operator.
 //!
-//! The SDK retryer already retries throttling and transient errors within a
-//! call; this classification decides what we count (`throttled` vs `error`)
-//! and whether the poller should expect a later poll to succeed.
+//! This classification decides what we count (`throttled` vs `error`, the
+//! `kind` of each failed attempt), which failed attempts a CloudWatch Logs
+//! call retries ([`super::attempts`]: throttled and transient ones) and
+//! whether the poller should expect a later poll to succeed.
 
 use aws_sdk_cloudwatchlogs::config::http::HttpResponse;
 use aws_sdk_cloudwatchlogs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
