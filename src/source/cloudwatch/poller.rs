@@ -52,7 +52,7 @@
 //! stays bounded while catching up); [`PollOutcome::caught_up`] is false
 //! and [`Poller::next_delay`] zero until the window reaches `now`.
 //! Consecutive failures back off exponentially with jitter (per-call retries
-//! are the SDK retryer's job).
+//! are `attempts.rs`'s job, each attempt taking its turn of the budget).
 //!
 //! # Dedup
 //!
