@@ -54,13 +54,7 @@ pub fn analyze(request: &AnalyzeRequest) -> Result<Summary, input::InputError> {
     };
     let workers = request.workers();
     let summary = if workers > 1 && parallel::applies(&request.paths, request.input_format) {
-        parallel::analyze(
-            &request.paths,
-            request.input_format,
-            &request.report,
-            workers,
-            &progress,
-        )?
+        parallel::analyze(&request.paths, &request.report, workers, &progress)?
     } else {
         let (mut pipeline, mut summary) = request.report.start();
         input::feed_files(

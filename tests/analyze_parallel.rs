@@ -2,8 +2,7 @@
 //! the single-threaded path gives, session by session: the same totals,
 //! the same table, the same `--details`, on generated traffic of both
 //! shapes and on input made to trip a router (headers, blank lines,
-//! malformed lines, several inputs with their own formats, gzip), and on
-//! Parquet.
+//! malformed lines, several inputs with their own formats, gzip).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -209,98 +208,6 @@ fn awkward_input_gives_the_same_on_every_thread_count() {
         LogFormat::parse("version account-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status extra").unwrap(),
     );
     same_on_every_thread_count(&[first], without_interface, RecordFilter::default());
-}
-
-/// Writes flow-log text as Parquet with pyarrow (`scripts/text-to-parquet`,
-/// the venv's Python).
-fn to_parquet(text: &Path, parquet: &Path, args: &[&str]) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let python = root.join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} missing: run scripts/install-test-deps",
-        python.display()
-    );
-    let output = std::process::Command::new(python)
-        .arg(root.join("scripts/text-to-parquet"))
-        .arg(text)
-        .arg(parquet)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "text-to-parquet: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// Parquet takes the parallel path too (the reader decodes the columns,
-/// the workers build the records of their interfaces' rows): the same
-/// sessions as one thread, and as the same records in text; across row
-/// groups and batches, beside text files, and with a file whose rows name
-/// no interface (its folder does).
-#[test]
-fn parquet_gives_the_same_sessions_on_every_thread_count() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut text = Vec::new();
-    let expected = generate_realistic(
-        &RealisticConfig {
-            seed: 11,
-            records: 12_000,
-            interfaces: 12,
-            records_per_window: 2_000,
-            ..RealisticConfig::default()
-        },
-        &mut text,
-    )
-    .unwrap();
-    let text_path = write(dir.path(), "realistic.log", &text);
-    let parquet = dir.path().join("realistic.log.parquet");
-    // Row groups of 5,000 rows: batches of 4,096 end inside them.
-    to_parquet(&text_path, &parquet, &["--row-group-size", "5000"]);
-    let summary = same_on_every_thread_count(
-        std::slice::from_ref(&parquet),
-        FormatChoice::Auto,
-        RecordFilter::default(),
-    );
-    assert_expected(&summary, &expected);
-    let as_text = run(&request(
-        std::slice::from_ref(&text_path),
-        FormatChoice::Auto,
-        RecordFilter::default(),
-        1,
-    ));
-    assert_eq!(
-        report::render(&summary, OutputFormat::Json),
-        report::render(&as_text, OutputFormat::Json),
-        "Parquet gives what its text gives"
-    );
-
-    // Beside text, a file without an interface column in a stream's folder,
-    // and a row with no interface (null) and one with a bad address.
-    let stream = dir.path().join("eni-0a1b2c3d-all");
-    std::fs::create_dir(&stream).unwrap();
-    let unnamed = write(
-        &stream,
-        "000000.log",
-        b"srcaddr dstaddr srcport dstport protocol start end action\n198.51.100.7 10.0.9.10 40000 22 6 1000 1050 ACCEPT\n10.0.9.10 198.51.100.7 22 40000 6 1000 1050 ACCEPT\n",
-    );
-    let unnamed_parquet = stream.join("000001.log.parquet");
-    to_parquet(&unnamed, &unnamed_parquet, &[]);
-    let odd = write(
-        dir.path(),
-        "odd.log",
-        b"2 123456789010 - 198.51.100.9 10.0.0.11 40002 80 6 1 44 1000 1050 ACCEPT OK\n2 123456789010 eni-a 198.51.100.7 not-an-address 40000 22 6 1 44 1000 1050 ACCEPT OK\n2 123456789010 eni-a 10.0.0.10 198.51.100.7 22 40000 6 1 40 1000 1050 ACCEPT OK\n",
-    );
-    let odd_parquet = dir.path().join("odd.log.parquet");
-    to_parquet(&odd, &odd_parquet, &[]);
-    let paths = [odd_parquet, text_path, unnamed_parquet, parquet, odd];
-    let mixed = same_on_every_thread_count(&paths, FormatChoice::Auto, RecordFilter::default());
-    assert!(mixed.records.malformed >= 2, "{:?}", mixed.records);
-    // A forced format does not apply to Parquet (its schema is its format).
-    let fixed = FormatChoice::Fixed(LogFormat::default_v2());
-    same_on_every_thread_count(&paths, fixed, RecordFilter::default());
 }
 
 #[test]

@@ -12,11 +12,8 @@
 //! What is not per interface is kept equal by construction: header lines
 //! go to every worker (each switches format as the single pipeline would,
 //! and none counts them); a line with no interface column to route by
-//! (malformed) is counted by one worker, once. Text files (plain or gzip)
-//! and Parquet files: the reader decodes a Parquet file's column batches and
-//! hands each worker the rows of its interfaces, which it builds into
-//! records as the single pipeline would. Other layouts (JSON, exports) and
-//! stdin take the single-threaded path. Memory stays
+//! (malformed) is counted by one worker, once. Text files only (plain or
+//! gzip): other layouts and stdin take the single-threaded path. Memory stays
 //! bounded: batches are small and the channels to the workers are bounded,
 //! so the reader waits for a busy worker instead of buffering the file.
 
@@ -29,8 +26,7 @@ use std::thread;
 use flate2::read::MultiGzDecoder;
 use rustc_hash::FxHashMap;
 
-use crate::flow::{Field, FormatChoice, LineSplitter, LogFormat, RecordParser, Summary};
-use crate::input::parquet::{ParquetFile, Rows};
+use crate::flow::{Field, FormatChoice, LineSplitter, LogFormat, Summary};
 use crate::input::{self, InputError, InputFormat, Origin};
 use crate::report::ReportRequest;
 
@@ -55,35 +51,27 @@ enum Message {
     Header(Vec<u8>),
     /// Lines, each ending with `\n`.
     Lines(Vec<u8>),
-    /// A Parquet file starts: its schema is its format; records without
-    /// an interface id belong to `interface`.
-    BeginParquet {
-        interface: String,
-        format: LogFormat,
-    },
-    /// Rows of the current Parquet file.
-    Rows(Rows),
 }
 
-/// Whether every file is flow-log text (plain or gzip) or Parquet, which
-/// is what the parallel path reads; other layouts (JSON, exports) and
+/// Whether every file is flow-log text (plain or gzip), which is what
+/// the parallel path reads; other layouts (JSON, exports, Parquet) and
 /// stdin take the single-threaded path.
 pub fn applies(paths: &[PathBuf], input_format: InputFormat) -> bool {
     paths.iter().all(|path| {
         path != Path::new("-")
             && match input_format {
-                InputFormat::Text | InputFormat::Parquet => true,
-                InputFormat::Auto => is_text_or_parquet(path).unwrap_or(false),
+                InputFormat::Text => true,
+                InputFormat::Auto => is_text(path).unwrap_or(false),
                 _ => false,
             }
     })
 }
 
-fn is_text_or_parquet(path: &Path) -> io::Result<bool> {
+fn is_text(path: &Path) -> io::Result<bool> {
     let mut head = Vec::new();
     File::open(path)?.take(SNIFF_BYTES).read_to_end(&mut head)?;
     if head.starts_with(input::parquet::MAGIC) {
-        return Ok(true);
+        return Ok(false);
     }
     if head.starts_with(&GZIP_MAGIC) {
         let mut plain = Vec::new();
@@ -100,7 +88,6 @@ fn is_text_or_parquet(path: &Path) -> io::Result<bool> {
 /// reader, reporting bytes read from disk to `progress`.
 pub fn analyze(
     paths: &[PathBuf],
-    input_format: InputFormat,
     report: &ReportRequest,
     workers: usize,
     progress: &dyn Fn(u64),
@@ -121,7 +108,7 @@ pub fn analyze(
             senders.push(sender);
             handles.push(scope.spawn(move || work(report, receiver)));
         }
-        let mut router = Router::new(&report.format, input_format, senders);
+        let mut router = Router::new(&report.format, senders);
         let mut read = Ok(());
         for path in paths {
             read = router
@@ -156,7 +143,6 @@ pub fn analyze(
 fn work(report: &ReportRequest, lines: Receiver<Message>) -> Summary {
     let (mut pipeline, mut summary) = report.start();
     let mut interface = String::from("-");
-    let mut parquet = None;
     for message in lines {
         match message {
             Message::BeginInput { interface: named } => {
@@ -173,23 +159,6 @@ fn work(report: &ReportRequest, lines: Receiver<Message>) -> Summary {
                     start = newline + 1;
                 }
             }
-            Message::BeginParquet {
-                interface: named,
-                format,
-            } => {
-                pipeline.begin_input_with_format(format.clone());
-                parquet = Some(RecordParser::new(format));
-                interface = named;
-            }
-            Message::Rows(rows) => {
-                // Rows come after their file's BeginParquet.
-                if let Some(parser) = &parquet {
-                    for row in 0..rows.len() {
-                        let record = rows.record(row, parser);
-                        pipeline.push_record(record, None, &interface, &mut summary);
-                    }
-                }
-            }
         }
     }
     report.finish(pipeline, summary)
@@ -198,8 +167,6 @@ fn work(report: &ReportRequest, lines: Receiver<Message>) -> Summary {
 /// Reads inputs and sends each line to the worker of its interface.
 struct Router {
     choice: FormatChoice,
-    /// Parquet by its magic bytes, or forced.
-    input_format: InputFormat,
     /// The column of `interface-id` in the format lines are read with.
     interface_column: Option<usize>,
     at_input_start: bool,
@@ -215,11 +182,7 @@ struct Router {
 }
 
 impl Router {
-    fn new(
-        choice: &FormatChoice,
-        input_format: InputFormat,
-        workers: Vec<SyncSender<Message>>,
-    ) -> Router {
+    fn new(choice: &FormatChoice, workers: Vec<SyncSender<Message>>) -> Router {
         let default = LogFormat::default_v2();
         let default_header = default
             .fields()
@@ -234,7 +197,6 @@ impl Router {
         };
         Router {
             choice: choice.clone(),
-            input_format,
             interface_column: interface_column(&format),
             at_input_start: true,
             fallback_interface: Box::from(&b"-"[..]),
@@ -246,20 +208,8 @@ impl Router {
         }
     }
 
-    /// One file, text (plain or gzip) or Parquet, as one input.
+    /// One text file, plain or gzip, as one input.
     fn feed_path(&mut self, path: &Path, progress: &dyn Fn(u64)) -> io::Result<()> {
-        let parquet = match self.input_format {
-            InputFormat::Parquet => true,
-            InputFormat::Auto => {
-                let mut magic = Vec::new();
-                File::open(path)?.take(4).read_to_end(&mut magic)?;
-                magic == input::parquet::MAGIC
-            }
-            _ => false,
-        };
-        if parquet {
-            return self.feed_parquet(path, progress);
-        }
         let file = Counting {
             inner: File::open(path)?,
             progress,
@@ -293,41 +243,6 @@ impl Router {
         }
         splitter.finish(|line| self.route(line));
         Ok(())
-    }
-
-    /// A Parquet file: the reader decodes its columns, each worker builds
-    /// the records of its interfaces' rows.
-    fn feed_parquet(&mut self, path: &Path, progress: &dyn Fn(u64)) -> io::Result<()> {
-        let file = ParquetFile::open(File::open(path)?)?;
-        let origin = Origin::of_path(path);
-        self.fallback_interface = origin.interface().as_bytes().into();
-        // A text file after this one starts afresh, as after any input.
-        self.at_input_start = true;
-        self.flush_all();
-        for worker in &self.workers {
-            let _ = worker.send(Message::BeginParquet {
-                interface: origin.interface().to_string(),
-                format: file.format().clone(),
-            });
-        }
-        let mut rows_of: Vec<Vec<u32>> = vec![Vec::new(); self.workers.len()];
-        file.batches(
-            |batch| {
-                for rows in &mut rows_of {
-                    rows.clear();
-                }
-                for row in 0..batch.len() {
-                    let worker = self.worker_of_interface(batch.interface(row));
-                    rows_of[worker].push(u32::try_from(row).unwrap_or(u32::MAX));
-                }
-                for (worker, rows) in rows_of.iter().enumerate() {
-                    if !rows.is_empty() {
-                        let _ = self.workers[worker].send(Message::Rows(batch.take(rows)));
-                    }
-                }
-            },
-            progress,
-        )
     }
 
     fn route(&mut self, line: &[u8]) {
@@ -383,17 +298,13 @@ impl Router {
                 .filter(|token| !token.is_empty())
                 .nth(column)
         });
-        match named {
-            Some(interface) if interface != b"-" => self.worker_of_interface(Some(interface)),
+        let interface = match named {
+            Some(interface) if interface != b"-" => interface,
+            Some(_) => &self.fallback_interface[..],
             // Too few fields: malformed, counted by any one worker.
-            None if self.interface_column.is_some() => 0,
-            _ => self.worker_of_interface(None),
-        }
-    }
-
-    /// The worker of an interface; `None`: the input's interface.
-    fn worker_of_interface(&mut self, interface: Option<&[u8]>) -> usize {
-        let interface = interface.unwrap_or(&self.fallback_interface[..]);
+            None if self.interface_column.is_some() => return 0,
+            None => &self.fallback_interface[..],
+        };
         if let Some(&worker) = self.assigned.get(interface) {
             return worker;
         }

@@ -13,9 +13,7 @@
 //! whose type its field cannot have (a float port, an integer address)
 //! makes the file invalid, named. The file's schema is its format, whatever
 //! `--log-format` says. Rows are read in batches per row group, so memory
-//! is a batch, not the file. `analyze` on several threads reads the batches
-//! on one thread and builds the records on the worker of their interface
-//! ([`Batch::take`]), as it hands text lines over.
+//! is a batch, not the file.
 
 use std::io;
 
@@ -44,313 +42,96 @@ pub fn feed<R: ChunkReader + 'static>(
     observer: &mut impl Observer,
     progress: &dyn Fn(u64),
 ) -> io::Result<()> {
-    let file = ParquetFile::open(file)?;
-    pipeline.begin_input_with_format(file.format().clone());
-    let parser = RecordParser::new(file.format().clone());
-    let interface = origin.interface();
-    file.batches(
-        |batch| {
-            for row in 0..batch.len() {
-                pipeline.push_record(batch.record(row, &parser), None, interface, observer);
-            }
-        },
-        progress,
-    )
-}
-
-/// A Parquet file whose columns read as a flow log format.
-pub struct ParquetFile<R: ChunkReader> {
-    reader: SerializedFileReader<R>,
-    format: LogFormat,
-    /// The columns read (those correlation uses), with their fields.
-    used: Vec<(usize, Field)>,
-}
-
-impl<R: ChunkReader + 'static> ParquetFile<R> {
-    /// Reads the footer and checks the schema: flat columns named as a flow
-    /// log format, each of a type its field can have.
-    pub fn open(file: R) -> io::Result<ParquetFile<R>> {
-        let reader = SerializedFileReader::new(file).map_err(invalid)?;
-        let schema = reader.metadata().file_metadata().schema_descr_ptr();
-        let mut names = Vec::new();
-        for column in schema.columns() {
-            if column.max_rep_level() > 0 {
-                return Err(invalid_text(format!(
-                    "column `{}` is repeated: flow logs are flat tables",
-                    column.name()
-                )));
-            }
-            names.push(column.name().to_string());
+    let reader = SerializedFileReader::new(file).map_err(invalid)?;
+    let schema = reader.metadata().file_metadata().schema_descr_ptr();
+    let mut names = Vec::new();
+    for column in schema.columns() {
+        if column.max_rep_level() > 0 {
+            return Err(invalid_text(format!(
+                "column `{}` is repeated: flow logs are flat tables",
+                column.name()
+            )));
         }
-        let format = LogFormat::parse(&names.join(" ")).map_err(|error| {
-            invalid_text(format!("the columns are not a flow log format: {error}"))
-        })?;
-        let mut used = Vec::new();
-        for (index, (column, field)) in schema.columns().iter().zip(format.fields()).enumerate() {
-            let kind = FieldKind::of(field);
-            let physical = column.physical_type();
-            let fits = match kind {
-                FieldKind::Unused => continue,
-                FieldKind::Number => matches!(
-                    physical,
-                    PhysicalType::INT32 | PhysicalType::INT64 | PhysicalType::BYTE_ARRAY
-                ),
-                FieldKind::Text => physical == PhysicalType::BYTE_ARRAY,
+        names.push(column.name().to_string());
+    }
+    let format = LogFormat::parse(&names.join(" "))
+        .map_err(|error| invalid_text(format!("the columns are not a flow log format: {error}")))?;
+    // The columns read: those correlation uses, each of a type its field can have.
+    let mut used = Vec::new();
+    for (index, (column, field)) in schema.columns().iter().zip(format.fields()).enumerate() {
+        let kind = FieldKind::of(field);
+        let physical = column.physical_type();
+        let fits = match kind {
+            FieldKind::Unused => continue,
+            FieldKind::Number => matches!(
+                physical,
+                PhysicalType::INT32 | PhysicalType::INT64 | PhysicalType::BYTE_ARRAY
+            ),
+            FieldKind::Text => physical == PhysicalType::BYTE_ARRAY,
+        };
+        if !fits {
+            let expected = match kind {
+                FieldKind::Number => "integers",
+                _ => "strings",
             };
-            if !fits {
-                let expected = match kind {
-                    FieldKind::Number => "integers",
-                    _ => "strings",
-                };
-                return Err(invalid_text(format!(
-                    "column `{}` holds {physical}: flow logs have {expected} there",
-                    column.name()
-                )));
-            }
-            used.push((index, field.clone()));
+            return Err(invalid_text(format!(
+                "column `{}` holds {physical}: flow logs have {expected} there",
+                column.name()
+            )));
         }
-        Ok(ParquetFile {
-            reader,
-            format,
-            used,
-        })
+        used.push((index, field.clone()));
     }
-
-    /// The file's format: its schema, whatever `--log-format` says.
-    pub fn format(&self) -> &LogFormat {
-        &self.format
-    }
-
-    /// Every row, a batch at a time, row group after row group; the
-    /// compressed size of each row group read goes to `progress`.
-    pub fn batches(
-        &self,
-        mut each: impl FnMut(&Batch<'_>),
-        progress: &dyn Fn(u64),
-    ) -> io::Result<()> {
-        for index in 0..self.reader.num_row_groups() {
-            let group = self.reader.get_row_group(index).map_err(invalid)?;
-            let mut columns = self
-                .used
-                .iter()
-                .map(|(column, field)| {
-                    let descriptor = group.metadata().column(*column).column_descr();
-                    let unsigned = matches!(
-                        descriptor.logical_type_ref(),
-                        Some(LogicalType::Integer(int)) if !int.is_signed
-                    );
-                    let reader = group.get_column_reader(*column)?;
-                    Column::new(reader, field.clone(), descriptor.max_def_level(), unsigned)
-                })
-                .collect::<Result<Vec<Column>, ParquetError>>()
-                .map_err(invalid)?;
-            let mut rows_left = usize::try_from(group.metadata().num_rows()).unwrap_or(0);
-            while rows_left > 0 {
-                let want = rows_left.min(BATCH);
-                for column in &mut columns {
-                    column.read(want).map_err(invalid)?;
-                }
-                each(&Batch {
-                    columns: &columns,
-                    rows: want,
-                });
-                rows_left -= want;
-            }
-            progress(u64::try_from(group.metadata().compressed_size()).unwrap_or(0));
-        }
-        Ok(())
-    }
-}
-
-/// Rows of a row group, as read: each column's batch.
-pub struct Batch<'a> {
-    columns: &'a [Column],
-    rows: usize,
-}
-
-impl Batch<'_> {
-    pub fn len(&self) -> usize {
-        self.rows
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows == 0
-    }
-
-    /// The row's record, or why it is not one.
-    pub fn record<'c>(
-        &'c self,
-        row: usize,
-        parser: &RecordParser,
-    ) -> Result<Record<'c>, Malformed> {
-        build(
-            self.columns
-                .iter()
-                .map(|column| (&column.field, column.cell(row))),
-            parser,
-        )
-    }
-
-    /// The interface id the row's record names, as bytes; `None` when it
-    /// names none (`-`, null, empty): the input's interface then.
-    pub fn interface(&self, row: usize) -> Option<&[u8]> {
-        let column = self
-            .columns
+    pipeline.begin_input_with_format(format.clone());
+    let parser = RecordParser::new(format);
+    let interface = origin.interface();
+    for index in 0..reader.num_row_groups() {
+        let group = reader.get_row_group(index).map_err(invalid)?;
+        let mut columns = used
             .iter()
-            .find(|column| column.field == Field::InterfaceId)?;
-        match column.cell(row) {
-            Cell::Bytes(value) if !spaced(value) && value != b"-" => Some(value),
-            _ => None,
-        }
-    }
-
-    /// The given rows, as values of their own (to build their records on
-    /// another thread).
-    pub fn take(&self, rows: &[u32]) -> Rows {
-        let columns = self
-            .columns
-            .iter()
-            .map(|column| {
-                let values = match &column.values {
-                    Values::Bytes(..) => {
-                        let mut data = Vec::new();
-                        let mut spans = Vec::with_capacity(rows.len());
-                        for &row in rows {
-                            spans.push(match column.cell(row as usize) {
-                                Cell::Bytes(value) => {
-                                    let start = data.len();
-                                    data.extend_from_slice(value);
-                                    Some((start, data.len()))
-                                }
-                                _ => None,
-                            });
-                        }
-                        Owned::Bytes { data, spans }
-                    }
-                    _ => Owned::Integers(
-                        rows.iter()
-                            .map(|&row| match column.cell(row as usize) {
-                                Cell::Integer(value) => Some(value),
-                                _ => None,
-                            })
-                            .collect(),
-                    ),
-                };
-                (column.field.clone(), values)
+            .map(|(column, field)| {
+                let descriptor = group.metadata().column(*column).column_descr();
+                let unsigned = matches!(
+                    descriptor.logical_type_ref(),
+                    Some(LogicalType::Integer(int)) if !int.is_signed
+                );
+                let reader = group.get_column_reader(*column)?;
+                Column::new(reader, field.clone(), descriptor.max_def_level(), unsigned)
             })
-            .collect();
-        Rows {
-            columns,
-            rows: rows.len(),
+            .collect::<Result<Vec<Column>, ParquetError>>()
+            .map_err(invalid)?;
+        let mut rows_left = usize::try_from(group.metadata().num_rows()).unwrap_or(0);
+        while rows_left > 0 {
+            let want = rows_left.min(BATCH);
+            for column in &mut columns {
+                column.read(want).map_err(invalid)?;
+            }
+            for row in 0..want {
+                let record = build(&columns, row, &parser);
+                pipeline.push_record(record, None, interface, observer);
+            }
+            rows_left -= want;
         }
+        progress(u64::try_from(group.metadata().compressed_size()).unwrap_or(0));
     }
-}
-
-/// Rows taken out of a [`Batch`]: the same records, built anywhere.
-pub struct Rows {
-    columns: Vec<(Field, Owned)>,
-    rows: usize,
-}
-
-enum Owned {
-    Integers(Vec<Option<i128>>),
-    /// Each row's value is `data[start..end]`.
-    Bytes {
-        data: Vec<u8>,
-        spans: Vec<Option<(usize, usize)>>,
-    },
-}
-
-impl Rows {
-    pub fn len(&self) -> usize {
-        self.rows
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows == 0
-    }
-
-    /// The row's record, as [`Batch::record`] built it.
-    pub fn record<'c>(
-        &'c self,
-        row: usize,
-        parser: &RecordParser,
-    ) -> Result<Record<'c>, Malformed> {
-        build(
-            self.columns.iter().map(|(field, values)| {
-                let cell = match values {
-                    Owned::Integers(values) => values[row].map_or(Cell::Null, Cell::Integer),
-                    Owned::Bytes { data, spans } => {
-                        spans[row].map_or(Cell::Null, |(start, end)| Cell::Bytes(&data[start..end]))
-                    }
-                };
-                (field, cell)
-            }),
-            parser,
-        )
-    }
-}
-
-/// One value of a row, as its column holds it.
-#[derive(Debug, Clone, Copy)]
-enum Cell<'a> {
-    Null,
-    Integer(i128),
-    Bytes(&'a [u8]),
-}
-
-impl Cell<'_> {
-    fn is_utf8(self) -> bool {
-        match self {
-            Cell::Bytes(value) => std::str::from_utf8(value).is_ok(),
-            _ => true,
-        }
-    }
+    Ok(())
 }
 
 /// One row's record, or why it is not one, as its line would say: the
 /// first field in column order that is bad gives the reason, unless some
 /// text of the row is not UTF-8 (a line that is not is `not_utf8` whole).
 fn build<'c>(
-    cells: impl Iterator<Item = (&'c Field, Cell<'c>)> + Clone,
+    columns: &'c [Column],
+    row: usize,
     parser: &RecordParser,
 ) -> Result<Record<'c>, Malformed> {
     let mut record = Record::absent();
-    for (field, cell) in cells.clone() {
-        if let Err(reason) = set(field, cell, &mut record) {
-            let utf8 = cells.clone().all(|(_, cell)| cell.is_utf8());
+    for column in columns {
+        if let Err(reason) = column.set(row, &mut record) {
+            let utf8 = columns.iter().all(|column| column.is_utf8(row));
             return Err(if utf8 { reason } else { Malformed::NotUtf8 });
         }
     }
     parser.complete(record)
-}
-
-/// A line's value is one token: an empty or spaced one reads as absent
-/// (`-`), so that a record held as a line reads the same.
-fn spaced(value: &[u8]) -> bool {
-    value.is_empty() || value.iter().any(u8::is_ascii_whitespace)
-}
-
-/// Sets a value in `record`, as its text would: a null is `-`.
-fn set<'c>(field: &Field, cell: Cell<'c>, record: &mut Record<'c>) -> Result<(), Malformed> {
-    match cell {
-        Cell::Null => record.set_text(field, "-"),
-        Cell::Integer(value) => record.set_integer(field, value),
-        Cell::Bytes(value) => {
-            // Every field but the ids rejects spaced bytes anyway: only
-            // they are looked at before.
-            if matches!(field, Field::InterfaceId | Field::InstanceId) && spaced(value) {
-                return record.set_text(field, "-");
-            }
-            record.set_bytes(field, value).or_else(|reason| {
-                if spaced(value) {
-                    record.set_text(field, "-")
-                } else {
-                    Err(reason)
-                }
-            })
-        }
-    }
 }
 
 fn invalid(error: ParquetError) -> io::Error {
@@ -442,22 +223,47 @@ impl Column {
         Ok(())
     }
 
-    /// The row's value.
-    fn cell(&self, row: usize) -> Cell<'_> {
+    /// Sets the row's value in `record`, as its text would: a null is `-`.
+    fn set<'c>(&'c self, row: usize, record: &mut Record<'c>) -> Result<(), Malformed> {
         let Some(Some(slot)) = self.slots.get(row) else {
-            return Cell::Null;
+            return record.set_text(&self.field, "-");
         };
         let slot = *slot as usize;
-        match &self.values {
-            Values::Int32(_, values) if self.unsigned => {
-                Cell::Integer(i128::from(values[slot] as u32))
+        let value = match &self.values {
+            Values::Int32(_, values) if self.unsigned => i128::from(values[slot] as u32),
+            Values::Int32(_, values) => i128::from(values[slot]),
+            Values::Int64(_, values) if self.unsigned => i128::from(values[slot] as u64),
+            Values::Int64(_, values) => i128::from(values[slot]),
+            Values::Bytes(_, values) => {
+                let value = values[slot].data();
+                // A line's value is one token: an empty or spaced one reads
+                // as absent (`-`), so that a record held as a line reads the
+                // same. Every field but the ids rejects such bytes anyway:
+                // only they are looked at before.
+                let spaced =
+                    |value: &[u8]| value.is_empty() || value.iter().any(u8::is_ascii_whitespace);
+                if matches!(self.field, Field::InterfaceId | Field::InstanceId) && spaced(value) {
+                    return record.set_text(&self.field, "-");
+                }
+                return record.set_bytes(&self.field, value).or_else(|reason| {
+                    if spaced(value) {
+                        record.set_text(&self.field, "-")
+                    } else {
+                        Err(reason)
+                    }
+                });
             }
-            Values::Int32(_, values) => Cell::Integer(i128::from(values[slot])),
-            Values::Int64(_, values) if self.unsigned => {
-                Cell::Integer(i128::from(values[slot] as u64))
+        };
+        record.set_integer(&self.field, value)
+    }
+
+    /// False when the row's value is text that is not UTF-8.
+    fn is_utf8(&self, row: usize) -> bool {
+        match (&self.values, self.slots.get(row)) {
+            (Values::Bytes(_, values), Some(Some(slot))) => {
+                std::str::from_utf8(values[*slot as usize].data()).is_ok()
             }
-            Values::Int64(_, values) => Cell::Integer(i128::from(values[slot])),
-            Values::Bytes(_, values) => Cell::Bytes(values[slot].data()),
+            _ => true,
         }
     }
 }
