@@ -389,7 +389,8 @@ pub struct ApiConfig {
 }
 
 /// `[ec2]`: addresses, types and names of the watched interfaces from
-/// EC2's `DescribeNetworkInterfaces`, in the region of each log group.
+/// EC2's `DescribeNetworkInterfaces`, in the region of each log group (or,
+/// with `[s3]`, of each object's key).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ec2Config {
@@ -436,10 +437,10 @@ impl Ec2Config {
             Duration::from_secs(60),
             None,
         )?;
-        if self.describe_interfaces && !matches!(source, SourceConfig::CloudWatch(_)) {
+        if self.describe_interfaces && matches!(source, SourceConfig::Files(_)) {
             return Err(origins.error(
                 "ec2.describe_interfaces",
-                "needs [cloudwatch]: interfaces are described in the region of their log group",
+                "needs [cloudwatch] or [s3]: interfaces are described in the region of their log group or of their object's key",
             ));
         }
         Ok(())

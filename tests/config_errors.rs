@@ -163,7 +163,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "ec2-without-cloudwatch.toml",
-        "ec2.describe_interfaces: needs [cloudwatch]: interfaces are described in the region of their log group",
+        "ec2.describe_interfaces: needs [cloudwatch] or [s3]: interfaces are described in the region of their log group or of their object's key",
     ),
     (
         "ec2-refresh-too-short.toml",

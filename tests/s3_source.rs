@@ -9,12 +9,18 @@
 //!
 //! `analyze s3://bucket/prefix` gives what `analyze` gives on the same files,
 //! with and without time filters (which list only the partitions needed).
+//!
+//! `[ec2]` with `[s3]` describes interfaces in the region of their object's
+//! key; and the queue reader, on its own against moto's SQS, keeps a message
+//! hidden while its object takes longer to count than the visibility
+//! timeout.
 
 mod common;
 
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_credential_types::Credentials;
@@ -25,6 +31,11 @@ use flate2::write::GzEncoder;
 
 use common::exporter::{Exporter, Scrape};
 use common::moto::Moto;
+use vpc_flow_exporter::source::cloudwatch::NoopObserver;
+use vpc_flow_exporter::source::s3::{
+    AwsS3Api, CreatedObject, MessageOutcome, ObjectOutcome, ObjectSink, Reader, ReaderObserver,
+    Seen,
+};
 
 const BUCKET: &str = "central-flow-logs";
 const V2_HEADER: &str = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status";
@@ -794,4 +805,273 @@ fn kill_9_before_the_delete_counts_each_object_and_session_once() {
         fresh.log_tail()
     );
     fresh.kill();
+}
+
+/// `[ec2] describe_interfaces` with `[s3]`: each object's interfaces are
+/// described in the region its key names, and `vpcflow_interface_info`
+/// gets their `Name` tag, VPC and the account EC2 tells. Moto keeps one
+/// EC2 per region: an interface created in eu-west-1 is found only there.
+#[test]
+fn ec2_describes_each_objects_interfaces_in_the_region_of_its_key() {
+    let moto = Moto::start();
+    let endpoint = moto.endpoint_url();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (s3, sqs) = (s3_client(&endpoint), sqs_client(&endpoint));
+    let queue_url = bucket_notifying_queue(&s3, &sqs, &runtime, None);
+    // Moto's account.
+    let account = "123456789012";
+    let (web, web_vpc) =
+        runtime.block_on(named_interface(&endpoint, "us-east-1", "10.0.0.10", "web"));
+    let (db, db_vpc) = runtime.block_on(named_interface(&endpoint, "eu-west-1", "10.1.0.10", "db"));
+    let config = format!(
+        "[s3]\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\nqueue_url = \"{queue_url}\"\n\n[ec2]\ndescribe_interfaces = true\nendpoint_url = \"{endpoint}\"\n"
+    );
+    let mut exporter = Exporter::start(Some(&config), &[]);
+    let t = a_minute_ago();
+    let text = |records: &[String]| format!("{V2_HEADER}\n{}\n", records.join("\n"));
+    for (eni, region, address) in [
+        (&web, "us-east-1", "10.0.0.10"),
+        (&db, "eu-west-1", "10.1.0.10"),
+    ] {
+        let records = [
+            record(
+                account,
+                &format!("{eni} 198.51.100.8 {address} 40001 443 ACCEPT"),
+                t,
+            ),
+            record(
+                account,
+                &format!("{eni} {address} 198.51.100.8 443 40001 ACCEPT"),
+                t,
+            ),
+        ];
+        put_object(
+            &runtime,
+            &s3,
+            &key(account, region, t, region, "log.gz"),
+            gzip(&text(&records)),
+        );
+    }
+    let named = |scrape: &Scrape, eni: &str, name: &str, region: &str, vpc: &str| {
+        scrape.sum(
+            "vpcflow_interface_info",
+            &[
+                ("interface_id", eni),
+                ("name", name),
+                ("account_id", account),
+                ("region", region),
+                ("vpc_id", vpc),
+                ("type", "interface"),
+            ],
+        ) == 1.0
+    };
+    let done = exporter.wait_for("both interfaces named by EC2", |s: &Scrape| {
+        (named(s, &web, "web", "us-east-1", &web_vpc) && named(s, &db, "db", "eu-west-1", &db_vpc))
+            .then(|| s.clone())
+    });
+    assert_eq!(
+        done.sum(
+            "vpcflow_api_calls_total",
+            &[
+                ("operation", "DescribeNetworkInterfaces"),
+                ("outcome", "success")
+            ]
+        ),
+        2.0,
+        "one call per region"
+    );
+    assert_eq!(
+        done.sum("vpcflow_interface_info", &[("interface_id", &web)]),
+        1.0,
+        "one series per interface"
+    );
+    // The exact address from EC2: both sessions are accepted, with their
+    // interface's name on the landing page's API.
+    let done = exporter.wait_for("both sessions decided", |s: &Scrape| {
+        (s.sessions("accepted") == 2.0).then(|| s.clone())
+    });
+    assert_eq!(done.sum("vpcflow_records_total", &[]), 4.0);
+}
+
+/// A VPC, a subnet and an interface with `address` and a `Name` tag in
+/// `region`; the interface's and the VPC's ids.
+async fn named_interface(
+    endpoint: &str,
+    region: &str,
+    address: &str,
+    name: &str,
+) -> (String, String) {
+    use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+    let config = aws_sdk_ec2::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+        .endpoint_url(endpoint)
+        .build();
+    let ec2 = aws_sdk_ec2::Client::from_conf(config);
+    let cidr = format!("{}.0.0/16", address.rsplitn(3, '.').last().unwrap());
+    let vpc = ec2.create_vpc().cidr_block(&cidr).send().await.unwrap();
+    let vpc_id = vpc.vpc().unwrap().vpc_id().unwrap().to_string();
+    let subnet = ec2
+        .create_subnet()
+        .vpc_id(&vpc_id)
+        .cidr_block(cidr.replace(".0.0/16", ".0.0/24"))
+        .send()
+        .await
+        .unwrap();
+    let subnet_id = subnet.subnet().unwrap().subnet_id().unwrap().to_string();
+    let tag = TagSpecification::builder()
+        .resource_type(ResourceType::NetworkInterface)
+        .tags(Tag::builder().key("Name").value(name).build())
+        .build();
+    let interface = ec2
+        .create_network_interface()
+        .subnet_id(&subnet_id)
+        .private_ip_address(address)
+        .tag_specifications(tag)
+        .send()
+        .await
+        .unwrap();
+    let id = interface
+        .network_interface()
+        .unwrap()
+        .network_interface_id()
+        .unwrap();
+    (id.to_string(), vpc_id)
+}
+
+/// Static test credentials for the SDK clients this test process builds
+/// itself (the exporter's processes get theirs from `common::exporter`).
+fn setup_env() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: called before this process builds an SDK client, and
+        // `call_once` makes the others wait for it.
+        unsafe {
+            std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+            std::env::remove_var("AWS_SESSION_TOKEN");
+            std::env::remove_var("AWS_PROFILE");
+            std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+        }
+    });
+}
+
+/// Counts an object the slow way: holds the reader's task (as the
+/// exporter's sink does with CPU work) for `busy`, and says when it starts.
+struct SlowSink {
+    busy: Duration,
+    started: Option<tokio::sync::oneshot::Sender<()>>,
+    counted: Vec<String>,
+}
+
+impl ObjectSink for SlowSink {
+    async fn count(&mut self, object: &CreatedObject, _: bytes::Bytes) -> std::io::Result<u64> {
+        if let Some(started) = self.started.take() {
+            let _ = started.send(());
+        }
+        tokio::task::block_in_place(|| std::thread::sleep(self.busy));
+        self.counted.push(object.key.clone());
+        Ok(1)
+    }
+
+    fn commit(&mut self, _: &Seen) {}
+}
+
+#[derive(Default)]
+struct Outcomes(Vec<ObjectOutcome>);
+
+impl ReaderObserver for Outcomes {
+    fn object(&mut self, _: &CreatedObject, outcome: ObjectOutcome, _: u64, _: u64) {
+        self.0.push(outcome);
+    }
+
+    fn message(&mut self, _: MessageOutcome) {}
+}
+
+/// A visibility timeout of 2 s and an object that takes 5 s to count: the
+/// reader extends the message's visibility while it counts, so another
+/// reader of the queue (a second replica) gets nothing meanwhile, and the
+/// object is counted once and its message deleted.
+#[test]
+fn a_message_stays_hidden_while_its_object_takes_longer_than_the_visibility_timeout() {
+    setup_env();
+    let moto = Moto::start();
+    let endpoint = moto.endpoint_url();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (s3, sqs) = (s3_client(&endpoint), sqs_client(&endpoint));
+    let queue_url = bucket_notifying_queue(&s3, &sqs, &runtime, None);
+    let object = key(
+        "111111111111",
+        "us-east-1",
+        a_minute_ago(),
+        "slow",
+        "log.gz",
+    );
+    put_object(&runtime, &s3, &object, gzip(V2_HEADER));
+    let (started, counting) = tokio::sync::oneshot::channel();
+    let mut sink = SlowSink {
+        busy: Duration::from_secs(5),
+        started: Some(started),
+        counted: Vec::new(),
+    };
+    let mut outcomes = Outcomes::default();
+    let seen_by_the_other = runtime.block_on(async {
+        // Another reader, from the moment counting starts until just before
+        // it ends; it hands what it gets straight back (visibility 0).
+        let other = {
+            let (sqs, queue_url) = (sqs.clone(), queue_url.clone());
+            tokio::spawn(async move {
+                counting.await.unwrap();
+                let until = tokio::time::Instant::now() + Duration::from_millis(4500);
+                let mut got = Vec::new();
+                while tokio::time::Instant::now() < until {
+                    let received = sqs
+                        .receive_message()
+                        .queue_url(&queue_url)
+                        .max_number_of_messages(10)
+                        .visibility_timeout(0)
+                        .wait_time_seconds(1)
+                        .send()
+                        .await
+                        .unwrap();
+                    got.extend(
+                        received
+                            .messages()
+                            .iter()
+                            .filter_map(|m| m.body().map(str::to_string)),
+                    );
+                }
+                got
+            })
+        };
+        let api = AwsS3Api::new(
+            Some("us-east-1".into()),
+            Some(endpoint.clone()),
+            queue_url.clone(),
+            Arc::new(NoopObserver),
+        )
+        .await;
+        let mut reader = Reader::new(api, Seen::new(100, 3600)).with_visibility(2);
+        // The object's message (and perhaps S3's test event first).
+        while sink.counted.is_empty() {
+            reader.cycle(&mut sink, &mut outcomes, || 0).await.unwrap();
+        }
+        other.await.unwrap()
+    });
+    let handed_out = seen_by_the_other
+        .iter()
+        .filter(|body| body.contains("slow"))
+        .count();
+    assert_eq!(
+        handed_out, 0,
+        "the message was handed to another reader {handed_out} times while its object was counted"
+    );
+    assert_eq!(sink.counted, [object]);
+    assert_eq!(outcomes.0, [ObjectOutcome::Counted]);
+    assert_eq!(queue_counts(&sqs, &queue_url, &runtime), (0, 0), "deleted");
 }

@@ -3,22 +3,25 @@
 //! (batched, cached), so direction is exact from the first record; every
 //! `refresh_interval` all are described again. Facts go to the core
 //! (addresses, intermediate by type), to `vpcflow_interface_info` and to
-//! the landing page's names. Configuration wins: a configured name over
+//! the landing page's names. With the S3 source ([`Ec2ByRegion`]) the
+//! region is the one each object's key names. Configuration wins: a configured name over
 //! the `Name` tag, configured addresses beside EC2's. A failing or denied
 //! call is logged and counted once per attempt and tried again only at the
 //! next refresh; counting goes on, the records teach the addresses.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use std::sync::Arc;
-
+use super::ApiMetrics;
 use crate::api::SessionLog;
-use crate::config::InterfaceConfig;
+use crate::config::{Ec2Config, InterfaceConfig};
 use crate::flow::{InterfaceFacts, Pipeline};
 use crate::metrics::{InterfaceInfo, Metrics};
+use crate::source::aws_clients::{Access, AwsClients};
 use crate::source::ec2::{
-    DESCRIBE_NETWORK_INTERFACES, Ec2Api, InterfaceDescription, MAX_INTERFACES_PER_CALL,
+    AwsEc2Api, DESCRIBE_NETWORK_INTERFACES, Ec2Api, InterfaceDescription, MAX_INTERFACES_PER_CALL,
 };
 
 /// One log group's view of EC2.
@@ -162,6 +165,78 @@ impl<A: Ec2Api> Ec2Facts<A> {
             addresses = ec2.addresses.len(), "Described");
     }
 }
+
+/// `[ec2]` with the S3 source: one [`Ec2Facts`] per region, the region an
+/// object's key names (`AWSLogs/<account>/vpcflowlogs/<region>/`), with
+/// the exporter's own credentials. An interface of another account is not
+/// found there (EC2 answers an empty list for it): it keeps the account and
+/// region its key names, and the addresses its records teach.
+pub struct Ec2ByRegion {
+    clients: AwsClients,
+    endpoint_url: Option<String>,
+    refresh_interval: Duration,
+    configured: Arc<HashMap<String, InterfaceConfig>>,
+    metrics: Arc<Metrics>,
+    sessions: Arc<SessionLog>,
+    /// A few dozen at most: AWS's regions.
+    regions: HashMap<String, Ec2Facts<AwsEc2Api>>,
+}
+
+impl Ec2ByRegion {
+    /// `s3_endpoint_url`: the `[s3] endpoint_url`, which (as the
+    /// CloudWatch one) EC2 never takes.
+    pub fn new(
+        config: &Ec2Config,
+        s3_endpoint_url: Option<String>,
+        configured: Arc<HashMap<String, InterfaceConfig>>,
+        metrics: Arc<Metrics>,
+        sessions: Arc<SessionLog>,
+    ) -> Ec2ByRegion {
+        metrics.expect_operations(&[DESCRIBE_NETWORK_INTERFACES]);
+        Ec2ByRegion {
+            clients: AwsClients::new(
+                s3_endpoint_url,
+                EC2_ATTEMPT_TIMEOUT,
+                Arc::new(ApiMetrics(metrics.clone())),
+            ),
+            endpoint_url: config.endpoint_url.clone(),
+            refresh_interval: config.refresh_interval,
+            configured,
+            metrics,
+            sessions,
+            regions: HashMap::new(),
+        }
+    }
+
+    /// Describes `interfaces` of `region` as [`Ec2Facts::update`] does.
+    pub async fn update(&mut self, region: &str, interfaces: &[&str], pipeline: &mut Pipeline) {
+        let facts = match self.regions.entry(region.to_string()) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(new) => {
+                let access = Access {
+                    region: Some(region.to_string()),
+                    role: None,
+                };
+                let api = self
+                    .clients
+                    .ec2_client(&access, self.endpoint_url.as_deref())
+                    .await;
+                new.insert(Ec2Facts::new(
+                    api,
+                    region.to_string(),
+                    self.refresh_interval,
+                    Arc::clone(&self.configured),
+                    self.metrics.clone(),
+                    self.sessions.clone(),
+                ))
+            }
+        };
+        facts.update(interfaces, pipeline).await;
+    }
+}
+
+/// Only Logs clients use the clients' attempt timeout; EC2's are the SDK's.
+const EC2_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests {

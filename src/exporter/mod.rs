@@ -438,10 +438,20 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
         }
         SourceConfig::S3(s3_config) => {
             let pipeline = pipeline("s3".into(), "auto", &settings, &facts)?;
+            let ec2 = config.ec2.describe_interfaces.then(|| {
+                ec2::Ec2ByRegion::new(
+                    &config.ec2,
+                    s3_config.endpoint_url.clone(),
+                    Arc::new(config.interfaces.clone().into_iter().collect()),
+                    metrics.clone(),
+                    state.sessions.clone(),
+                )
+            });
             tasks.push(tokio::spawn(s3::run(
                 s3_config.clone(),
                 state_directory(&config, &metrics),
                 pipeline,
+                ec2,
                 metrics.clone(),
                 health(1),
                 shutdown.clone(),

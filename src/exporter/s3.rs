@@ -25,6 +25,7 @@ use tokio::sync::watch;
 
 use self::checkpoint::Checkpoints;
 use super::deferred::Deferred;
+use super::ec2::Ec2ByRegion;
 use super::{ApiMetrics, Health, SourceHealth, now_seconds, sleep_or_stop, update_load_gauges};
 use crate::api::{ProofSource, Recorded, SessionLog};
 use crate::config::S3Config;
@@ -56,6 +57,7 @@ pub async fn run(
     config: S3Config,
     state_directory: Option<PathBuf>,
     mut pipeline: Pipeline,
+    ec2: Option<Ec2ByRegion>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     mut shutdown: watch::Receiver<bool>,
@@ -88,6 +90,7 @@ pub async fn run(
         checkpoints,
         pending: Deferred::new(),
         roots: ObjectRoots::default(),
+        ec2,
         region: config.region.clone(),
         endpoint_url: config.endpoint_url.clone(),
     };
@@ -145,6 +148,11 @@ struct CountingSink {
     /// Where the records counted so far can be read again, for the
     /// sessions' `inspect` commands.
     roots: ObjectRoots,
+    /// `[ec2] describe_interfaces`: the interfaces of each object are
+    /// described once it is counted (sessions waiting for an address are
+    /// settled by what EC2 tells).
+    ec2: Option<Ec2ByRegion>,
+    /// `[s3] region`: also the region of interfaces whose key names none.
     region: Option<String>,
     endpoint_url: Option<String>,
 }
@@ -229,7 +237,7 @@ impl ObjectSink for CountingSink {
     async fn count(&mut self, object: &CreatedObject, body: bytes::Bytes) -> io::Result<u64> {
         self.roots.note(&object.bucket, &object.key);
         // Counting is CPU work on a few MB: off the async threads' hands.
-        tokio::task::block_in_place(|| {
+        let tally = tokio::task::block_in_place(|| {
             check_readable(&body)?;
             let now = now_seconds();
             self.pipeline.set_wall_clock(now);
@@ -258,8 +266,18 @@ impl ObjectSink for CountingSink {
                     self.metrics.locate_interface(interface_id, account, region);
                 }
             }
-            Ok(tally.lines)
-        })
+            Ok::<_, io::Error>(tally)
+        })?;
+        if let Some(ec2) = &mut self.ec2 {
+            let region = account_and_region(&object.key)
+                .map(|(_, region)| region)
+                .or(self.region.as_deref());
+            if let Some(region) = region {
+                let interfaces: Vec<&str> = tally.interfaces.iter().map(|id| &**id).collect();
+                ec2.update(region, &interfaces, &mut self.pipeline).await;
+            }
+        }
+        Ok(tally.lines)
     }
 
     /// Checkpoints, then publishes what was held back. A checkpoint that

@@ -201,6 +201,10 @@ def test_exporter_health_covers_the_self_metrics():
         "vpcflow_api_throttles_total", "vpcflow_delivery_delay_seconds_bucket",
         "vpcflow_log_events_fetched_total", "vpcflow_log_events_new_total", "vpcflow_records_total",
         "vpcflow_malformed_records_total", "vpcflow_pending_sessions", "vpcflow_interfaces_watched",
+        # [s3]
+        "vpcflow_s3_objects_total", "vpcflow_sqs_messages_total",
+        "vpcflow_s3_object_delay_seconds_bucket", "vpcflow_s3_object_bytes_read_total",
+        "vpcflow_s3_object_records_read_total",
     ]:
         assert name in used, name
     exprs = " ".join(t["expr"] for _, t in dashboard_queries(d))

@@ -13,6 +13,8 @@
 pub mod api;
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(test)]
+mod fake;
 pub mod listing;
 pub mod notification;
 pub mod reader;

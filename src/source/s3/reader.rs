@@ -15,13 +15,17 @@
 //!   (throttling, 5xx) makes the message visible again after
 //!   [`RETRY_SECONDS`] instead.
 //! * A large object keeps its message hidden: visibility is extended while
-//!   the object is fetched and counted.
+//!   the object is fetched and counted, by a task of its own
+//!   ([`KeepHidden`]), since counting is CPU work that holds this task.
 //! * Before a message is deleted, the sink is told what is now remembered
 //!   ([`ObjectSink::commit`]): with `[state]` it checkpoints there, so a
 //!   crash before the delete brings the message back as a duplicate.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::oneshot;
 
 use super::api::{ApiError, ObjectError, ObjectsApi, QueueApi, QueueMessage};
 use super::notification::{self, CreatedObject, Notification};
@@ -146,7 +150,8 @@ pub trait ReaderObserver {
 
 /// Reads the queue; remembers what it counted.
 pub struct Reader<A> {
-    api: A,
+    /// Shared with the task that keeps a message hidden while it is read.
+    api: Arc<A>,
     seen: Seen,
     visibility_seconds: i32,
 }
@@ -157,10 +162,10 @@ pub struct Cycle {
     pub messages: usize,
 }
 
-impl<A: ObjectsApi + QueueApi + Sync> Reader<A> {
+impl<A: ObjectsApi + QueueApi + Send + Sync + 'static> Reader<A> {
     pub fn new(api: A, seen: Seen) -> Reader<A> {
         Reader {
-            api,
+            api: Arc::new(api),
             seen,
             visibility_seconds: VISIBILITY_SECONDS,
         }
@@ -264,27 +269,20 @@ impl<A: ObjectsApi + QueueApi + Sync> Reader<A> {
         object: &CreatedObject,
         sink: &mut impl ObjectSink,
     ) -> (ObjectOutcome, u64, u64) {
-        let work = async {
-            let body = match self.api.get_object(&object.bucket, &object.key).await {
-                Ok(body) => body,
-                Err(error) => return (Err(error), 0),
-            };
-            let bytes = body.len() as u64;
-            (Ok(sink.count(object, body).await), bytes)
-        };
-        tokio::pin!(work);
-        let every = Duration::from_secs(u64::try_from(self.visibility_seconds / 2).unwrap_or(1));
-        let mut extend = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        let (result, bytes) = loop {
-            tokio::select! {
-                done = &mut work => break done,
-                _ = extend.tick() => {
-                    if let Err(error) = self.api.extend_visibility(&message.receipt_handle, self.visibility_seconds).await {
-                        tracing::warn!(%error, key = %object.key, "Could not extend the message's visibility; it may be read twice (and counted once)");
-                    }
-                }
+        let keeper = KeepHidden::start(
+            self.api.clone(),
+            &message.receipt_handle,
+            &object.key,
+            self.visibility_seconds,
+        );
+        let (result, bytes) = match self.api.get_object(&object.bucket, &object.key).await {
+            Ok(body) => {
+                let bytes = body.len() as u64;
+                (Ok(sink.count(object, body).await), bytes)
             }
+            Err(error) => (Err(error), 0),
         };
+        keeper.stop().await;
         let (bucket, key) = (&object.bucket, &object.key);
         match result {
             Ok(Ok(records)) => {
@@ -323,3 +321,53 @@ impl<A: ObjectsApi + QueueApi + Sync> Reader<A> {
         }
     }
 }
+
+/// Keeps a message hidden while its object is fetched and counted: a task
+/// of its own extends the visibility every half of it. The sink counts on
+/// the reader's task and holds it (CPU work in `block_in_place`), so a timer
+/// on the reader's task would not fire until the object was counted, and
+/// SQS would hand the message to another reader meanwhile.
+struct KeepHidden {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl KeepHidden {
+    fn start<A: QueueApi + Send + Sync + 'static>(
+        api: Arc<A>,
+        receipt_handle: &str,
+        key: &str,
+        seconds: i32,
+    ) -> KeepHidden {
+        let (stop, mut stopped) = oneshot::channel();
+        let (receipt_handle, key) = (receipt_handle.to_string(), key.to_string());
+        let every = Duration::from_secs(u64::try_from(seconds / 2).unwrap_or(1).max(1));
+        let task = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                tokio::select! {
+                    // Stopped, or the reader's future dropped (shutdown).
+                    _ = &mut stopped => return,
+                    _ = ticks.tick() => {}
+                }
+                // Outside the select: a stop waits for a call under way, so
+                // no extension lands after the message was deleted or
+                // handed back.
+                if let Err(error) = api.extend_visibility(&receipt_handle, seconds).await {
+                    tracing::warn!(%error, %key, "Could not extend the message's visibility; it may be read twice (and counted once)");
+                }
+            }
+        });
+        KeepHidden { stop, task }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        if let Err(error) = self.task.await {
+            tracing::warn!(%error, "The task that kept a message hidden failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,398 @@
+//! The SQS protocol against an in-memory bucket and queue ([`FakeAws`]):
+//! what is fetched, counted, deleted or handed back, and in which order.
+
+use std::time::Duration;
+
+use super::*;
+use crate::source::s3::fake::{Call, FakeAws};
+
+const BUCKET: &str = "flow-logs";
+const KEY: &str = "AWSLogs/111111111111/vpcflowlogs/eu-west-1/2024/01/05/111111111111_vpcflowlogs_eu-west-1_fl-1_20240105T1000Z_abcd.log.gz";
+
+/// An S3 event notification for objects given as (key as S3 encodes it, ETag).
+fn event(objects: &[(&str, &str)]) -> String {
+    let records: Vec<serde_json::Value> = objects
+        .iter()
+        .map(|(key, etag)| {
+            serde_json::json!({
+                "eventName": "ObjectCreated:Put",
+                "eventTime": "2024-01-05T10:09:00.000Z",
+                "s3": {"bucket": {"name": BUCKET}, "object": {"key": key, "eTag": etag, "size": 10}},
+            })
+        })
+        .collect();
+    serde_json::json!({ "Records": records }).to_string()
+}
+
+/// Counts the lines of an object; a body starting with `corrupt` does not
+/// read. Notes its work among the API calls.
+struct LineSink {
+    aws: FakeAws,
+    counted: Vec<String>,
+    /// CPU work on the reader's task, as the exporter's sink does.
+    busy: Duration,
+}
+
+impl LineSink {
+    fn new(aws: &FakeAws) -> LineSink {
+        LineSink {
+            aws: aws.clone(),
+            counted: Vec::new(),
+            busy: Duration::ZERO,
+        }
+    }
+}
+
+impl ObjectSink for LineSink {
+    async fn count(&mut self, object: &CreatedObject, body: bytes::Bytes) -> std::io::Result<u64> {
+        if !self.busy.is_zero() {
+            tokio::task::block_in_place(|| std::thread::sleep(self.busy));
+        }
+        if body.starts_with(b"corrupt") {
+            self.aws.note("corrupt");
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "invalid gzip header",
+            ));
+        }
+        self.aws.note(&format!("counted {}", object.key));
+        self.counted.push(object.key.clone());
+        Ok(body
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count() as u64)
+    }
+
+    fn commit(&mut self, _: &Seen) {
+        self.aws.note("commit");
+    }
+}
+
+#[derive(Default)]
+struct Outcomes {
+    objects: Vec<(String, ObjectOutcome, u64, u64)>,
+    messages: Vec<MessageOutcome>,
+}
+
+impl ReaderObserver for Outcomes {
+    fn object(&mut self, object: &CreatedObject, outcome: ObjectOutcome, bytes: u64, records: u64) {
+        self.objects
+            .push((object.key.clone(), outcome, bytes, records));
+    }
+
+    fn message(&mut self, outcome: MessageOutcome) {
+        self.messages.push(outcome);
+    }
+}
+
+fn reader(aws: &FakeAws) -> Reader<FakeAws> {
+    Reader::new(aws.clone(), Seen::new(100, 3600))
+}
+
+fn get(key: &str) -> Call {
+    Call::Get {
+        bucket: BUCKET.into(),
+        key: key.into(),
+    }
+}
+
+async fn cycle(reader: &mut Reader<FakeAws>, sink: &mut LineSink, outcomes: &mut Outcomes) {
+    reader.cycle(sink, outcomes, || 1_000).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_object_is_counted_then_committed_then_its_message_deleted() {
+    let aws = FakeAws::default();
+    aws.put(BUCKET, KEY, b"h\nr1\nr2\n");
+    let receipt = aws.send("m1", &event(&[(KEY, "e1")]));
+    let (mut reader, mut sink, mut outcomes) =
+        (reader(&aws), LineSink::new(&aws), Outcomes::default());
+    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    assert_eq!(
+        aws.take_calls(),
+        [
+            Call::Receive,
+            get(KEY),
+            Call::Sink(format!("counted {KEY}")),
+            Call::Sink("commit".into()),
+            Call::Delete(receipt),
+        ]
+    );
+    assert_eq!(
+        outcomes.objects,
+        [(KEY.to_string(), ObjectOutcome::Counted, 8, 3)]
+    );
+    assert_eq!(outcomes.messages, [MessageOutcome::Deleted]);
+}
+
+#[tokio::test]
+async fn a_redelivered_message_or_a_second_notification_is_not_counted_again() {
+    let aws = FakeAws::default();
+    aws.put(BUCKET, KEY, b"r1\n");
+    let body = event(&[(KEY, "e1")]);
+    let (mut reader, mut sink, mut outcomes) =
+        (reader(&aws), LineSink::new(&aws), Outcomes::default());
+    aws.send("m1", &body);
+    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    aws.take_calls();
+    // The same message again (its delete lost), and S3 notifying the same
+    // upload in a message of its own.
+    let again = aws.send("m1", &body);
+    let second = aws.send("m2", &body);
+    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    assert_eq!(
+        aws.take_calls(),
+        [Call::Receive, Call::Delete(again), Call::Delete(second)],
+        "neither fetched nor committed"
+    );
+    assert_eq!(sink.counted, [KEY]);
+    let outcomes_of: Vec<ObjectOutcome> = outcomes.objects.iter().map(|o| o.1).collect();
+    assert_eq!(
+        outcomes_of,
+        [
+            ObjectOutcome::Counted,
+            ObjectOutcome::Duplicate,
+            ObjectOutcome::Duplicate
+        ]
+    );
+    assert_eq!(outcomes.messages, [MessageOutcome::Deleted; 3]);
+    // A new revision of the key (another ETag) is another object.
+    aws.send("m3", &event(&[(KEY, "e2")]));
+    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    assert_eq!(sink.counted, [KEY, KEY]);
+}
+
+#[tokio::test]
+async fn a_missing_object_is_handed_back_at_once_and_counted_when_it_comes() {
+    let aws = FakeAws::default();
+    let receipt = aws.send("m1", &event(&[(KEY, "e1")]));
+    let (mut reader, mut sink, mut outcomes) =
+        (reader(&aws), LineSink::new(&aws), Outcomes::default());
+    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    assert_eq!(
+        aws.take_calls(),
+        [Call::Receive, get(KEY), Call::Extend(receipt, 0)],
+        "visible again at once, not deleted"
+    );
+    assert_eq!(
+        outcomes.objects,
+        [(KEY.to_string(), ObjectOutcome::Missing, 0, 0)]
+    );
+    assert_eq!(outcomes.messages, [MessageOutcome::Retry]);
+    // Not remembered as counted: the redelivery reads it.
+    aws.put(BUCKET, KEY, b"r1\n");
+    let again = aws.send("m1", &event(&[(KEY, "e1")]));
+    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    assert_eq!(sink.counted, [KEY]);
+    assert_eq!(aws.take_calls().last(), Some(&Call::Delete(again)));
+}
+
+#[tokio::test]
+async fn access_denied_is_counted_and_handed_back() {
+    let aws = FakeAws::default();
+    aws.answer(BUCKET, KEY, Err(ObjectError::Denied("AccessDenied".into())));
+    let receipt = aws.send("m1", &event(&[(KEY, "e1")]));
+    let (mut reader, mut sink, mut outcomes) =
+        (reader(&aws), LineSink::new(&aws), Outcomes::default());
+    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    assert_eq!(
+        aws.take_calls(),
+        [Call::Receive, get(KEY), Call::Extend(receipt, 0)]
+    );
+    assert_eq!(
+        outcomes.objects,
+        [(KEY.to_string(), ObjectOutcome::Denied, 0, 0)]
+    );
+    assert_eq!(outcomes.messages, [MessageOutcome::Retry]);
+    assert!(sink.counted.is_empty());
+}
+
+#[tokio::test]
+async fn a_corrupt_object_counts_nothing_and_is_handed_back_for_the_dead_letter_queue() {
+    let aws = FakeAws::default();
+    aws.put(BUCKET, KEY, b"corrupt\x1f\x8b");
+    let receipt = aws.send("m1", &event(&[(KEY, "e1")]));
+    let (mut reader, mut sink, mut outcomes) =
+        (reader(&aws), LineSink::new(&aws), Outcomes::default());
+    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    assert_eq!(
+        aws.take_calls(),
+        [
+            Call::Receive,
+            get(KEY),
+            Call::Sink("corrupt".into()),
+            Call::Extend(receipt, 0)
+        ],
+        "no commit, no delete"
+    );
+    assert_eq!(
+        outcomes.objects,
+        [(KEY.to_string(), ObjectOutcome::Corrupt, 9, 0)]
+    );
+    // Not remembered: every redelivery fails the same way until the
+    // queue's maxReceiveCount moves it to the dead-letter queue.
+    aws.send("m1", &event(&[(KEY, "e1")]));
+    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    assert_eq!(outcomes.objects[1].1, ObjectOutcome::Corrupt);
+    assert_eq!(outcomes.messages, [MessageOutcome::Retry; 2]);
+}
+
+#[tokio::test]
+async fn a_failed_fetch_comes_back_after_the_retry_delay() {
+    let aws = FakeAws::default();
+    let throttled = ApiError::Throttled {
+        operation: "GetObject",
+        message: "SlowDown".into(),
+    };
+    aws.answer(BUCKET, KEY, Err(ObjectError::Api(throttled)));
+    let receipt = aws.send("m1", &event(&[(KEY, "e1")]));
+    let (mut reader, mut sink, mut outcomes) =
+        (reader(&aws), LineSink::new(&aws), Outcomes::default());
+    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    assert_eq!(
+        aws.take_calls(),
+        [
+            Call::Receive,
+            get(KEY),
+            Call::Extend(receipt, RETRY_SECONDS)
+        ]
+    );
+    assert_eq!(outcomes.objects[0].1, ObjectOutcome::Failed);
+}
+
+#[tokio::test]
+async fn the_test_event_is_deleted_without_a_fetch() {
+    let aws = FakeAws::default();
+    let body = r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2024-01-05T10:00:00.000Z","Bucket":"flow-logs","RequestId":"R","HostId":"H"}"#;
+    let receipt = aws.send("m1", body);
+    let (mut reader, mut sink, mut outcomes) =
+        (reader(&aws), LineSink::new(&aws), Outcomes::default());
+    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    assert_eq!(aws.take_calls(), [Call::Receive, Call::Delete(receipt)]);
+    assert_eq!(outcomes.messages, [MessageOutcome::TestEvent]);
+    assert!(outcomes.objects.is_empty());
+}
+
+#[tokio::test]
+async fn a_message_that_is_no_s3_event_is_left_for_the_dead_letter_queue() {
+    let aws = FakeAws::default();
+    aws.send("m1", "hello");
+    aws.send("m2", r#"{"Type":"Notification","Message":"{\"hello\":1}"}"#);
+    let (mut reader, mut sink, mut outcomes) =
+        (reader(&aws), LineSink::new(&aws), Outcomes::default());
+    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    assert_eq!(
+        aws.take_calls(),
+        [Call::Receive],
+        "neither deleted nor hurried"
+    );
+    assert_eq!(outcomes.messages, [MessageOutcome::Unrecognized; 2]);
+}
+
+#[tokio::test]
+async fn url_encoded_keys_are_fetched_decoded() {
+    let aws = FakeAws::default();
+    let decoded = "AWSLogs/111111111111/vpcflowlogs/eu-west-1/2024/01/05/my flows=v1+x.log.gz";
+    aws.put(BUCKET, decoded, b"r1\n");
+    let encoded = "AWSLogs/111111111111/vpcflowlogs/eu-west-1/2024/01/05/my+flows%3Dv1%2Bx.log.gz";
+    let receipt = aws.send("m1", &event(&[(encoded, "e1")]));
+    let (mut reader, mut sink, mut outcomes) =
+        (reader(&aws), LineSink::new(&aws), Outcomes::default());
+    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    assert_eq!(
+        aws.take_calls(),
+        [
+            Call::Receive,
+            get(decoded),
+            Call::Sink(format!("counted {decoded}")),
+            Call::Sink("commit".into()),
+            Call::Delete(receipt),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn another_services_object_is_not_fetched_and_its_message_deleted() {
+    let aws = FakeAws::default();
+    let elb = "AWSLogs/111111111111/elasticloadbalancing/eu-west-1/2024/01/05/elb.log.gz";
+    let receipt = aws.send("m1", &event(&[(elb, "e1")]));
+    let (mut reader, mut sink, mut outcomes) =
+        (reader(&aws), LineSink::new(&aws), Outcomes::default());
+    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    assert_eq!(aws.take_calls(), [Call::Receive, Call::Delete(receipt)]);
+    assert_eq!(
+        outcomes.objects,
+        [(elb.to_string(), ObjectOutcome::Ignored, 0, 0)]
+    );
+}
+
+#[tokio::test]
+async fn a_message_with_a_good_and_a_missing_object_counts_the_good_one_once() {
+    let aws = FakeAws::default();
+    let other = KEY.replace("abcd", "efgh");
+    aws.put(BUCKET, KEY, b"r1\n");
+    let body = event(&[(KEY, "e1"), (&other, "e2")]);
+    let receipt = aws.send("m1", &body);
+    let (mut reader, mut sink, mut outcomes) =
+        (reader(&aws), LineSink::new(&aws), Outcomes::default());
+    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    assert_eq!(
+        aws.take_calls(),
+        [
+            Call::Receive,
+            get(KEY),
+            Call::Sink(format!("counted {KEY}")),
+            get(&other),
+            Call::Sink("commit".into()),
+            Call::Extend(receipt, 0),
+        ],
+        "what was counted is kept before the message goes back"
+    );
+    aws.put(BUCKET, &other, b"r2\n");
+    let again = aws.send("m1", &body);
+    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    assert_eq!(sink.counted, [KEY.to_string(), other.clone()]);
+    assert_eq!(aws.take_calls().last(), Some(&Call::Delete(again)));
+    assert_eq!(
+        outcomes.messages,
+        [MessageOutcome::Retry, MessageOutcome::Deleted]
+    );
+}
+
+/// Counting holds the reader's task (as the exporter's sink does in
+/// `block_in_place`): the message must stay hidden all the same, or SQS
+/// hands it to another reader that counts it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_message_stays_hidden_while_a_slow_object_is_counted() {
+    let aws = FakeAws::default();
+    aws.put(BUCKET, KEY, b"r1\n");
+    let receipt = aws.send("m1", &event(&[(KEY, "e1")]));
+    let mut reader = reader(&aws).with_visibility(2);
+    let mut sink = LineSink::new(&aws);
+    sink.busy = Duration::from_millis(3500);
+    let mut outcomes = Outcomes::default();
+    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    let calls = aws.take_calls();
+    let extensions = calls
+        .iter()
+        .filter(|call| **call == Call::Extend(receipt.clone(), 2))
+        .count();
+    // Every second (half the timeout) for 3.5 s.
+    assert!(extensions >= 2, "{calls:?}");
+    let counted = calls
+        .iter()
+        .position(|call| matches!(call, Call::Sink(what) if what.starts_with("counted")))
+        .unwrap();
+    assert!(
+        calls[..counted]
+            .iter()
+            .any(|call| matches!(call, Call::Extend(..))),
+        "extended while counting: {calls:?}"
+    );
+    assert_eq!(
+        calls.last(),
+        Some(&Call::Delete(receipt)),
+        "nothing after the delete"
+    );
+    assert_eq!(outcomes.messages, [MessageOutcome::Deleted]);
+}
