@@ -26,7 +26,6 @@ use std::thread;
 use flate2::read::MultiGzDecoder;
 use rustc_hash::FxHashMap;
 
-use crate::flow::fields::Fields;
 use crate::flow::{Field, FormatChoice, LineSplitter, LogFormat, Summary};
 use crate::input::{self, InputError, InputFormat, Origin};
 use crate::report::ReportRequest;
@@ -294,9 +293,11 @@ impl Router {
 
     fn worker_of(&mut self, line: &[u8]) -> usize {
         // Fields as the record parser splits them.
-        let named = self
-            .interface_column
-            .and_then(|column| Fields::new(line).nth(column));
+        let named = self.interface_column.and_then(|column| {
+            line.split(u8::is_ascii_whitespace)
+                .filter(|token| !token.is_empty())
+                .nth(column)
+        });
         let interface = match named {
             Some(interface) if interface != b"-" => interface,
             Some(_) => &self.fallback_interface[..],

@@ -7,7 +7,6 @@ mod address;
 pub mod checkpoint;
 pub mod clock;
 pub mod correlate;
-pub(crate) mod fields;
 pub mod format;
 pub mod pipeline;
 pub mod plausible;

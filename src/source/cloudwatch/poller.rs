@@ -211,28 +211,42 @@ pub struct SeenEvents {
 
 impl SeenEvents {
     /// True when the event was seen before (or is taken as seen).
+    #[cfg(test)]
     fn contains(&self, event: &LogEvent) -> bool {
-        self.forgotten_before_ms
-            .is_some_and(|before| event.timestamp_ms < before)
-            || self
-                .by_time
-                .get(&event.timestamp_ms)
-                .is_some_and(|ids| ids.contains(&fingerprint(&event.stream, &event.event_id)))
+        self.contains_fingerprint(event.timestamp_ms, fingerprint(event))
     }
 
     /// True when the event was not seen before (and now is).
+    #[cfg(test)]
     fn insert(&mut self, event: &LogEvent) -> bool {
+        self.insert_fingerprint(event.timestamp_ms, fingerprint(event))
+    }
+
+    /// [`SeenEvents::contains`] for an event of this timestamp and
+    /// fingerprint: each event's fingerprint is computed once, as its page
+    /// arrives, and used again when the poll commits.
+    fn contains_fingerprint(&self, timestamp_ms: i64, fingerprint: u128) -> bool {
+        self.forgotten_before_ms
+            .is_some_and(|before| timestamp_ms < before)
+            || self
+                .by_time
+                .get(&timestamp_ms)
+                .is_some_and(|ids| ids.contains(&fingerprint))
+    }
+
+    /// [`SeenEvents::insert`] for an event of this timestamp and fingerprint.
+    fn insert_fingerprint(&mut self, timestamp_ms: i64, fingerprint: u128) -> bool {
         if self
             .forgotten_before_ms
-            .is_some_and(|before| event.timestamp_ms < before)
+            .is_some_and(|before| timestamp_ms < before)
         {
             return false;
         }
         let fresh = self
             .by_time
-            .entry(event.timestamp_ms)
+            .entry(timestamp_ms)
             .or_default()
-            .insert(fingerprint(&event.stream, &event.event_id));
+            .insert(fingerprint);
         self.len += usize::from(fresh);
         fresh
     }
@@ -450,7 +464,9 @@ impl<A: LogsApi> Poller<A> {
         let mut held = Held {
             events: Vec::new(),
             fetched: 0,
-            keep: |event: &LogEvent| !seen.contains(event),
+            keep: |event: &LogEvent, fingerprint| {
+                !seen.contains_fingerprint(event.timestamp_ms, fingerprint)
+            },
         };
         let mut api_calls = 0;
         let mut paging_restarts = 0;
@@ -467,19 +483,22 @@ impl<A: LogsApi> Poller<A> {
     fn commit(
         &mut self,
         plan: &Plan,
-        mut events: Vec<LogEvent>,
+        held: Vec<(LogEvent, u128)>,
         fetched: u64,
         api_calls: u32,
         paging_restarts: u32,
     ) -> PollOutcome {
         let mut max_delay = None;
-        events.retain(|e| {
-            let fresh = self.seen.insert(e);
-            if fresh {
-                max_delay = max_delay.max(Some(e.ingestion_time_ms - e.timestamp_ms));
-            }
-            fresh
-        });
+        let mut events: Vec<LogEvent> = held
+            .into_iter()
+            .filter_map(|(e, fingerprint)| {
+                let fresh = self.seen.insert_fingerprint(e.timestamp_ms, fingerprint);
+                if fresh {
+                    max_delay = max_delay.max(Some(e.ingestion_time_ms - e.timestamp_ms));
+                }
+                fresh.then_some(e)
+            })
+            .collect();
         events.sort_by_key(|e| e.timestamp_ms);
         let cutoff = self.window.commit(plan, max_delay);
         self.seen.prune(cutoff);
@@ -562,7 +581,7 @@ pub async fn read_window<A: LogsApi>(
     let mut held = Held {
         events: Vec::new(),
         fetched: 0,
-        keep: |_: &LogEvent| true,
+        keep: |_: &LogEvent, _| true,
     };
     for batch in streams.chunks(super::api::MAX_STREAMS_PER_CALL) {
         let request = Request {
@@ -572,17 +591,24 @@ pub async fn read_window<A: LogsApi>(
         };
         read_request(api, log_group, &request, &mut held).await?;
     }
-    let mut events = held.events;
     // One fixed window, all of it in memory anyway: no bound needed.
     let mut seen = SeenEvents::default();
-    events.retain(|e| seen.insert(e));
+    let mut events: Vec<LogEvent> = held
+        .events
+        .into_iter()
+        .filter_map(|(e, fingerprint)| {
+            seen.insert_fingerprint(e.timestamp_ms, fingerprint)
+                .then_some(e)
+        })
+        .collect();
     events.sort_by_key(|e| e.timestamp_ms);
     Ok(events)
 }
 
-/// The events of one poll so far: those `keep` takes, and how many came.
+/// The events of one poll so far, each with its fingerprint: those `keep`
+/// takes, and how many came.
 struct Held<F> {
-    events: Vec<LogEvent>,
+    events: Vec<(LogEvent, u128)>,
     fetched: u64,
     keep: F,
 }
@@ -596,7 +622,7 @@ struct Read {
 /// Reads every page of one request, following `nextToken` to the end
 /// (through empty pages that still carry one). An expired token restarts
 /// the paging from the first page: what was read twice is dropped by dedup.
-async fn read_request<A: LogsApi, F: Fn(&LogEvent) -> bool>(
+async fn read_request<A: LogsApi, F: Fn(&LogEvent, u128) -> bool>(
     api: &A,
     log_group: &str,
     request: &Request,
@@ -630,8 +656,12 @@ async fn read_request<A: LogsApi, F: Fn(&LogEvent) -> bool>(
         };
         read.calls += 1;
         out.fetched += page.events.len() as u64;
-        out.events
-            .extend(page.events.into_iter().filter(|event| (out.keep)(event)));
+        for event in page.events {
+            let fingerprint = fingerprint(&event);
+            if (out.keep)(&event, fingerprint) {
+                out.events.push((event, fingerprint));
+            }
+        }
         match page.next_token {
             Some(token) => req.next_token = Some(token),
             None => return Ok(read),
@@ -643,11 +673,11 @@ async fn read_request<A: LogsApi, F: Fn(&LogEvent) -> bool>(
 /// collisions are out of reach (~1e-26 for a million ids) at a fraction of
 /// the strings' memory. From the `siphasher` crate, not std's hasher, whose
 /// algorithm is unspecified: fingerprints outlive the process in checkpoints.
-fn fingerprint(stream: &str, event_id: &str) -> u128 {
+fn fingerprint(event: &LogEvent) -> u128 {
     let mut hasher = SipHasher13::new();
-    hasher.write(&(stream.len() as u64).to_le_bytes());
-    hasher.write(stream.as_bytes());
-    hasher.write(event_id.as_bytes());
+    hasher.write(&(event.stream.len() as u64).to_le_bytes());
+    hasher.write(event.stream.as_bytes());
+    hasher.write(event.event_id.as_bytes());
     hasher.finish128().as_u128()
 }
 
