@@ -130,9 +130,10 @@ pub fn render_table(summary: &Summary) -> String {
         "UNANSWERED",
         "REFUSED",
     ];
-    let mut rows: Vec<Vec<String>> = summary
-        .by_interface
-        .iter()
+    let mut by_interface: Vec<_> = summary.by_interface.iter().collect();
+    by_interface.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut rows: Vec<Vec<String>> = by_interface
+        .into_iter()
         .map(|(interface, counts)| verdict_row(interface, counts))
         .collect();
     rows.push(verdict_row("total", &summary.sessions));

@@ -110,7 +110,10 @@ pub struct Summary {
     pub records: RecordCounts,
     pub malformed_by_reason: BTreeMap<Malformed, u64>,
     pub sessions: VerdictCounts,
-    pub by_interface: BTreeMap<String, VerdictCounts>,
+    /// In no order (a report sorts it): counted for every decided
+    /// session, so looked up by hash rather than by comparing ids that
+    /// differ only in their last characters.
+    pub by_interface: HashMap<String, VerdictCounts, foldhash::fast::RandomState>,
     /// Decided sessions per verdict, protocol and responder service port
     /// (`None`: ephemeral or unlisted), named only when a report asks
     /// (`top_services`): no text made per session.
@@ -132,7 +135,7 @@ impl Summary {
             records: RecordCounts::default(),
             malformed_by_reason: BTreeMap::new(),
             sessions: VerdictCounts::default(),
-            by_interface: BTreeMap::new(),
+            by_interface: HashMap::default(),
             by_service: HashMap::default(),
             details: keep_details.then(Vec::new),
             warnings: Vec::new(),

@@ -26,7 +26,13 @@ pub(crate) struct Sessions {
     free: u32,
     len: usize,
     index: HashTable<u32>,
-    hasher: foldhash::fast::FixedState,
+    /// Seeded at random for each table: keys come from untrusted records
+    /// (a scanner chooses its source addresses and ports), so which keys
+    /// collide must not be known in advance, as it would be with a fixed
+    /// seed and the source code at hand. Nothing the table's order could
+    /// show leaves it (sessions are visited in slot order), so results
+    /// never depend on the seed.
+    hasher: foldhash::fast::RandomState,
     /// The addresses of the sessions that are not IPv4 on both ends.
     wide: Vec<(Addr, Addr)>,
     /// Vacant entries of `wide`.
@@ -46,7 +52,7 @@ impl Sessions {
             free: NONE,
             len: 0,
             index: HashTable::new(),
-            hasher: foldhash::fast::FixedState::default(),
+            hasher: foldhash::fast::RandomState::default(),
             wide: Vec::new(),
             free_wide: Vec::new(),
         }
