@@ -506,7 +506,9 @@ impl GroupLoop {
             // Restored from a checkpoint written part way through the wall
             // clock's advance: finished before any record, as the
             // predecessor would have.
-            self.advance(Deferred::new(), now_seconds());
+            let now = now_seconds();
+            self.pipeline.set_wall_clock(now);
+            self.advance(Deferred::new(), now);
         }
         loop {
             match self.poller.step(&mut run).await? {
