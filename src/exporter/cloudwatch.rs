@@ -281,6 +281,9 @@ pub struct GroupLoop {
     region: String,
     /// Its role's credentials, renewed before a poll when due.
     role: Option<RoleCredentials>,
+    /// `[cloudwatch] max_held_events`: also the most decisions of the wall
+    /// clock's advance held before their checkpoint.
+    max_held_events: usize,
 }
 
 impl GroupLoop {
@@ -341,6 +344,7 @@ impl GroupLoop {
             account: AccountOf::Known(access.account_id().unwrap_or_default().to_owned()),
             region: access.region.clone().unwrap_or_default(),
             role: None,
+            max_held_events: config.max_held_events,
         }
     }
 
@@ -498,6 +502,14 @@ impl GroupLoop {
                 .collect();
             ec2.update(&interfaces, &mut self.pipeline).await;
         }
+        if self.pipeline.advancing() {
+            // Restored from a checkpoint written part way through the wall
+            // clock's advance: finished before any record, as the
+            // predecessor would have.
+            let now = now_seconds();
+            self.pipeline.set_wall_clock(now);
+            self.advance(Deferred::new(), now);
+        }
         loop {
             match self.poller.step(&mut run).await? {
                 PollStep::Batch(batch) => self.take_batch(&batch),
@@ -565,8 +577,22 @@ impl GroupLoop {
             self.poll_interval.as_secs(),
             self.lookback.as_secs(),
         );
-        self.pipeline.advance_to(watermark, &mut deferred);
-        self.publish(deferred, now);
+        self.pipeline.start_advance(watermark, &mut deferred);
+        self.advance(deferred, now);
+    }
+
+    /// Carries out the wall clock's advance a step at a time, each step
+    /// checkpointed and published before the next: a scan's sessions all
+    /// fall due at once, and are held at most `max_held_events` at a time.
+    fn advance(&mut self, deferred: Deferred, now: u64) {
+        let max_held = self.max_held_events;
+        advance_in_steps(
+            self,
+            max_held,
+            deferred,
+            |group| &mut group.pipeline,
+            |group, deferred| group.publish(deferred, now),
+        );
     }
 
     /// Feeds `events` to the core; what it decides is held back in the
@@ -725,6 +751,30 @@ fn now_millis() -> i64 {
         })
 }
 
+/// Carries out `pipeline`'s advance under way in steps of at most
+/// `max_held` due sessions (the first step less what `deferred` holds
+/// already), each step's [`Deferred`] handed to `publish` (checkpoint, then
+/// replay) before the next is taken: the decisions come in the order of one
+/// [`Pipeline::advance_to`], never more than `max_held` of them held. At
+/// least one publish, even with nothing under way.
+fn advance_in_steps<T>(
+    group: &mut T,
+    max_held: usize,
+    mut deferred: Deferred,
+    pipeline: impl Fn(&mut T) -> &mut Pipeline,
+    mut publish: impl FnMut(&mut T, Deferred),
+) {
+    loop {
+        let budget = max_held.saturating_sub(deferred.len()).max(1);
+        let more = pipeline(group).advance_some(budget, &mut deferred);
+        publish(group, deferred);
+        if !more {
+            return;
+        }
+        deferred = Deferred::new();
+    }
+}
+
 /// Feeds new log events to the core and counts what it decides; measures
 /// each record's delivery delay (ingestion time minus the record's end) and
 /// returns the largest, in seconds. A format without `interface-id` takes
@@ -775,6 +825,141 @@ mod tests {
             .collect();
         budgets.sort();
         budgets
+    }
+
+    /// The wall clock's advance as [`GroupLoop::take`] carries it out, in
+    /// steps of `max_held`, after one poll of a scan (`sessions` lone
+    /// requests on one interface within a minute): what each publish held
+    /// (decided sessions), and the reports in the order they were published.
+    fn scan_advanced(sessions: u32, max_held: usize) -> (Vec<usize>, Vec<String>) {
+        #[derive(Default)]
+        struct Published {
+            held: Vec<usize>,
+            reports: Vec<String>,
+        }
+        impl crate::flow::SessionObserver for Published {
+            fn decided(&mut self, session: &crate::flow::SessionReport<'_>) {
+                let (verdict, initiator) = (session.verdict, session.initiator);
+                self.reports
+                    .push(format!("decided {verdict:?} {initiator}"));
+            }
+            fn traffic(
+                &mut self,
+                _: &str,
+                _: crate::flow::Verdict,
+                _: crate::flow::Direction,
+                _: u64,
+                _: u64,
+            ) {
+            }
+            fn closed(&mut self, session: &crate::flow::SessionReport<'_>) {
+                self.reports.push(format!("closed {}", session.initiator));
+            }
+            fn evicted(&mut self, interface_id: &str) {
+                self.reports.push(format!("evicted {interface_id}"));
+            }
+        }
+        impl Observer for Published {
+            fn record(
+                &mut self,
+                _: &str,
+                _: Option<crate::flow::Action>,
+                _: crate::flow::LogStatus,
+            ) {
+            }
+            fn malformed(&mut self, _: crate::flow::Malformed) {}
+        }
+        /// Counts decisions as they are replayed.
+        struct Counting<'a>(&'a mut Published, usize);
+        impl crate::flow::SessionObserver for Counting<'_> {
+            fn decided(&mut self, session: &crate::flow::SessionReport<'_>) {
+                self.1 += 1;
+                self.0.decided(session);
+            }
+            fn traffic(
+                &mut self,
+                interface_id: &str,
+                verdict: crate::flow::Verdict,
+                direction: crate::flow::Direction,
+                packets: u64,
+                bytes: u64,
+            ) {
+                self.0
+                    .traffic(interface_id, verdict, direction, packets, bytes);
+            }
+            fn closed(&mut self, session: &crate::flow::SessionReport<'_>) {
+                self.0.closed(session);
+            }
+            fn evicted(&mut self, interface_id: &str) {
+                self.0.evicted(interface_id);
+            }
+        }
+        impl Observer for Counting<'_> {
+            fn record(
+                &mut self,
+                _: &str,
+                _: Option<crate::flow::Action>,
+                _: crate::flow::LogStatus,
+            ) {
+            }
+            fn malformed(&mut self, _: crate::flow::Malformed) {}
+        }
+
+        let mut pipeline = Pipeline::new(
+            crate::flow::FormatChoice::Auto,
+            crate::flow::Settings::default(),
+            HashMap::new(),
+            crate::flow::RecordFilter::default(),
+        );
+        let events: Vec<LogEvent> = (0..sessions)
+            .map(|n| LogEvent {
+                stream: "eni-a-all".to_owned(),
+                event_id: n.to_string(),
+                timestamp_ms: 1_000_000,
+                ingestion_time_ms: 1_000_070_000,
+                message: format!(
+                    "2 123456789012 eni-a 198.51.{}.{} 10.0.0.10 {} 22 6 1 40 1000 {} REJECT OK",
+                    n / 250,
+                    n % 250,
+                    40_000 + n % 20_000,
+                    1000 + u64::from(n % 60),
+                ),
+            })
+            .collect();
+        let metrics = Metrics::new();
+        let mut deferred = Deferred::new();
+        pipeline.set_wall_clock(100_000);
+        feed_events_to(&mut pipeline, &events, &metrics, &mut deferred);
+        // The wall clock has passed every request's grace.
+        pipeline.start_advance(100_000, &mut deferred);
+        let mut published = (pipeline, Published::default());
+        advance_in_steps(
+            &mut published,
+            max_held,
+            deferred,
+            |(pipeline, _)| pipeline,
+            |(_, published), deferred| {
+                let mut counting = Counting(published, 0);
+                deferred.replay(&mut counting);
+                let held = counting.1;
+                published.held.push(held);
+            },
+        );
+        assert!(!published.0.advancing());
+        (published.1.held, published.1.reports)
+    }
+
+    #[test]
+    fn the_wall_clocks_decisions_are_held_at_most_max_held_events_at_once() {
+        let (held_whole, whole) = scan_advanced(2_000, usize::MAX);
+        assert_eq!(held_whole, [2_000]);
+        let (held, reports) = scan_advanced(2_000, 150);
+        assert!(held.len() > 2_000 / 150, "{held:?}");
+        assert!(held.iter().all(|&held| held <= 150), "{held:?}");
+        assert_eq!(held.iter().sum::<usize>(), 2_000);
+        // The same reports in the same order: the same counters, and series
+        // handed out in the same order.
+        assert_eq!(reports, whole);
     }
 
     #[test]

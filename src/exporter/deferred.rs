@@ -96,6 +96,11 @@ impl Deferred {
         self.events.is_empty()
     }
 
+    /// How many observations it holds.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
     /// Tells `observer` everything, in the order it happened.
     pub fn replay(self, observer: &mut impl Observer) {
         for event in self.events {

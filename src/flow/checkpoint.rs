@@ -70,6 +70,11 @@ pub struct CorrelatorCheckpoint {
     /// not yet reported.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parked: Vec<SessionCheckpoint>,
+    /// The time of a wall-clock advance written part way through
+    /// (`Correlator::start_advance`): a successor finishes it before it
+    /// takes a record, as this process would have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advancing: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

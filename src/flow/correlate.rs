@@ -132,6 +132,16 @@ pub struct Correlator {
     /// The exporter's wall clock, Unix seconds: `address_wait` runs on it
     /// (not on event time, which trails it by the delivery delay).
     clock: Option<u64>,
+    /// A wall-clock advance under way ([`Correlator::start_advance`]).
+    advancing: Option<Advance>,
+}
+
+/// How far a wall-clock advance has come: every interface before
+/// `interface` is done.
+#[derive(Debug, Clone, Copy)]
+struct Advance {
+    time: u64,
+    interface: usize,
 }
 
 impl Correlator {
@@ -151,6 +161,7 @@ impl Correlator {
             parked: 0,
             facts_changed: Vec::new(),
             clock: None,
+            advancing: None,
             settings,
         }
     }
@@ -276,14 +287,65 @@ impl Correlator {
     /// watermark is already past `time` is decided too. Sessions that waited `address_wait` of wall clock for their
     /// interface's address are reported with the fallback.
     pub fn advance_to(&mut self, time: u64, observer: &mut impl SessionObserver) {
+        self.start_advance(time, observer);
+        while self.advance_some(usize::MAX, observer) {}
+    }
+
+    /// [`Correlator::advance_to`] in steps, so that a caller can hold at
+    /// most a bounded number of decisions at once (the exporter checkpoints
+    /// and publishes between steps): starts the advance, which
+    /// [`Correlator::advance_some`] carries out. The decisions come in the
+    /// same order as from `advance_to`. An advance still under way is
+    /// started again from its first interface, to the later of both times.
+    pub fn start_advance(&mut self, time: u64, observer: &mut impl SessionObserver) {
         self.settle_told(observer);
-        for interface in 0..self.interfaces.len() {
-            self.advance_interface(interface, time, observer);
-            self.decide_late(interface, observer);
+        let time = self
+            .advancing
+            .map_or(time, |under_way| under_way.time.max(time));
+        self.advancing = Some(Advance { time, interface: 0 });
+    }
+
+    /// Carries on the advance under way, taking at most `budget` (at least
+    /// one) due deadlines, each deciding or closing at most one session.
+    /// Returns whether the advance is still under way.
+    pub fn advance_some(&mut self, budget: usize, observer: &mut impl SessionObserver) -> bool {
+        let Some(mut advance) = self.advancing else {
+            return false;
+        };
+        let mut left = budget.max(1);
+        while advance.interface < self.interfaces.len() {
+            let interface = advance.interface;
+            let state = &mut self.interfaces[interface];
+            let watermark = match state.watermark {
+                Some(watermark) if watermark >= advance.time => watermark,
+                _ => advance.time,
+            };
+            state.watermark = Some(watermark);
+            // Due at the watermark: what `time` made due, and what records
+            // that arrived after the watermark had passed their grace left
+            // due. Not decided as each late record arrives, since the rest
+            // of its batch (its reply, in the same late object or poll) may
+            // still be on its way.
+            while self.interfaces[interface].deadlines.is_due(watermark) {
+                if left == 0 {
+                    self.advancing = Some(advance);
+                    return true;
+                }
+                left -= 1;
+                self.decide_next_due(interface, watermark, observer);
+            }
             if let (Some(wait), Some(now)) = (self.settings.address_wait, self.clock) {
                 self.give_up_waiting(interface, now, wait, observer);
             }
+            advance.interface += 1;
         }
+        self.advancing = None;
+        false
+    }
+
+    /// Whether an advance is under way ([`Correlator::start_advance`]).
+    pub fn advancing(&self) -> bool {
+        self.advancing.is_some()
     }
 
     /// The exporter's wall clock, Unix seconds (never set offline).
@@ -434,45 +496,48 @@ impl Correlator {
         self.decide_due(interface, time, observer);
     }
 
-    /// Decides what records that arrived after the watermark had passed
-    /// their grace left due: the same as a later advance would. Not done
-    /// as each late record arrives, since the rest of its batch (its
-    /// reply, in the same late object or poll) may still be on its way.
-    fn decide_late(&mut self, interface: usize, observer: &mut impl SessionObserver) {
-        if let Some(watermark) = self.interfaces[interface].watermark {
-            self.decide_due(interface, watermark, observer);
-        }
-    }
-
     /// Decides or closes every session due at watermark `time`.
     fn decide_due(&mut self, interface: usize, time: u64, observer: &mut impl SessionObserver) {
+        while self.decide_next_due(interface, time, observer) {}
+    }
+
+    /// Takes the earliest deadline due at watermark `time`: decides or
+    /// closes its session, or schedules it again. False when none is due.
+    fn decide_next_due(
+        &mut self,
+        interface: usize,
+        time: u64,
+        observer: &mut impl SessionObserver,
+    ) -> bool {
         let grace = self.settings.reply_grace;
         let idle = self.settings.session_idle_timeout;
-        while let Some((generation, slot)) = self.interfaces[interface].deadlines.pop_due(time) {
-            let slot = slot as usize;
-            let Some(session) = self.sessions.get(slot) else {
-                continue;
-            };
-            if session.generation != generation {
-                continue;
-            }
-            let first = session.first_time().unwrap_or(0);
-            let last = session.last_time().unwrap_or(0);
-            if session.decision.is_none() && time >= first.saturating_add(grace) {
-                self.decide(slot, observer);
-            }
-            let next_due = if self.sessions[slot].decision.is_none() {
-                first.saturating_add(grace)
-            } else if time > last.saturating_add(idle) {
-                self.close(slot, observer);
-                continue;
-            } else {
-                last.saturating_add(idle).saturating_add(1)
-            };
-            self.interfaces[interface]
-                .deadlines
-                .push(next_due, generation, slot as u32);
+        let Some((generation, slot)) = self.interfaces[interface].deadlines.pop_due(time) else {
+            return false;
+        };
+        let slot = slot as usize;
+        let Some(session) = self.sessions.get(slot) else {
+            return true;
+        };
+        if session.generation != generation {
+            return true;
         }
+        let first = session.first_time().unwrap_or(0);
+        let last = session.last_time().unwrap_or(0);
+        if session.decision.is_none() && time >= first.saturating_add(grace) {
+            self.decide(slot, observer);
+        }
+        let next_due = if self.sessions[slot].decision.is_none() {
+            first.saturating_add(grace)
+        } else if time > last.saturating_add(idle) {
+            self.close(slot, observer);
+            return true;
+        } else {
+            last.saturating_add(idle).saturating_add(1)
+        };
+        self.interfaces[interface]
+            .deadlines
+            .push(next_due, generation, slot as u32);
+        true
     }
 
     fn decide(&mut self, slot: usize, observer: &mut impl SessionObserver) {

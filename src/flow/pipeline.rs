@@ -376,6 +376,23 @@ impl Pipeline {
         self.correlator.advance_to(time, observer);
     }
 
+    /// [`Pipeline::advance_to`] in steps of at most `budget` due sessions:
+    /// see [`Correlator::start_advance`] and [`Correlator::advance_some`].
+    pub fn start_advance(&mut self, time: u64, observer: &mut impl Observer) {
+        self.correlator.start_advance(time, observer);
+    }
+
+    /// Carries on the advance under way; whether it still is.
+    pub fn advance_some(&mut self, budget: usize, observer: &mut impl Observer) -> bool {
+        self.correlator.advance_some(budget, observer)
+    }
+
+    /// Whether an advance is under way (one restored from a checkpoint
+    /// written part way through it, say).
+    pub fn advancing(&self) -> bool {
+        self.correlator.advancing()
+    }
+
     /// End of all input: every pending session is decided. A record still
     /// suspect has nothing after it to confirm it: it is counted bad.
     pub fn finish(&mut self, observer: &mut impl Observer) {

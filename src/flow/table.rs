@@ -264,6 +264,13 @@ impl Deadlines {
         }));
     }
 
+    /// Whether a deadline falls due by `time`.
+    pub(crate) fn is_due(&self, time: u64) -> bool {
+        self.heap
+            .peek()
+            .is_some_and(|Reverse(next)| next.due != NEVER && u64::from(next.due) <= time)
+    }
+
     /// Takes the earliest deadline due by `time`: its generation and slot.
     pub(crate) fn pop_due(&mut self, time: u64) -> Option<(u32, u32)> {
         let Reverse(next) = self.heap.peek()?;

@@ -4,7 +4,7 @@ use rustc_hash::FxHashMap;
 use serde::ser::{SerializeSeq, SerializeStruct};
 use serde::{Serialize, Serializer};
 
-use super::{Correlator, Interface, Order, Waiting};
+use super::{Advance, Correlator, Interface, Order, Waiting};
 use crate::flow::address::{LearnedAddress, to_addr, to_ip};
 use crate::flow::checkpoint::{
     AwaitingCheckpoint, CorrelatorCheckpoint, DecisionCheckpoint, InterfaceCheckpoint, Learned,
@@ -25,6 +25,7 @@ impl Correlator {
             sessions: view.slots.iter().map(|&slot| view.session(slot)).collect(),
             interfaces: view.interfaces,
             parked: view.parked,
+            advancing: self.advancing.map(|advance| advance.time),
         }
     }
 
@@ -118,6 +119,11 @@ impl Correlator {
         self.last_interface = 0;
         self.parked = 0;
         self.facts_changed.clear();
+        // From the first interface: those done before the checkpoint have
+        // nothing due left at their watermark.
+        self.advancing = checkpoint
+            .advancing
+            .map(|time| Advance { time, interface: 0 });
         self.arrivals = checkpoint.arrivals;
         self.generations = checkpoint.generations;
         let mut indices = Vec::with_capacity(count);
@@ -223,7 +229,7 @@ impl Serialize for CorrelatorCheckpointView<'_> {
                 seq.end()
             }
         }
-        let mut out = serializer.serialize_struct("CorrelatorCheckpoint", 5)?;
+        let mut out = serializer.serialize_struct("CorrelatorCheckpoint", 6)?;
         out.serialize_field("arrivals", &self.correlator.arrivals)?;
         out.serialize_field("generations", &self.correlator.generations)?;
         out.serialize_field("interfaces", &self.interfaces)?;
@@ -232,6 +238,10 @@ impl Serialize for CorrelatorCheckpointView<'_> {
             out.skip_field("parked")?;
         } else {
             out.serialize_field("parked", &self.parked)?;
+        }
+        match self.correlator.advancing {
+            Some(advance) => out.serialize_field("advancing", &advance.time)?,
+            None => out.skip_field("advancing")?,
         }
         out.end()
     }

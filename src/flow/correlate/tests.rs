@@ -506,3 +506,127 @@ fn a_flood_of_interfaces_is_bounded_by_the_idle_limit_and_the_table() {
             .all(|v| *v == (Verdict::Unanswered, Direction::Ingress))
     );
 }
+
+// A wall-clock advance in steps (the exporter holds a bounded number of
+// decisions at once).
+
+/// Three interfaces: lone requests, answered pairs, a session idle long
+/// enough to close, and a late record below its interface's watermark.
+fn before_an_advance(settings: Settings) -> Harness {
+    let mut h = Harness::with(settings, HashMap::new());
+    h.push(rec("198.51.100.9:40000", "10.0.0.10:22", "ACCEPT").at(100, 150));
+    h.push(rec("10.0.0.10:22", "198.51.100.9:40000", "ACCEPT").at(100, 150));
+    for n in 0..40u64 {
+        let interface = ["eni-a", "eni-b", "eni-c"][(n % 3) as usize];
+        let src = leak(format!("198.51.100.{}:{}", n % 7, 40_000 + n));
+        h.push(
+            rec(src, "10.0.0.10:5432", "ACCEPT")
+                .on(interface)
+                .at(1000 + n, 1010 + n),
+        );
+        if n % 5 == 0 {
+            let dst = leak(format!("198.51.100.{}:{}", n % 7, 40_000 + n));
+            h.push(
+                rec("10.0.0.10:5432", dst, "ACCEPT")
+                    .on(interface)
+                    .at(1000 + n, 1010 + n),
+            );
+        }
+    }
+    h.push(
+        rec("198.51.100.8:40000", "10.0.0.10:22", "ACCEPT")
+            .on("eni-c")
+            .at(3000, 3050),
+    );
+    h.push(
+        rec("198.51.100.7:40000", "10.0.0.10:22", "REJECT")
+            .on("eni-c")
+            .at(1800, 1850),
+    );
+    h
+}
+
+fn assert_same_reports(a: &Recorder, b: &Recorder) {
+    assert_eq!(a.decided, b.decided);
+    assert_eq!(a.traffic, b.traffic);
+    assert_eq!(a.closed, b.closed);
+    assert_eq!(a.evicted, b.evicted);
+    assert_eq!(a.fallbacks, b.fallbacks);
+}
+
+#[test]
+fn an_advance_in_steps_decides_what_advance_to_does_in_the_same_order() {
+    for settings in [
+        deciding_at_once(),
+        Settings::default(),
+        Settings {
+            address_wait: Some(0),
+            ..Settings::default()
+        },
+    ] {
+        let mut at_once = before_an_advance(settings.clone());
+        at_once.correlator.set_wall_clock(5000);
+        at_once.advance_to(1400);
+        assert!(at_once.seen.decided.len() + at_once.seen.closed.len() > 40);
+        for budget in [1, 3, 7, 1000] {
+            let mut stepped = before_an_advance(settings.clone());
+            stepped.correlator.set_wall_clock(5000);
+            stepped.correlator.start_advance(1400, &mut stepped.seen);
+            while stepped.correlator.advance_some(budget, &mut stepped.seen) {}
+            assert_same_reports(&stepped.seen, &at_once.seen);
+            assert_eq!(
+                stepped.correlator.checkpoint(),
+                at_once.correlator.checkpoint()
+            );
+        }
+    }
+}
+
+#[test]
+fn each_step_takes_at_most_its_budget_of_due_sessions() {
+    let mut h = before_an_advance(deciding_at_once());
+    h.correlator.start_advance(1400, &mut h.seen);
+    let mut before = h.seen.decided.len() + h.seen.closed.len();
+    while h.correlator.advance_some(4, &mut h.seen) {
+        let now = h.seen.decided.len() + h.seen.closed.len();
+        assert!(now - before <= 4, "{} reports in one step", now - before);
+        before = now;
+    }
+    // Every lone request (all but the 8 answered) is decided.
+    let unanswered = h
+        .seen
+        .verdicts()
+        .iter()
+        .filter(|(verdict, _)| *verdict == Verdict::Unanswered)
+        .count();
+    assert_eq!(unanswered, 32);
+}
+
+#[test]
+fn an_advance_checkpointed_part_way_is_finished_by_the_successor() {
+    let settings = deciding_at_once();
+    let mut whole = before_an_advance(settings.clone());
+    whole.advance_to(1400);
+    let mut first = before_an_advance(settings.clone());
+    first.correlator.start_advance(1400, &mut first.seen);
+    for _ in 0..3 {
+        assert!(first.correlator.advance_some(5, &mut first.seen));
+    }
+    let checkpoint = first.correlator.checkpoint();
+    assert_eq!(checkpoint.advancing, Some(1400));
+    let mut successor = Harness::with(settings, HashMap::new());
+    successor.correlator.restore(checkpoint).unwrap();
+    assert!(successor.correlator.advancing());
+    while successor.correlator.advance_some(5, &mut successor.seen) {}
+    // What the predecessor published, then what its successor did: the
+    // whole advance, in order.
+    let mut both = std::mem::take(&mut first.seen);
+    both.decided.append(&mut successor.seen.decided);
+    both.traffic.append(&mut successor.seen.traffic);
+    both.closed.append(&mut successor.seen.closed);
+    assert_same_reports(&both, &whole.seen);
+    assert_eq!(
+        successor.correlator.checkpoint(),
+        whole.correlator.checkpoint()
+    );
+}
