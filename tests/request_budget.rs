@@ -32,25 +32,26 @@ const GROUPS: [(&str, u32); 2] = [("/vpc/flow-logs-a", 600), ("/vpc/flow-logs-b"
 /// and two polls of each (6 + 4 calls of 100 streams).
 const CALLS: usize = 40;
 
-fn config(endpoint: &str) -> String {
-    let (a, b) = (GROUPS[0].0, GROUPS[1].0);
-    format!(
+/// `serve`'s configuration: the budget, polls every `poll_interval`, one
+/// `[[cloudwatch.log_groups]]` per (name, role).
+fn config(endpoint: &str, poll_interval: &str, groups: &[(&str, Option<&str>)]) -> String {
+    let mut config = format!(
         r#"
 [cloudwatch]
 region = "{REGION}"
 endpoint_url = "{endpoint}"
-poll_interval = "2s"
+poll_interval = "{poll_interval}"
 lookback = "5m"
 max_requests_per_second = {BUDGET}
-
-[[cloudwatch.log_groups]]
-name = "{a}"
-
-[[cloudwatch.log_groups]]
-name = "{b}"
-role_arn = "{SAME_ACCOUNT_ROLE}"
 "#
-    )
+    );
+    for (name, role) in groups {
+        config.push_str(&format!("\n[[cloudwatch.log_groups]]\nname = \"{name}\"\n"));
+        if let Some(role) = role {
+            config.push_str(&format!("role_arn = \"{role}\"\n"));
+        }
+    }
+    config
 }
 
 /// The most calls that arrived within any one second: the window opened
@@ -85,7 +86,14 @@ fn calls_at_the_proxy_never_exceed_the_budget_over_1000_streams() {
         }
     });
     let proxy = FaultProxy::start(&moto.endpoint_url());
-    let mut exporter = Exporter::start(Some(&config(&proxy.url())), &[]);
+    let mut exporter = Exporter::start(
+        Some(&config(
+            &proxy.url(),
+            "2s",
+            &[(GROUPS[0].0, None), (GROUPS[1].0, Some(SAME_ACCOUNT_ROLE))],
+        )),
+        &[],
+    );
 
     let logs_calls = || -> Vec<Arrival> {
         proxy
@@ -207,25 +215,12 @@ fn retries_take_their_turn_while_the_service_throttles() {
     let expected_records = f64::from(2 * 2 * STREAMS_WITH_RECORDS);
     let proxy = FaultProxy::start(&moto.endpoint_url());
     proxy.set(Fault::ThrottleEvery(THROTTLE_EVERY), Some(FILTER));
-    let (a, b) = (THROTTLED_GROUPS[0], THROTTLED_GROUPS[1]);
-    let config = format!(
-        r#"
-[cloudwatch]
-region = "{REGION}"
-endpoint_url = "{endpoint}"
-poll_interval = "6s"
-lookback = "5m"
-max_requests_per_second = {BUDGET}
-
-[[cloudwatch.log_groups]]
-name = "{a}"
-
-[[cloudwatch.log_groups]]
-name = "{b}"
-"#,
-        endpoint = proxy.url()
+    let throttled = config(
+        &proxy.url(),
+        "6s",
+        &[(THROTTLED_GROUPS[0], None), (THROTTLED_GROUPS[1], None)],
     );
-    let mut exporter = Exporter::start(Some(&config), &[]);
+    let mut exporter = Exporter::start(Some(&throttled), &[]);
 
     // Every record counted and 6 requests throttled, then a quiet moment
     // between polls: the last request (moto answers in milliseconds) was
