@@ -4,7 +4,6 @@
 //! progress bar; the readers only report bytes.
 
 mod parallel;
-mod parquet;
 #[cfg(feature = "aws")]
 mod s3;
 
@@ -56,8 +55,6 @@ pub fn analyze(request: &AnalyzeRequest) -> Result<Summary, input::InputError> {
     let workers = request.workers();
     let summary = if workers > 1 && parallel::applies(&request.paths, request.input_format) {
         parallel::analyze(&request.paths, &request.report, workers, &progress)?
-    } else if workers > 1 && parquet::applies(&request.paths, request.input_format) {
-        parquet::analyze(&request.paths, &request.report, workers, &progress)?
     } else {
         let (mut pipeline, mut summary) = request.report.start();
         input::feed_files(

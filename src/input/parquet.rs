@@ -33,22 +33,6 @@ pub const MAGIC: &[u8; 4] = b"PAR1";
 /// Rows read at a time.
 const BATCH: usize = 4096;
 
-/// Which rows one of several pipelines counts: those of the interfaces
-/// dealt to it, each interface to the next pipeline in the order the file
-/// first names them (as `analyze`'s text path deals lines). Every reader
-/// of the file deals alike, so each row is counted by exactly one, and each
-/// interface sees all its rows in file order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    pub index: usize,
-    pub count: usize,
-}
-
-impl Shard {
-    /// Every row.
-    pub const ALL: Shard = Shard { index: 0, count: 1 };
-}
-
 /// Feeds every row of a Parquet file to the pipeline, reporting the
 /// compressed size of each row group read to `progress`.
 pub fn feed<R: ChunkReader + 'static>(
@@ -57,19 +41,6 @@ pub fn feed<R: ChunkReader + 'static>(
     pipeline: &mut Pipeline,
     observer: &mut impl Observer,
     progress: &dyn Fn(u64),
-) -> io::Result<()> {
-    feed_shard(file, origin, pipeline, observer, progress, Shard::ALL)
-}
-
-/// Feeds the rows of `shard`'s interfaces (every reader still decodes the
-/// whole file: the columns are read in full to reach a row).
-pub fn feed_shard<R: ChunkReader + 'static>(
-    file: R,
-    origin: &Origin,
-    pipeline: &mut Pipeline,
-    observer: &mut impl Observer,
-    progress: &dyn Fn(u64),
-    shard: Shard,
 ) -> io::Result<()> {
     let reader = SerializedFileReader::new(file).map_err(invalid)?;
     let schema = reader.metadata().file_metadata().schema_descr_ptr();
@@ -113,7 +84,6 @@ pub fn feed_shard<R: ChunkReader + 'static>(
     pipeline.begin_input_with_format(format.clone());
     let parser = RecordParser::new(format);
     let interface = origin.interface();
-    let mut dealer = Dealer::new(shard, &used);
     for index in 0..reader.num_row_groups() {
         let group = reader.get_row_group(index).map_err(invalid)?;
         let mut columns = used
@@ -136,9 +106,6 @@ pub fn feed_shard<R: ChunkReader + 'static>(
                 column.read(want).map_err(invalid)?;
             }
             for row in 0..want {
-                if !dealer.mine(&columns, row) {
-                    continue;
-                }
                 let record = build(&columns, row, &parser);
                 pipeline.push_record(record, None, interface, observer);
             }
@@ -147,54 +114,6 @@ pub fn feed_shard<R: ChunkReader + 'static>(
         progress(u64::try_from(group.metadata().compressed_size()).unwrap_or(0));
     }
     Ok(())
-}
-
-/// Deals interfaces to shards, in the order the file first names them.
-struct Dealer {
-    shard: Shard,
-    /// Among the columns read, that of `interface-id`.
-    column: Option<usize>,
-    dealt: rustc_hash::FxHashMap<Box<[u8]>, usize>,
-    next: usize,
-}
-
-impl Dealer {
-    fn new(shard: Shard, used: &[(usize, Field)]) -> Dealer {
-        Dealer {
-            shard,
-            column: used
-                .iter()
-                .position(|(_, field)| *field == Field::InterfaceId),
-            dealt: rustc_hash::FxHashMap::default(),
-            next: 0,
-        }
-    }
-
-    /// Whether the row is this shard's. A row that names no interface (a
-    /// null, `-`, or no such column) is the file's own interface's, as its
-    /// record will be: that of the first shard dealt `-`.
-    fn mine(&mut self, columns: &[Column], row: usize) -> bool {
-        if self.shard.count <= 1 {
-            return true;
-        }
-        let named = self
-            .column
-            .and_then(|column| columns[column].bytes(row))
-            .filter(|value| {
-                !value.is_empty() && *value != b"-" && !value.iter().any(u8::is_ascii_whitespace)
-            })
-            .unwrap_or(b"-");
-        let shard = match self.dealt.get(named) {
-            Some(&shard) => shard,
-            None => {
-                let shard = self.next;
-                self.next = (self.next + 1) % self.shard.count;
-                self.dealt.insert(named.into(), shard);
-                shard
-            }
-        };
-        shard == self.shard.index
-    }
 }
 
 /// One row's record, or why it is not one, as its line would say: the
@@ -336,14 +255,6 @@ impl Column {
             }
         };
         record.set_integer(&self.field, value)
-    }
-
-    /// The row's text value; `None` for a null or a number.
-    fn bytes(&self, row: usize) -> Option<&[u8]> {
-        match (&self.values, self.slots.get(row)) {
-            (Values::Bytes(_, values), Some(Some(slot))) => Some(values[*slot as usize].data()),
-            _ => None,
-        }
     }
 
     /// False when the row's value is text that is not UTF-8.
