@@ -14,6 +14,7 @@
 //! not grow with the size of a file. Readers read and nothing else: progress
 //! goes to a callback, for the command line to draw a bar with.
 
+pub mod ahead;
 pub mod export;
 pub mod json;
 pub mod parquet;
