@@ -191,11 +191,31 @@ pub struct S3Config {
     /// whose delete was lost comes back after this long. 2s to 12h (SQS).
     #[serde(default = "default_visibility_timeout", deserialize_with = "parsed")]
     pub visibility_timeout: Duration,
+    /// Objects downloaded and made ready (decompressed, checked) ahead of
+    /// the one being counted, on other threads. 0 to 16.
+    #[serde(default = "default_read_ahead")]
+    pub read_ahead: usize,
+    /// MiB of decompressed text the objects read ahead may hold; a text
+    /// that does not fit is decompressed again while it is counted.
+    #[serde(default = "default_read_ahead_mib")]
+    pub read_ahead_mib: usize,
 }
 
 fn default_visibility_timeout() -> Duration {
     Duration::from_secs(300)
 }
+
+fn default_read_ahead() -> usize {
+    crate::source::s3::reader::READ_AHEAD
+}
+
+fn default_read_ahead_mib() -> usize {
+    256
+}
+
+/// Most objects read ahead: more only adds memory (two cores are kept
+/// busy by two).
+const MAX_READ_AHEAD: usize = 16;
 
 impl S3Config {
     fn validate(&self, origins: &Origins) -> Result<(), ConfigError> {
@@ -206,6 +226,15 @@ impl S3Config {
                 format!(
                     "expected between 2s and 12h (the SQS limits), got {}",
                     humantime::format_duration(visibility)
+                ),
+            ));
+        }
+        if self.read_ahead > MAX_READ_AHEAD {
+            return Err(origins.error(
+                "s3.read_ahead",
+                format!(
+                    "expected 0 to {MAX_READ_AHEAD} objects, got {}",
+                    self.read_ahead
                 ),
             ));
         }

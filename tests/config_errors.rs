@@ -78,8 +78,12 @@ const CASES: &[(&str, &str)] = &[
         "s3.visibility_timeout: expected between 2s and 12h (the SQS limits), got 1s",
     ),
     (
+        "s3-read-ahead-too-large.toml",
+        "s3.read_ahead: expected 0 to 16 objects, got 64",
+    ),
+    (
         "unknown-s3-key.toml",
-        "unknown key \"s3.bucket\" (expected one of: region, endpoint_url, queue_url, visibility_timeout)",
+        "unknown key \"s3.bucket\" (expected one of: region, endpoint_url, queue_url, visibility_timeout, read_ahead, read_ahead_mib)",
     ),
     (
         "bad-endpoint-url.toml",

@@ -33,8 +33,8 @@ use common::exporter::{Exporter, Scrape};
 use common::moto::Moto;
 use vpc_flow_exporter::source::cloudwatch::NoopObserver;
 use vpc_flow_exporter::source::s3::{
-    AwsS3Api, CreatedObject, MessageOutcome, ObjectOutcome, ObjectSink, Reader, ReaderObserver,
-    Seen,
+    AwsS3Api, CreatedObject, MessageOutcome, ObjectOutcome, ObjectSink, Preparer, Reader,
+    ReaderObserver, Seen,
 };
 
 const BUCKET: &str = "central-flow-logs";
@@ -966,6 +966,12 @@ struct SlowSink {
 }
 
 impl ObjectSink for SlowSink {
+    type Ready = bytes::Bytes;
+
+    fn preparer(&self) -> Preparer<bytes::Bytes> {
+        Arc::new(Ok)
+    }
+
     async fn count(&mut self, object: &CreatedObject, _: bytes::Bytes) -> std::io::Result<u64> {
         if let Some(started) = self.started.take() {
             let _ = started.send(());

@@ -27,6 +27,7 @@ use flate2::read::MultiGzDecoder;
 use rustc_hash::FxHashMap;
 
 use crate::flow::{Field, FormatChoice, LineSplitter, LogFormat, Summary};
+use crate::input::ahead::GunzipAhead;
 use crate::input::{self, InputError, InputFormat, Origin};
 use crate::report::ReportRequest;
 
@@ -215,8 +216,9 @@ impl Router {
             progress,
         };
         let mut buffered = BufReader::with_capacity(READ_CHUNK, file);
+        // gzip is decompressed on a thread of its own, beside the routing.
         let mut reader: Box<dyn Read + '_> = if buffered.fill_buf()?.starts_with(&GZIP_MAGIC) {
-            Box::new(MultiGzDecoder::new(buffered))
+            Box::new(GunzipAhead::new(File::open(path)?, progress))
         } else {
             Box::new(buffered)
         };

@@ -2,10 +2,11 @@
 //! counts them through the core and the metrics, and the wall clock decides
 //! what a silent interface leaves pending.
 //!
-//! Each object is first read through a scratch pipeline that counts
-//! nothing: a corrupt gzip or Parquet object fails there, before a record of
-//! it reaches the metrics, so a redelivery that fails again never counts
-//! half an object twice.
+//! Each object is first made ready ([`ready`]: decompressed and checked to
+//! read to its end) on another thread while the one before it is counted:
+//! a corrupt gzip or Parquet object fails there, before a record of it
+//! reaches the metrics, so a redelivery that fails again never counts half
+//! an object twice.
 //!
 //! With `[state]`, what an object's records decide is held back
 //! ([`Deferred`]) until the reader commits the message: then the open
@@ -14,8 +15,8 @@
 //! decides is checkpointed the same way before it is published.
 
 mod checkpoint;
+mod ready;
 
-use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use std::time::Instant;
 use tokio::sync::watch;
 
 use self::checkpoint::Checkpoints;
+use self::ready::{Ready, TextBudget};
 use super::deferred::Deferred;
 use super::ec2::Ec2ByRegion;
 use super::{ApiMetrics, Health, SourceHealth, now_seconds, sleep_or_stop, update_load_gauges};
@@ -31,8 +33,8 @@ use crate::api::{ProofSource, Recorded, SessionLog};
 use crate::config::S3Config;
 use crate::flow::clock::wall_clock_watermark;
 use crate::flow::{
-    Action, Both, Direction, FormatChoice, LogStatus, Malformed, Observer, Pipeline, RecordFilter,
-    SessionObserver, SessionReport, Settings, Summary, Verdict,
+    Action, Both, Direction, LogStatus, Malformed, Observer, Pipeline, SessionObserver,
+    SessionReport, Verdict,
 };
 use crate::input::{self, InputFormat, Origin};
 use crate::metrics::{FlowMetrics, Metrics, S3Metrics};
@@ -42,8 +44,8 @@ use crate::source::s3::api::OPERATIONS;
 use crate::source::s3::notification::{account_and_region, time_in_key};
 use crate::source::s3::seen::{DEFAULT_CAPACITY, RETENTION_SECONDS};
 use crate::source::s3::{
-    AwsS3Api, CreatedObject, MessageOutcome, ObjectOutcome, ObjectSink, Reader, ReaderObserver,
-    Seen,
+    AwsS3Api, CreatedObject, MessageOutcome, ObjectOutcome, ObjectSink, Preparer, Reader,
+    ReaderObserver, Seen,
 };
 
 /// A flow log closes a file every 5 minutes (the name carries that time)
@@ -82,8 +84,11 @@ pub async fn run(
         checkpoints
     });
     let visibility = i32::try_from(config.visibility_timeout.as_secs()).unwrap_or(i32::MAX);
-    let mut reader = Reader::new(api, seen).with_visibility(visibility);
+    let mut reader = Reader::new(api, seen)
+        .with_visibility(visibility)
+        .with_read_ahead(config.read_ahead);
     let mut sink = CountingSink {
+        text_budget: TextBudget::new(config.read_ahead_mib.saturating_mul(1 << 20)),
         pipeline,
         metrics: metrics.clone(),
         sessions: health.state.sessions.clone(),
@@ -138,6 +143,8 @@ fn log_failure(error: &ApiError) {
 
 /// Counts objects into the exporter's pipeline.
 struct CountingSink {
+    /// Decompressed text the objects read ahead may hold (`[s3] read_ahead_mib`).
+    text_budget: TextBudget,
     pipeline: Pipeline,
     metrics: Arc<Metrics>,
     sessions: Arc<SessionLog>,
@@ -234,16 +241,23 @@ impl CountingSink {
 }
 
 impl ObjectSink for CountingSink {
-    async fn count(&mut self, object: &CreatedObject, body: bytes::Bytes) -> io::Result<u64> {
+    type Ready = Ready;
+
+    fn preparer(&self) -> Preparer<Ready> {
+        let budget = self.text_budget.clone();
+        Arc::new(move |body| ready::prepare(body, &budget))
+    }
+
+    async fn count(&mut self, object: &CreatedObject, ready: Ready) -> io::Result<u64> {
         self.roots.note(&object.bucket, &object.key);
+        let body = &ready.bytes;
         // Counting is CPU work on a few MB: off the async threads' hands.
         let tally = tokio::task::block_in_place(|| {
-            check_readable(&body)?;
             let now = now_seconds();
             self.pipeline.set_wall_clock(now);
             let tally = if self.checkpoints.is_some() {
                 let mut observer = Both(&mut self.pending, ObjectTally::default());
-                let fed = feed_object(&body, &mut self.pipeline, &mut observer);
+                let fed = feed_object(body, &mut self.pipeline, &mut observer);
                 fed.map(|()| observer.1)
             } else {
                 let proof = self.proof();
@@ -257,7 +271,7 @@ impl ObjectSink for CountingSink {
                     ),
                     ObjectTally::default(),
                 );
-                feed_object(&body, &mut self.pipeline, &mut observer)?;
+                feed_object(body, &mut self.pipeline, &mut observer)?;
                 Ok(observer.1)
             }?;
             // The key names the account and region the interfaces are in.
@@ -313,29 +327,6 @@ fn feed_object(
         InputFormat::Auto,
         pipeline,
         observer,
-    )
-}
-
-/// Reads the whole object through a pipeline that admits no record: every
-/// decoding error shows, nothing is counted.
-fn check_readable(body: &[u8]) -> io::Result<()> {
-    let nothing = RecordFilter {
-        since: Some(u64::MAX),
-        ..RecordFilter::default()
-    };
-    let mut scratch = Pipeline::new(
-        FormatChoice::Auto,
-        Settings::default(),
-        HashMap::new(),
-        nothing,
-    );
-    let mut summary = Summary::new(scratch.correlator().service_ports().clone(), false);
-    input::feed_reader(
-        body,
-        &Origin::default(),
-        InputFormat::Auto,
-        &mut scratch,
-        &mut summary,
     )
 }
 

@@ -14,6 +14,7 @@
 //! not grow with the size of a file. Readers read and nothing else: progress
 //! goes to a callback, for the command line to draw a bar with.
 
+pub mod ahead;
 pub mod export;
 pub mod json;
 pub mod parquet;
@@ -27,10 +28,10 @@ use flate2::read::MultiGzDecoder;
 
 use crate::flow::{Observer, Pipeline};
 
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+pub const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// Enough of a file to tell its layout: the first line of an export file
 /// starts with a 24-byte timestamp.
-const SNIFF_BYTES: usize = 4096;
+pub const SNIFF_BYTES: usize = 4096;
 
 /// How a file holds its records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -24,5 +24,5 @@ pub use api::{ObjectError, ObjectsApi, QueueApi, QueueMessage};
 #[cfg(feature = "aws")]
 pub use aws::AwsS3Api;
 pub use notification::{CreatedObject, Notification};
-pub use reader::{MessageOutcome, ObjectOutcome, ObjectSink, Reader, ReaderObserver};
+pub use reader::{MessageOutcome, ObjectOutcome, ObjectSink, Preparer, Reader, ReaderObserver};
 pub use seen::Seen;

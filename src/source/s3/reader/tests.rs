@@ -24,8 +24,9 @@ fn event(objects: &[(&str, &str)]) -> String {
     serde_json::json!({ "Records": records }).to_string()
 }
 
-/// Counts the lines of an object; a body starting with `corrupt` does not
-/// read. Notes its work among the API calls.
+/// Counts the lines of an object; a body starting with `unreadable` fails
+/// to be made ready, one starting with `corrupt` fails while counted.
+/// Notes its work among the API calls.
 struct LineSink {
     aws: FakeAws,
     counted: Vec<String>,
@@ -44,6 +45,20 @@ impl LineSink {
 }
 
 impl ObjectSink for LineSink {
+    type Ready = bytes::Bytes;
+
+    fn preparer(&self) -> Preparer<bytes::Bytes> {
+        Arc::new(|body: bytes::Bytes| {
+            if body.starts_with(b"unreadable") {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "corrupt deflate stream",
+                ));
+            }
+            Ok(body)
+        })
+    }
+
     async fn count(&mut self, object: &CreatedObject, body: bytes::Bytes) -> std::io::Result<u64> {
         if !self.busy.is_zero() {
             tokio::task::block_in_place(|| std::thread::sleep(self.busy));
@@ -96,6 +111,21 @@ fn get(key: &str) -> Call {
     }
 }
 
+/// The calls of counting `key` whose message is then deleted: the count,
+/// the commit (with `[state]`, the checkpoint) and only then the delete.
+fn counted_then_deleted(key: &str, receipt: &str) -> [Call; 3] {
+    [
+        Call::Sink(format!("counted {key}")),
+        Call::Sink("commit".into()),
+        Call::Delete(receipt.into()),
+    ]
+}
+
+/// Calls in order, from groups of them.
+fn calls<const N: usize>(groups: [&[Call]; N]) -> Vec<Call> {
+    groups.concat()
+}
+
 async fn cycle(reader: &mut Reader<FakeAws>, sink: &mut LineSink, outcomes: &mut Outcomes) {
     reader.cycle(sink, outcomes, || 1_000).await.unwrap();
 }
@@ -110,13 +140,10 @@ async fn an_object_is_counted_then_committed_then_its_message_deleted() {
     cycle(&mut reader, &mut sink, &mut outcomes).await;
     assert_eq!(
         aws.take_calls(),
-        [
-            Call::Receive,
-            get(KEY),
-            Call::Sink(format!("counted {KEY}")),
-            Call::Sink("commit".into()),
-            Call::Delete(receipt),
-        ]
+        calls([
+            &[Call::Receive, get(KEY)],
+            &counted_then_deleted(KEY, &receipt)
+        ])
     );
     assert_eq!(
         outcomes.objects,
@@ -301,13 +328,10 @@ async fn url_encoded_keys_are_fetched_decoded() {
     cycle(&mut reader, &mut sink, &mut outcomes).await;
     assert_eq!(
         aws.take_calls(),
-        [
-            Call::Receive,
-            get(decoded),
-            Call::Sink(format!("counted {decoded}")),
-            Call::Sink("commit".into()),
-            Call::Delete(receipt),
-        ]
+        calls([
+            &[Call::Receive, get(decoded)],
+            &counted_then_deleted(decoded, &receipt)
+        ])
     );
 }
 
@@ -341,12 +365,12 @@ async fn a_message_with_a_good_and_a_missing_object_counts_the_good_one_once() {
         [
             Call::Receive,
             get(KEY),
-            Call::Sink(format!("counted {KEY}")),
             get(&other),
+            Call::Sink(format!("counted {KEY}")),
             Call::Sink("commit".into()),
             Call::Extend(receipt, 0),
         ],
-        "what was counted is kept before the message goes back"
+        "read ahead; what was counted is kept before the message goes back"
     );
     aws.put(BUCKET, &other, b"r2\n");
     let again = aws.send("m1", &body);
@@ -395,4 +419,119 @@ async fn the_message_stays_hidden_while_a_slow_object_is_counted() {
         "nothing after the delete"
     );
     assert_eq!(outcomes.messages, [MessageOutcome::Deleted]);
+}
+
+#[tokio::test]
+async fn the_next_objects_download_while_one_is_counted() {
+    let aws = FakeAws::default();
+    let (first, second) = (KEY.to_string(), KEY.replace("abcd", "efgh"));
+    aws.put(BUCKET, &first, b"r1\n");
+    aws.put(BUCKET, &second, b"r2\nr3\n");
+    let m1 = aws.send("m1", &event(&[(&first, "e1")]));
+    let m2 = aws.send("m2", &event(&[(&second, "e2")]));
+    let (mut reader, mut sink, mut outcomes) =
+        (reader(&aws), LineSink::new(&aws), Outcomes::default());
+    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    assert_eq!(
+        aws.take_calls(),
+        calls([
+            &[Call::Receive, get(&first), get(&second)],
+            &counted_then_deleted(&first, &m1),
+            &counted_then_deleted(&second, &m2),
+        ]),
+        "counted in order, each message deleted after its own object"
+    );
+    assert_eq!(outcomes.messages, [MessageOutcome::Deleted; 2]);
+}
+
+#[tokio::test]
+async fn without_read_ahead_one_object_is_downloaded_at_a_time() {
+    let aws = FakeAws::default();
+    let (first, second) = (KEY.to_string(), KEY.replace("abcd", "efgh"));
+    aws.put(BUCKET, &first, b"r1\n");
+    aws.put(BUCKET, &second, b"r2\n");
+    let m1 = aws.send("m1", &event(&[(&first, "e1")]));
+    let m2 = aws.send("m2", &event(&[(&second, "e2")]));
+    let mut reader = reader(&aws).with_read_ahead(0);
+    let (mut sink, mut outcomes) = (LineSink::new(&aws), Outcomes::default());
+    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    assert_eq!(
+        aws.take_calls(),
+        calls([
+            &[Call::Receive, get(&first)],
+            &counted_then_deleted(&first, &m1),
+            &[get(&second)],
+            &counted_then_deleted(&second, &m2),
+        ])
+    );
+}
+
+#[tokio::test]
+async fn an_object_notified_twice_in_one_receive_is_downloaded_and_counted_once() {
+    let aws = FakeAws::default();
+    aws.put(BUCKET, KEY, b"r1\n");
+    let body = event(&[(KEY, "e1")]);
+    let m1 = aws.send("m1", &body);
+    let m2 = aws.send("m2", &body);
+    let (mut reader, mut sink, mut outcomes) =
+        (reader(&aws), LineSink::new(&aws), Outcomes::default());
+    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    assert_eq!(
+        aws.take_calls(),
+        calls([
+            &[Call::Receive, get(KEY)],
+            &counted_then_deleted(KEY, &m1),
+            &[Call::Delete(m2)],
+        ])
+    );
+    let outcomes_of: Vec<ObjectOutcome> = outcomes.objects.iter().map(|o| o.1).collect();
+    assert_eq!(
+        outcomes_of,
+        [ObjectOutcome::Counted, ObjectOutcome::Duplicate]
+    );
+}
+
+#[tokio::test]
+async fn an_object_notified_again_after_its_read_failed_is_read_again_in_the_same_receive() {
+    let aws = FakeAws::default();
+    let throttled = ApiError::Throttled {
+        operation: "GetObject",
+        message: "SlowDown".into(),
+    };
+    aws.answer(BUCKET, KEY, Err(ObjectError::Api(throttled)));
+    let body = event(&[(KEY, "e1")]);
+    aws.send("m1", &body);
+    aws.send("m2", &body);
+    let (mut reader, mut sink, mut outcomes) =
+        (reader(&aws), LineSink::new(&aws), Outcomes::default());
+    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    let gets = aws
+        .take_calls()
+        .into_iter()
+        .filter(|call| *call == get(KEY))
+        .count();
+    assert_eq!(
+        gets, 2,
+        "the second notification is not taken for the first"
+    );
+    assert_eq!(outcomes.messages, [MessageOutcome::Retry; 2]);
+}
+
+#[tokio::test]
+async fn an_object_that_cannot_be_made_ready_is_corrupt_and_nothing_of_it_counts() {
+    let aws = FakeAws::default();
+    aws.put(BUCKET, KEY, b"unreadable\x1f\x8b");
+    let receipt = aws.send("m1", &event(&[(KEY, "e1")]));
+    let (mut reader, mut sink, mut outcomes) =
+        (reader(&aws), LineSink::new(&aws), Outcomes::default());
+    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    assert_eq!(
+        aws.take_calls(),
+        [Call::Receive, get(KEY), Call::Extend(receipt, 0)],
+        "not counted, not committed, handed back"
+    );
+    assert_eq!(
+        outcomes.objects,
+        [(KEY.to_string(), ObjectOutcome::Corrupt, 12, 0)]
+    );
 }
