@@ -35,7 +35,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread;
 
 use flate2::read::MultiGzDecoder;
-use rustc_hash::FxHashMap;
+use std::hash::Hasher;
 
 use crate::flow::{Field, FormatChoice, LineSplitter, LogFormat, Pipeline, Summary};
 use crate::input::{self, InputError, InputFormat, Origin};
@@ -98,7 +98,8 @@ pub fn analyze(
     workers: usize,
     progress: &dyn Fn(u64),
 ) -> Result<Summary, InputError> {
-    let workers = workers.max(2);
+    // Past 65,535 workers a bucket could not name one (nor would it help).
+    let workers = workers.clamp(2, usize::from(UNASSIGNED));
     // The bound on open sessions is the whole process's: each worker holds
     // its share. Below the bound results are those of the single thread;
     // past it, which pending sessions are decided early depends on the
@@ -245,9 +246,11 @@ struct LineShard {
     at_input_start: bool,
     /// The interface of records that name none (`-`, or no such column).
     fallback_interface: Box<[u8]>,
-    /// Each interface's worker: the next worker for each new interface,
-    /// so a few interfaces still spread over every worker.
-    assigned: FxHashMap<Box<[u8]>, usize>,
+    /// The worker of each bucket of interfaces (by a hash of the id): the
+    /// next worker for each new bucket, so a few interfaces still spread
+    /// over every worker. Interfaces that share a bucket share a worker,
+    /// which is all the sharding needs: no id is compared or kept.
+    assigned: Box<[u16; BUCKETS]>,
     next_worker: usize,
 }
 
@@ -264,7 +267,7 @@ impl LineShard {
             interface_column: interface_column(&format),
             at_input_start: true,
             fallback_interface: Box::from(&b"-"[..]),
-            assigned: FxHashMap::default(),
+            assigned: Box::new([UNASSIGNED; BUCKETS]),
             next_worker: 0,
         }
     }
@@ -311,32 +314,70 @@ impl LineShard {
             None if self.interface_column.is_some() => return 0,
             None => &self.fallback_interface[..],
         };
-        if let Some(&worker) = self.assigned.get(interface) {
-            return worker;
+        let bucket = &mut self.assigned[bucket(interface)];
+        if *bucket == UNASSIGNED {
+            *bucket = self.next_worker as u16;
+            self.next_worker = (self.next_worker + 1) % self.workers;
         }
-        let worker = self.next_worker;
-        self.next_worker = (self.next_worker + 1) % self.workers;
-        self.assigned.insert(interface.into(), worker);
-        worker
+        usize::from(*bucket)
     }
+}
+
+/// Buckets of interfaces: many more than interfaces seen at once, so few share.
+const BUCKETS: usize = 1 << 12;
+const UNASSIGNED: u16 = u16::MAX;
+
+fn bucket(interface: &[u8]) -> usize {
+    let mut hasher = rustc_hash::FxHasher::default();
+    hasher.write(interface);
+    (hasher.finish() >> 52) as usize
 }
 
 /// Field `column` of a trimmed line, fields split as the record parser
 /// splits them (runs of ASCII whitespace).
 fn field(line: &[u8], column: usize) -> Option<&[u8]> {
+    if line.is_empty() {
+        return None;
+    }
     let mut rest = line;
     for _ in 0..column {
-        let end = rest.iter().position(u8::is_ascii_whitespace)?;
+        let end = token_end(rest);
         let next = rest[end..]
             .iter()
             .position(|byte| !byte.is_ascii_whitespace())?;
         rest = &rest[end + next..];
     }
-    let end = rest
+    Some(&rest[..token_end(rest)])
+}
+
+/// Where the token at the start of `bytes` ends: its first ASCII
+/// whitespace, or the end. Eight bytes at a time: finds the first byte at
+/// most `b' '` (every ASCII whitespace is), then checks it is whitespace.
+fn token_end(bytes: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let mut at = 0;
+    while let Some(word) = bytes.get(at..at + 8) {
+        let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        // High bit set in the lowest byte below 0x21 (exact for the
+        // lowest such byte; higher ones may be flagged by its borrow).
+        let low = word.wrapping_sub(ONES * 0x21) & !word & HIGHS;
+        if low == 0 {
+            at += 8;
+            continue;
+        }
+        let found = at + (low.trailing_zeros() / 8) as usize;
+        if bytes[found].is_ascii_whitespace() {
+            return found;
+        }
+        // A control byte inside the token: carry on byte by byte.
+        at = found + 1;
+        break;
+    }
+    at + bytes[at..]
         .iter()
         .position(u8::is_ascii_whitespace)
-        .unwrap_or(rest.len());
-    Some(&rest[..end])
+        .unwrap_or(bytes.len() - at)
 }
 
 fn interface_column(format: &LogFormat) -> Option<usize> {
@@ -375,5 +416,30 @@ mod tests {
             assert_eq!(field(line, column), expected, "{column}");
         }
         assert_eq!(field(b"eni-a", 0), Some(&b"eni-a"[..]));
+    }
+
+    proptest::proptest! {
+        /// Any bytes, any whitespace and control bytes: the same fields as
+        /// splitting on ASCII whitespace.
+        #[test]
+        fn fields_agree_with_splitting_on_whitespace(
+            line in proptest::collection::vec(proptest::prop_oneof![
+                proptest::prelude::Just(b' '),
+                proptest::prelude::Just(b'\t'),
+                proptest::prelude::Just(0x0c_u8),
+                proptest::prelude::Just(b'\r'),
+                0u8..0x21,
+                proptest::prelude::any::<u8>(),
+                b'a'..=b'z',
+            ], 0..60),
+            column in 0usize..6,
+        ) {
+            let line = line.trim_ascii();
+            let expected = line
+                .split(u8::is_ascii_whitespace)
+                .filter(|token| !token.is_empty())
+                .nth(column);
+            proptest::prop_assert_eq!(field(line, column), expected);
+        }
     }
 }
