@@ -1,57 +1,63 @@
 //! `analyze` on every core, with the results of the single-threaded path.
 //!
 //! Sessions never cross interfaces, so the work is sharded by interface:
-//! one thread (the caller's) reads the files and routes each line, by the
-//! `interface-id` column, to one of N workers; each worker runs its own
-//! [`Pipeline`] (parsing, filtering, counting, correlation) over the lines
-//! of its interfaces, in the order they were read. Every interface thus
-//! sees exactly the records, in exactly the order, of the single-threaded
-//! path: its watermark and rule 5's order of arrival are the same, and so
-//! are the verdicts. The workers' summaries are added up at the end.
+//! one thread (the caller's) reads the files (gunzipping them) and hands
+//! every chunk of bytes, shared, to each of N workers. Each worker splits
+//! every line but keeps only the header lines and the records of its
+//! interfaces ([`LineShard`]: the `interface-id` column picks the worker),
+//! and runs its own [`Pipeline`] (parsing, filtering, counting,
+//! correlation) over them, in the order they were read. Every interface
+//! thus sees exactly the records, in exactly the order, of the
+//! single-threaded path: its watermark and rule 5's order of arrival are
+//! the same, and so are the verdicts. The workers' summaries are added up
+//! at the end.
+//!
+//! Why every worker splits every line: finding a line's interface costs a
+//! fraction of parsing it, far less than one thread routing (and copying)
+//! lines for all workers, and the reader then only reads. Every worker
+//! sees the same lines in the same order, so each hands out interfaces to
+//! workers exactly as the others do, without talking to them.
 //!
 //! What is not per interface is kept equal by construction: header lines
-//! go to every worker (each switches format as the single pipeline would,
-//! and none counts them); a line with no interface column to route by
-//! (malformed) is counted by one worker, once. Text files only (plain or
-//! gzip): other layouts and stdin take the single-threaded path. Memory stays
-//! bounded: batches are small and the channels to the workers are bounded,
-//! so the reader waits for a busy worker instead of buffering the file.
+//! go to every worker's pipeline (each switches format as the single
+//! pipeline would, and none counts them); a line with no interface column
+//! to route by (malformed) is counted by one worker, once. Text files only
+//! (plain or gzip): other layouts and stdin take the single-threaded path.
+//! Memory stays bounded: chunks are small and the channels to the workers
+//! are bounded, so the reader waits for a busy worker instead of buffering
+//! the file.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread;
 
 use flate2::read::MultiGzDecoder;
-use rustc_hash::FxHashMap;
+use std::hash::Hasher;
 
-use crate::flow::{Field, FormatChoice, LineSplitter, LogFormat, Summary};
+use crate::flow::{Field, FormatChoice, LineSplitter, LogFormat, Pipeline, Summary};
 use crate::input::ahead::GunzipAhead;
 use crate::input::{self, InputError, InputFormat, Origin};
 use crate::report::ReportRequest;
 
-/// Lines are handed over in batches of about this many bytes.
-const BATCH_BYTES: usize = 64 << 10;
-/// Batches in flight per worker: what the reader may run ahead.
-const BATCHES_IN_FLIGHT: usize = 8;
-const READ_CHUNK: usize = 1 << 20;
+/// Input is handed to the workers in chunks of this many bytes: below
+/// glibc's mmap threshold (`main.rs`), so chunks are reused, not mapped.
+const CHUNK_BYTES: usize = 64 << 10;
+/// Chunks in flight per worker: what the reader may run ahead.
+const CHUNKS_IN_FLIGHT: usize = 16;
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// As much as `input::detect` looks at.
 const SNIFF_BYTES: u64 = 4096;
 
-/// What the reader tells a worker.
+/// What the reader tells every worker.
 enum Message {
     /// A new input starts; records without an `interface-id` belong to
     /// this interface (named by the file's place), or `-`.
     BeginInput { interface: String },
-    /// A header line (every worker switches format as the single
-    /// pipeline would); at the start of an input without one, a header
-    /// line of the default format, which is what the single pipeline
-    /// switches to on an input's first line.
-    Header(Vec<u8>),
-    /// Lines, each ending with `\n`.
-    Lines(Vec<u8>),
+    /// The input's next bytes, as read (gunzipped), shared by all workers.
+    Chunk(Arc<Vec<u8>>),
 }
 
 /// Whether every file is flow-log text (plain or gzip), which is what
@@ -93,7 +99,8 @@ pub fn analyze(
     workers: usize,
     progress: &dyn Fn(u64),
 ) -> Result<Summary, InputError> {
-    let workers = workers.max(2);
+    // Past 65,535 workers a bucket could not name one (nor would it help).
+    let workers = workers.clamp(2, usize::from(UNASSIGNED));
     // The bound on open sessions is the whole process's: each worker holds
     // its share. Below the bound results are those of the single thread;
     // past it, which pending sessions are decided early depends on the
@@ -104,27 +111,23 @@ pub fn analyze(
     thread::scope(|scope| {
         let mut senders = Vec::with_capacity(workers);
         let mut handles = Vec::with_capacity(workers);
-        for _ in 0..workers {
-            let (sender, receiver) = sync_channel(BATCHES_IN_FLIGHT);
+        for index in 0..workers {
+            let (sender, receiver) = sync_channel(CHUNKS_IN_FLIGHT);
             senders.push(sender);
-            handles.push(scope.spawn(move || work(report, receiver)));
+            handles.push(scope.spawn(move || work(report, index, workers, receiver)));
         }
-        let mut router = Router::new(&report.format, senders);
         let mut read = Ok(());
         for path in paths {
-            read = router
-                .feed_path(path, progress)
-                .map_err(|source| InputError {
-                    path: path.clone(),
-                    source,
-                });
+            read = feed_path(path, &senders, progress).map_err(|source| InputError {
+                path: path.clone(),
+                source,
+            });
             if read.is_err() {
                 break;
             }
         }
-        router.flush_all();
         // Dropping the senders ends the workers' input.
-        drop(router);
+        drop(senders);
         let mut summaries = handles.into_iter().map(|handle| {
             handle
                 .join()
@@ -140,117 +143,148 @@ pub fn analyze(
     })
 }
 
-/// One worker: a whole pipeline over the lines of its interfaces.
-fn work(report: &ReportRequest, lines: Receiver<Message>) -> Summary {
-    let (mut pipeline, mut summary) = report.start();
-    let mut interface = String::from("-");
-    for message in lines {
-        match message {
-            Message::BeginInput { interface: named } => {
-                pipeline.begin_input();
-                interface = named;
-            }
-            Message::Header(header) => {
-                pipeline.push_event(&header, None, &interface, &mut summary);
-            }
-            Message::Lines(batch) => {
-                let mut start = 0;
-                for newline in memchr::memchr_iter(b'\n', &batch) {
-                    pipeline.push_event(&batch[start..newline], None, &interface, &mut summary);
-                    start = newline + 1;
-                }
-            }
+/// One text file, plain or gzip, as one input: its bytes to every worker.
+fn feed_path(
+    path: &Path,
+    workers: &[SyncSender<Message>],
+    progress: &dyn Fn(u64),
+) -> io::Result<()> {
+    let file = Counting {
+        inner: File::open(path)?,
+        progress,
+    };
+    let mut buffered = BufReader::with_capacity(CHUNK_BYTES, file);
+    // gzip is inflated on a thread of its own, a few chunks ahead, so this
+    // thread only hands chunks on.
+    let mut reader: Box<dyn Read + '_> = if buffered.fill_buf()?.starts_with(&GZIP_MAGIC) {
+        Box::new(GunzipAhead::new(File::open(path)?, progress))
+    } else {
+        Box::new(buffered)
+    };
+    let interface = Origin::of_path(path).interface().to_string();
+    broadcast(workers, || Message::BeginInput {
+        interface: interface.clone(),
+    });
+    loop {
+        let mut chunk = Vec::with_capacity(CHUNK_BYTES);
+        // Reads until the chunk is full or the input ends (retrying
+        // interrupted reads), into the chunk's spare room: nothing zeroed.
+        (&mut reader)
+            .take(CHUNK_BYTES as u64)
+            .read_to_end(&mut chunk)?;
+        if chunk.is_empty() {
+            return Ok(());
         }
+        let chunk = Arc::new(chunk);
+        broadcast(workers, || Message::Chunk(Arc::clone(&chunk)));
     }
-    report.finish(pipeline, summary)
 }
 
-/// Reads inputs and sends each line to the worker of its interface.
-struct Router {
+fn broadcast(workers: &[SyncSender<Message>], message: impl Fn() -> Message) {
+    for worker in workers {
+        // A worker gone means it panicked: joining it reports that.
+        let _ = worker.send(message());
+    }
+}
+
+/// One worker: a whole pipeline over the lines of its interfaces.
+fn work(report: &ReportRequest, index: usize, workers: usize, input: Receiver<Message>) -> Summary {
+    let (pipeline, summary) = report.start();
+    let mut worker = Worker {
+        pipeline,
+        summary,
+        shard: LineShard::new(&report.format, index, workers),
+        interface: String::from("-"),
+    };
+    let mut splitter = LineSplitter::default();
+    for message in input {
+        match message {
+            Message::BeginInput { interface } => {
+                // The last input's last line may have had no line ending.
+                splitter.finish(|line| worker.line(line));
+                worker.begin_input(interface);
+            }
+            Message::Chunk(chunk) => splitter.push(&chunk, |line| worker.line(line)),
+        }
+    }
+    splitter.finish(|line| worker.line(line));
+    report.finish(worker.pipeline, worker.summary)
+}
+
+struct Worker {
+    pipeline: Pipeline,
+    summary: Summary,
+    shard: LineShard,
+    /// The interface of records that name none, for this input.
+    interface: String,
+}
+
+impl Worker {
+    fn begin_input(&mut self, interface: String) {
+        self.shard.begin_input(&interface);
+        self.pipeline.begin_input();
+        self.interface = interface;
+    }
+
+    /// Every line of the input: the pipeline gets the ones this worker takes.
+    fn line(&mut self, line: &[u8]) {
+        if self.shard.takes(line) {
+            self.pipeline
+                .push_event(line, None, &self.interface, &mut self.summary);
+        }
+    }
+}
+
+/// Which lines one worker takes: header lines (every worker switches
+/// format as the single pipeline would, and none counts them) and the
+/// records of its interfaces. Every worker sees every line, in order, so
+/// all of them hand out interfaces alike without talking to each other.
+struct LineShard {
     choice: FormatChoice,
+    /// This worker, of `workers`.
+    index: usize,
+    workers: usize,
     /// The column of `interface-id` in the format lines are read with.
     interface_column: Option<usize>,
     at_input_start: bool,
     /// The interface of records that name none (`-`, or no such column).
     fallback_interface: Box<[u8]>,
-    workers: Vec<SyncSender<Message>>,
-    batches: Vec<Vec<u8>>,
-    /// Each interface's worker: the next worker for each new interface,
-    /// so a few interfaces still spread over every worker.
-    assigned: FxHashMap<Box<[u8]>, usize>,
+    /// The worker of each bucket of interfaces (by a hash of the id): the
+    /// next worker for each new bucket, so a few interfaces still spread
+    /// over every worker. Interfaces that share a bucket share a worker,
+    /// which is all the sharding needs: no id is compared or kept.
+    assigned: Box<[u16; BUCKETS]>,
     next_worker: usize,
-    default_header: Vec<u8>,
 }
 
-impl Router {
-    fn new(choice: &FormatChoice, workers: Vec<SyncSender<Message>>) -> Router {
-        let default = LogFormat::default_v2();
-        let default_header = default
-            .fields()
-            .iter()
-            .map(Field::name)
-            .collect::<Vec<_>>()
-            .join(" ")
-            .into_bytes();
+impl LineShard {
+    fn new(choice: &FormatChoice, index: usize, workers: usize) -> LineShard {
         let format = match choice {
-            FormatChoice::Auto => default,
+            FormatChoice::Auto => LogFormat::default_v2(),
             FormatChoice::Fixed(format) => format.clone(),
         };
-        Router {
+        LineShard {
             choice: choice.clone(),
+            index,
+            workers,
             interface_column: interface_column(&format),
             at_input_start: true,
             fallback_interface: Box::from(&b"-"[..]),
-            batches: vec![Vec::with_capacity(BATCH_BYTES); workers.len()],
-            workers,
-            assigned: FxHashMap::default(),
+            assigned: Box::new([UNASSIGNED; BUCKETS]),
             next_worker: 0,
-            default_header,
         }
     }
 
-    /// One text file, plain or gzip, as one input.
-    fn feed_path(&mut self, path: &Path, progress: &dyn Fn(u64)) -> io::Result<()> {
-        let file = Counting {
-            inner: File::open(path)?,
-            progress,
-        };
-        let mut buffered = BufReader::with_capacity(READ_CHUNK, file);
-        // gzip is decompressed on a thread of its own, beside the routing.
-        let mut reader: Box<dyn Read + '_> = if buffered.fill_buf()?.starts_with(&GZIP_MAGIC) {
-            Box::new(GunzipAhead::new(File::open(path)?, progress))
-        } else {
-            Box::new(buffered)
-        };
-        let origin = Origin::of_path(path);
-        self.fallback_interface = origin.interface().as_bytes().into();
+    fn begin_input(&mut self, fallback_interface: &str) {
+        self.fallback_interface = fallback_interface.as_bytes().into();
         self.at_input_start = true;
-        self.flush_all();
-        for worker in &self.workers {
-            // A worker gone means it panicked: joining it reports that.
-            let _ = worker.send(Message::BeginInput {
-                interface: origin.interface().to_string(),
-            });
-        }
-        let mut buffer = vec![0u8; READ_CHUNK];
-        let mut splitter = LineSplitter::default();
-        loop {
-            let read = match reader.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(read) => read,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-                Err(error) => return Err(error),
-            };
-            splitter.push(&buffer[..read], |line| self.route(line));
-        }
-        splitter.finish(|line| self.route(line));
-        Ok(())
     }
 
-    fn route(&mut self, line: &[u8]) {
+    /// Whether this worker's pipeline gets `line`.
+    fn takes(&mut self, line: &[u8]) -> bool {
         let line = line.trim_ascii();
         if line.is_empty() {
-            return;
+            return false;
         }
         let starts_input = std::mem::take(&mut self.at_input_start);
         // As the pipeline tells a header line from a record.
@@ -265,70 +299,88 @@ impl Router {
             if let FormatChoice::Auto = self.choice {
                 self.interface_column = interface_column(&format);
             }
-            self.broadcast_header(line);
-            return;
+            return true;
         }
-        if starts_input {
-            if let FormatChoice::Auto = self.choice {
-                self.interface_column = interface_column(&LogFormat::default_v2());
-            }
-            let default_header = std::mem::take(&mut self.default_header);
-            self.broadcast_header(&default_header);
-            self.default_header = default_header;
+        if starts_input && let FormatChoice::Auto = self.choice {
+            // An input without a header line is in the default format.
+            self.interface_column = interface_column(&LogFormat::default_v2());
         }
-        let worker = self.worker_of(line);
-        let batch = &mut self.batches[worker];
-        batch.extend_from_slice(line);
-        batch.push(b'\n');
-        if batch.len() >= BATCH_BYTES {
-            self.flush(worker);
-        }
-    }
-
-    /// Every worker gets the header line, after the lines before it.
-    fn broadcast_header(&mut self, header: &[u8]) {
-        self.flush_all();
-        for worker in &self.workers {
-            let _ = worker.send(Message::Header(header.to_vec()));
-        }
+        self.worker_of(line) == self.index
     }
 
     fn worker_of(&mut self, line: &[u8]) -> usize {
-        // Fields as the record parser splits them.
-        let named = self.interface_column.and_then(|column| {
-            line.split(u8::is_ascii_whitespace)
-                .filter(|token| !token.is_empty())
-                .nth(column)
-        });
+        let named = self.interface_column.and_then(|column| field(line, column));
         let interface = match named {
             Some(interface) if interface != b"-" => interface,
             Some(_) => &self.fallback_interface[..],
-            // Too few fields: malformed, counted by any one worker.
+            // Too few fields: malformed, counted by one worker.
             None if self.interface_column.is_some() => return 0,
             None => &self.fallback_interface[..],
         };
-        if let Some(&worker) = self.assigned.get(interface) {
-            return worker;
+        let bucket = &mut self.assigned[bucket(interface)];
+        if *bucket == UNASSIGNED {
+            *bucket = self.next_worker as u16;
+            self.next_worker = (self.next_worker + 1) % self.workers;
         }
-        let worker = self.next_worker;
-        self.next_worker = (self.next_worker + 1) % self.workers.len();
-        self.assigned.insert(interface.into(), worker);
-        worker
+        usize::from(*bucket)
     }
+}
 
-    fn flush(&mut self, worker: usize) {
-        if self.batches[worker].is_empty() {
-            return;
-        }
-        let batch = std::mem::replace(&mut self.batches[worker], Vec::with_capacity(BATCH_BYTES));
-        let _ = self.workers[worker].send(Message::Lines(batch));
-    }
+/// Buckets of interfaces: many more than interfaces seen at once, so few share.
+const BUCKETS: usize = 1 << 12;
+const UNASSIGNED: u16 = u16::MAX;
 
-    fn flush_all(&mut self) {
-        for worker in 0..self.workers.len() {
-            self.flush(worker);
-        }
+fn bucket(interface: &[u8]) -> usize {
+    let mut hasher = rustc_hash::FxHasher::default();
+    hasher.write(interface);
+    (hasher.finish() >> 52) as usize
+}
+
+/// Field `column` of a trimmed line, fields split as the record parser
+/// splits them (runs of ASCII whitespace).
+fn field(line: &[u8], column: usize) -> Option<&[u8]> {
+    if line.is_empty() {
+        return None;
     }
+    let mut rest = line;
+    for _ in 0..column {
+        let end = token_end(rest);
+        let next = rest[end..]
+            .iter()
+            .position(|byte| !byte.is_ascii_whitespace())?;
+        rest = &rest[end + next..];
+    }
+    Some(&rest[..token_end(rest)])
+}
+
+/// Where the token at the start of `bytes` ends: its first ASCII
+/// whitespace, or the end. Eight bytes at a time: finds the first byte at
+/// most `b' '` (every ASCII whitespace is), then checks it is whitespace.
+fn token_end(bytes: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let mut at = 0;
+    while let Some(word) = bytes.get(at..at + 8) {
+        let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        // High bit set in the lowest byte below 0x21 (exact for the
+        // lowest such byte; higher ones may be flagged by its borrow).
+        let low = word.wrapping_sub(ONES * 0x21) & !word & HIGHS;
+        if low == 0 {
+            at += 8;
+            continue;
+        }
+        let found = at + (low.trailing_zeros() / 8) as usize;
+        if bytes[found].is_ascii_whitespace() {
+            return found;
+        }
+        // A control byte inside the token: carry on byte by byte.
+        at = found + 1;
+        break;
+    }
+    at + bytes[at..]
+        .iter()
+        .position(u8::is_ascii_whitespace)
+        .unwrap_or(bytes.len() - at)
 }
 
 fn interface_column(format: &LogFormat) -> Option<usize> {
@@ -349,5 +401,48 @@ impl<R: Read> Read for Counting<'_, R> {
         let read = self.inner.read(buffer)?;
         (self.progress)(read as u64);
         Ok(read)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_split_as_the_record_parser_splits_them() {
+        let line = b"2 123456789010\t eni-a  10.0.0.1";
+        for column in 0..5 {
+            let expected = line
+                .split(u8::is_ascii_whitespace)
+                .filter(|token| !token.is_empty())
+                .nth(column);
+            assert_eq!(field(line, column), expected, "{column}");
+        }
+        assert_eq!(field(b"eni-a", 0), Some(&b"eni-a"[..]));
+    }
+
+    proptest::proptest! {
+        /// Any bytes, any whitespace and control bytes: the same fields as
+        /// splitting on ASCII whitespace.
+        #[test]
+        fn fields_agree_with_splitting_on_whitespace(
+            line in proptest::collection::vec(proptest::prop_oneof![
+                proptest::prelude::Just(b' '),
+                proptest::prelude::Just(b'\t'),
+                proptest::prelude::Just(0x0c_u8),
+                proptest::prelude::Just(b'\r'),
+                0u8..0x21,
+                proptest::prelude::any::<u8>(),
+                b'a'..=b'z',
+            ], 0..60),
+            column in 0usize..6,
+        ) {
+            let line = line.trim_ascii();
+            let expected = line
+                .split(u8::is_ascii_whitespace)
+                .filter(|token| !token.is_empty())
+                .nth(column);
+            proptest::prop_assert_eq!(field(line, column), expected);
+        }
     }
 }
