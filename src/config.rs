@@ -191,6 +191,11 @@ pub struct S3Config {
     /// whose delete was lost comes back after this long. 2s to 12h (SQS).
     #[serde(default = "default_visibility_timeout", deserialize_with = "parsed")]
     pub visibility_timeout: Duration,
+    /// Sessions the wall clock decides and holds at once before they are
+    /// checkpointed and published (a scan's, all due together), as
+    /// `[cloudwatch] max_held_events` does for a poll's.
+    #[serde(default = "default_max_held_events", deserialize_with = "parsed")]
+    pub max_held_events: usize,
 }
 
 fn default_visibility_timeout() -> Duration {
@@ -206,6 +211,15 @@ impl S3Config {
                 format!(
                     "expected between 2s and 12h (the SQS limits), got {}",
                     humantime::format_duration(visibility)
+                ),
+            ));
+        }
+        if self.max_held_events == 0 {
+            return Err(origins.error(
+                "s3.max_held_events",
+                format!(
+                    "must be at least 1 (default {}), got 0",
+                    default_max_held_events()
                 ),
             ));
         }

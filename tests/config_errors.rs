@@ -79,7 +79,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "unknown-s3-key.toml",
-        "unknown key \"s3.bucket\" (expected one of: region, endpoint_url, queue_url, visibility_timeout)",
+        "unknown key \"s3.bucket\" (expected one of: region, endpoint_url, queue_url, visibility_timeout, max_held_events)",
     ),
     (
         "bad-endpoint-url.toml",
