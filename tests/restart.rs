@@ -37,9 +37,7 @@ const ENIS: [(&str, &str); 2] = [
 /// `reply_grace` is long enough that a request put before a kill is still
 /// pending when its reply, put after the kill, reaches the successor.
 fn config(endpoint: &str, state: Option<&Path>, log_format: &str) -> String {
-    let state = state.map_or(String::new(), |dir| {
-        format!("[state]\ndirectory = \"{}\"\n", dir.display())
-    });
+    let state = state_section(state);
     let group = format!("log_format = \"{log_format}\"");
     CloudWatchToml {
         group: &group,
@@ -79,6 +77,36 @@ fn records(scrape: &Scrape) -> f64 {
 
 fn checkpoints(scrape: &Scrape, outcome: &str) -> f64 {
     scrape.sum("vpcflow_state_checkpoints_total", &[("outcome", outcome)])
+}
+
+/// `[state]` in `directory`, if any.
+fn state_section(directory: Option<&Path>) -> String {
+    directory.map_or(String::new(), |dir| {
+        format!("[state]\ndirectory = \"{}\"\n", dir.display())
+    })
+}
+
+/// Waits until the undisturbed `direct` has read `put` records and
+/// decided `sessions`, then asserts that `total`, summed over the
+/// processes, equals its counters series by series; its scrape.
+fn exact_over_the_processes(
+    direct: &mut Exporter,
+    total: &BTreeMap<String, f64>,
+    sessions: f64,
+    put: f64,
+    last: &Exporter,
+) -> Scrape {
+    let undisturbed = direct.wait_for("every verdict, undisturbed", |s| {
+        (s.sum("vpcflow_sessions_total", &[]) >= sessions && records(s) >= put).then(|| s.clone())
+    });
+    let undisturbed = direct.wait_polls(&undisturbed, 3.0);
+    assert_eq!(
+        *total,
+        nonzero_flow_counters(&undisturbed),
+        "summed over the processes vs undisturbed\n{}",
+        last.log_tail()
+    );
+    undisturbed
 }
 
 /// Waits until `exporter` has read `n` records and written a checkpoint
@@ -343,9 +371,7 @@ fn kill_9_while_a_poll_pages_through_its_window_counts_exactly_over_the_processe
     // A grace long enough for the requests to wait, through the kill, for
     // replies put after it; every page under the attempt timeout.
     let config = |endpoint: &str, state: Option<&Path>| {
-        let state = state.map_or(String::new(), |dir| {
-            format!("[state]\ndirectory = \"{}\"\n", dir.display())
-        });
+        let state = state_section(state);
         CloudWatchToml {
             cloudwatch: "max_held_events = 30\nattempt_timeout = \"60s\"\nmax_requests_per_second = 5",
             rest: interface_addresses(&ENIS) + &correlation("30s", "120s") + &state,
@@ -445,16 +471,7 @@ fn kill_9_while_a_poll_pages_through_its_window_counts_exactly_over_the_processe
     );
     add(&mut total, &done);
 
-    let undisturbed = direct.wait_for("every verdict, undisturbed", |s| {
-        (s.sum("vpcflow_sessions_total", &[]) >= sessions && records(s) >= put).then(|| s.clone())
-    });
-    let undisturbed = direct.wait_polls(&undisturbed, 3.0);
-    assert_eq!(
-        total,
-        nonzero_flow_counters(&undisturbed),
-        "summed over the processes vs undisturbed\n{}",
-        second.log_tail()
-    );
+    let undisturbed = exact_over_the_processes(&mut direct, &total, sessions, put, &second);
     assert_eq!(undisturbed.sessions("accepted"), 2.0 * ENIS.len() as f64);
     assert_eq!(undisturbed.sessions("unanswered"), ENIS.len() as f64);
     assert_eq!(
@@ -488,9 +505,7 @@ fn kill_9_between_two_steps_of_the_wall_clocks_advance_counts_exactly_over_the_p
     // Two decisions a step: a scan's sessions, all due at once, take
     // hundreds of steps, each checkpointed before it is published.
     let config = |state: Option<&Path>| {
-        let state = state.map_or(String::new(), |dir| {
-            format!("[state]\ndirectory = \"{}\"\n", dir.display())
-        });
+        let state = state_section(state);
         CloudWatchToml {
             cloudwatch: "max_held_events = 2",
             rest: interface_addresses(&ENIS) + &correlation("10s", "120s") + &state,
@@ -585,16 +600,7 @@ fn kill_9_between_two_steps_of_the_wall_clocks_advance_counts_exactly_over_the_p
     );
     add(&mut total, &done);
 
-    let undisturbed = direct.wait_for("every verdict, undisturbed", |s| {
-        (s.sum("vpcflow_sessions_total", &[]) >= sessions && records(s) >= put).then(|| s.clone())
-    });
-    let undisturbed = direct.wait_polls(&undisturbed, 3.0);
-    assert_eq!(
-        total,
-        nonzero_flow_counters(&undisturbed),
-        "summed over the processes vs undisturbed\n{}",
-        second.log_tail()
-    );
+    let undisturbed = exact_over_the_processes(&mut direct, &total, sessions, put, &second);
     assert_eq!(
         undisturbed.sessions("rejected_inbound"),
         f64::from(scan) * ENIS.len() as f64

@@ -216,6 +216,24 @@ impl CountingSink {
         }
     }
 
+    /// Runs `f` on the pipeline with an observer that publishes what it is
+    /// told at once: counts, and decided sessions to the sessions' log.
+    fn publishing<R>(
+        &mut self,
+        now: u64,
+        f: impl FnOnce(&mut Pipeline, &mut Recorded<'_, FlowMetrics<'_>>) -> R,
+    ) -> R {
+        let proof = self.proof();
+        let service_ports = self.pipeline.correlator().service_ports().clone();
+        let mut observer = Recorded::new(
+            FlowMetrics::new(&self.metrics, &service_ports),
+            &self.sessions,
+            &proof,
+            now,
+        );
+        f(&mut self.pipeline, &mut observer)
+    }
+
     /// Decides what a silent interface leaves pending: the wall clock less
     /// the object delay and one file interval. A step at a time (a scan's
     /// sessions fall due together): at most `max_held_events` decisions
@@ -229,15 +247,9 @@ impl CountingSink {
         if self.checkpoints.is_some() {
             self.pipeline.start_advance(watermark, &mut self.pending);
         } else {
-            let proof = self.proof();
-            let service_ports = self.pipeline.correlator().service_ports().clone();
-            let mut observer = Recorded::new(
-                FlowMetrics::new(&self.metrics, &service_ports),
-                &self.sessions,
-                &proof,
-                now,
-            );
-            self.pipeline.start_advance(watermark, &mut observer);
+            self.publishing(now, |pipeline, observer| {
+                pipeline.start_advance(watermark, observer);
+            });
         }
         self.finish_advance(seen);
     }
@@ -254,16 +266,10 @@ impl CountingSink {
                 }
                 more
             } else {
-                let now = now_seconds();
-                let proof = self.proof();
-                let service_ports = self.pipeline.correlator().service_ports().clone();
-                let mut observer = Recorded::new(
-                    FlowMetrics::new(&self.metrics, &service_ports),
-                    &self.sessions,
-                    &proof,
-                    now,
-                );
-                self.pipeline.advance_some(self.max_held, &mut observer)
+                let max_held = self.max_held;
+                self.publishing(now_seconds(), |pipeline, observer| {
+                    pipeline.advance_some(max_held, observer)
+                })
             };
             if !more {
                 break;
@@ -330,15 +336,8 @@ impl ObjectSink for CountingSink {
         };
         let now = now_seconds();
         checkpoints.store(&self.pipeline, seen, &self.metrics, now);
-        let proof = self.proof();
-        let service_ports = self.pipeline.correlator().service_ports().clone();
-        let mut observer = Recorded::new(
-            FlowMetrics::new(&self.metrics, &service_ports),
-            &self.sessions,
-            &proof,
-            now,
-        );
-        std::mem::take(&mut self.pending).replay(&mut observer);
+        let pending = std::mem::take(&mut self.pending);
+        self.publishing(now, |_, observer| pending.replay(observer));
     }
 }
 

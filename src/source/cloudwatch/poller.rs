@@ -1535,13 +1535,7 @@ mod tests {
         let mut poller = Poller::new(api.clone(), cfg.clone(), T0);
         api.set_now(T0);
         let mut run = poller.start(T0).await.unwrap();
-        let mut returned = Vec::new();
-        for _ in 0..2 {
-            let PollStep::Batch(batch) = poller.step(&mut run).await.unwrap() else {
-                panic!("a batch");
-            };
-            returned.extend(batch.events.into_iter().map(|e| e.event_id));
-        }
+        let mut returned = take_batches(&mut poller, &mut run, 2).await;
         assert_eq!(poller.seen_len(), 400, "200 forgotten part way");
         // Killed after the second batch's checkpoint; the successor reads
         // the window again: the forgotten ones are below the mark.
@@ -1571,6 +1565,22 @@ mod tests {
                 PollStep::Done(outcome) => return Ok((batches, outcome)),
             }
         }
+    }
+
+    /// The ids of the next `n` steps of `run`, each a batch.
+    async fn take_batches(
+        poller: &mut Poller<FakeLogs>,
+        run: &mut PollRun,
+        n: usize,
+    ) -> Vec<String> {
+        let mut ids = Vec::new();
+        for _ in 0..n {
+            let PollStep::Batch(batch) = poller.step(run).await.unwrap() else {
+                panic!("a batch");
+            };
+            ids.extend(batch.events.into_iter().map(|e| e.event_id));
+        }
+        ids
     }
 
     /// A flood in one minute: `n` events on one stream, in pages of 100.
@@ -1618,13 +1628,7 @@ mod tests {
         let mut poller = Poller::new(api.clone(), held_to(250), T0);
         api.set_now(T0);
         let mut run = poller.start(T0).await.unwrap();
-        let mut returned = Vec::new();
-        for _ in 0..2 {
-            let PollStep::Batch(batch) = poller.step(&mut run).await.unwrap() else {
-                panic!("a batch");
-            };
-            returned.extend(batch.events.into_iter().map(|e| e.event_id));
-        }
+        let mut returned = take_batches(&mut poller, &mut run, 2).await;
         // The 8th page is throttled: the poll fails with 600 counted.
         api.fail_filter_after(1, fake::throttled());
         assert!(poller.step(&mut run).await.is_err());
