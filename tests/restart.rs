@@ -58,6 +58,12 @@ fn put_each(moto: &Moto, make: impl Fn(&str, &str) -> Vec<String>) -> f64 {
     n as f64
 }
 
+/// The reply to the request `record(eni, ("203.0.113.12", 40003), (local,
+/// 8443), t, "ACCEPT")` the tests put before a kill: put after it.
+fn reply_to_8443(eni: &str, local: &str, t: i64) -> String {
+    record(eni, (local, 8443), ("203.0.113.12", 40003), t, "ACCEPT")
+}
+
 /// Adds the flow counters of `scrape` that are not zero to `total`.
 fn add(total: &mut BTreeMap<String, f64>, scrape: &Scrape) {
     for (series, value) in nonzero_flow_counters(scrape) {
@@ -159,15 +165,7 @@ fn kill_9_at_several_points_counts_exactly_over_the_processes() {
 
     // The replies arrive while no exporter runs: the successor must pair
     // them with the requests its predecessor read.
-    put += put_each(&moto, |eni, local| {
-        vec![record(
-            eni,
-            (local, 8443),
-            ("203.0.113.12", 40003),
-            t,
-            "ACCEPT",
-        )]
-    });
+    put += put_each(&moto, |eni, local| vec![reply_to_8443(eni, local, t)]);
     let mut third = Exporter::start_ready(Some(&with_state), &[]);
     let resumed = third.scrape();
     assert_eq!(
@@ -442,15 +440,7 @@ fn kill_9_while_a_poll_pages_through_its_window_counts_exactly_over_the_processe
     first.kill();
 
     // The replies arrive while no exporter runs.
-    put += put_each(&moto, |eni, local| {
-        vec![record(
-            eni,
-            (local, 8443),
-            ("203.0.113.12", 40003),
-            t,
-            "ACCEPT",
-        )]
-    });
+    put += put_each(&moto, |eni, local| vec![reply_to_8443(eni, local, t)]);
     proxy.clear();
     let mut second = Exporter::start_ready(Some(&with_state), &[]);
     // Per interface: accepted 2 (one paired across the kill), unanswered
