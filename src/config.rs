@@ -199,6 +199,11 @@ pub struct S3Config {
     /// that does not fit is decompressed again while it is counted.
     #[serde(default = "default_read_ahead_mib")]
     pub read_ahead_mib: usize,
+    /// Sessions the wall clock decides and holds at once before they are
+    /// checkpointed and published (a scan's, all due together), as
+    /// `[cloudwatch] max_held_events` does for a poll's.
+    #[serde(default = "default_max_held_events", deserialize_with = "parsed")]
+    pub max_held_events: usize,
 }
 
 fn default_visibility_timeout() -> Duration {
@@ -235,6 +240,15 @@ impl S3Config {
                 format!(
                     "expected 0 to {MAX_READ_AHEAD} objects, got {}",
                     self.read_ahead
+                ),
+            ));
+        }
+        if self.max_held_events == 0 {
+            return Err(origins.error(
+                "s3.max_held_events",
+                format!(
+                    "must be at least 1 (default {}), got 0",
+                    default_max_held_events()
                 ),
             ));
         }

@@ -307,7 +307,7 @@ impl Metrics {
             .expect("unique metric");
         let events_forgotten = IntCounter::with_opts(opts(
             "log_events_forgotten_total",
-            "Log event fingerprints forgotten early, before their time left the overlap window, to hold cloudwatch.max_seen_events (a flood of events). Re-reads of them are still counted once, but a record delivered later with a timestamp that old is dropped as a re-read: if this grows outside a flood, raise cloudwatch.max_seen_events (about 35 bytes each) or lower cloudwatch.lookback.",
+            "Log event fingerprints forgotten early, before their time left the overlap window, to hold cloudwatch.max_seen_events (a flood of events; the busiest stream's oldest first). Re-reads of them are still counted once, but a record of that stream delivered later with a timestamp that old is dropped as a re-read: if this grows outside a flood, raise cloudwatch.max_seen_events (about 35 bytes each) or lower cloudwatch.lookback.",
         ))
         .expect("valid metric");
         registry
@@ -315,7 +315,7 @@ impl Metrics {
             .expect("unique metric");
         let events_remembered = IntGauge::with_opts(opts(
             "log_events_remembered",
-            "Log event fingerprints held to count re-read events once, all log groups together; each group holds at most cloudwatch.max_seen_events after a poll.",
+            "Log event fingerprints held to count re-read events once, all log groups together; each group holds at most cloudwatch.max_seen_events at any time.",
         ))
         .expect("valid metric");
         registry

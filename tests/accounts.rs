@@ -30,7 +30,7 @@ use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::Moto;
-use common::exporter::{Exporter, Scrape, binary, now_s, run_json};
+use common::exporter::{Exporter, Scrape, binary, block_on, now_s, run_json};
 use common::fault_proxy::{Fault, FaultProxy};
 use common::moto::now_ms;
 use common::sts_proxy::DenyAssumeRoleProxy;
@@ -162,16 +162,21 @@ async fn streams(client: &Client) -> Vec<String> {
         .collect()
 }
 
+/// `[cloudwatch]` in us-east-1 at `endpoint`, polled every second with a
+/// 5-minute lookback, followed by `rest` (more `[cloudwatch]` keys, the
+/// log groups, other tables).
+fn cloudwatch_config(endpoint: &str, rest: &str) -> String {
+    format!(
+        "[cloudwatch]\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\npoll_interval = \"1s\"\nlookback = \"5m\"\n{rest}"
+    )
+}
+
 #[test]
 fn groups_of_other_accounts_and_regions_are_read_and_a_refused_role_stops_nothing() {
     let moto = Moto::start();
     let endpoint = moto.endpoint_url();
     let t = now_s() - 5;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on(async {
         let home = Client::from_conf(base_config(&endpoint, "us-east-1"));
         let other_region = Client::from_conf(base_config(&endpoint, "eu-west-1"));
         let other_account = assumed_client(&endpoint, "us-east-1", ROLE).await;
@@ -198,14 +203,10 @@ fn groups_of_other_accounts_and_regions_are_read_and_a_refused_role_stops_nothin
     });
 
     let proxy = DenyAssumeRoleProxy::start(&moto);
-    let config = format!(
-        r#"
-[cloudwatch]
-region = "us-east-1"
-endpoint_url = "{endpoint}"
-poll_interval = "1s"
-lookback = "5m"
-
+    let config = cloudwatch_config(
+        &proxy.endpoint_url(),
+        &format!(
+            r#"
 [[cloudwatch.log_groups]]
 name = "{GROUP}"
 
@@ -227,8 +228,8 @@ reply_grace = "2s"
 session_idle_timeout = "30s"
 # Single-peer interfaces: the fallback after 1 s.
 address_wait = "1s"
-"#,
-        endpoint = proxy.endpoint_url()
+"#
+        ),
     );
     let mut exporter = Exporter::start(Some(&config), &[("RUST_LOG", "info")]);
     let scrape = exporter.wait_for(
@@ -328,11 +329,7 @@ fn inspect_reads_a_group_of_another_account_with_its_role() {
     let moto = Moto::start();
     let endpoint = moto.endpoint_url();
     let t = now_s() - 60;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on(async {
         let other_account = assumed_client(&endpoint, "eu-west-1", ROLE).await;
         seed(
             &other_account,
@@ -376,11 +373,7 @@ fn groups_of_one_role_and_region_share_one_client() {
     let moto = Moto::start();
     let endpoint = moto.endpoint_url();
     let t = now_s() - 5;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on(async {
         let east = assumed_client(&endpoint, "us-east-1", ROLE).await;
         let west = assumed_client(&endpoint, "eu-west-1", ROLE).await;
         seed_group(&east, GROUP, ENI_HOME, &accepted_pair(ENI_HOME, 40_020, t)).await;
@@ -390,14 +383,10 @@ fn groups_of_one_role_and_region_share_one_client() {
         seed_group(&west, GROUP, ENI_OTHER_REGION, &third).await;
     });
     let proxy = FaultProxy::start(&endpoint);
-    let config = format!(
-        r#"
-[cloudwatch]
-region = "us-east-1"
-endpoint_url = "{url}"
-poll_interval = "1s"
-lookback = "5m"
-
+    let config = cloudwatch_config(
+        &proxy.url(),
+        &format!(
+            r#"
 [[cloudwatch.log_groups]]
 name = "{GROUP}"
 role_arn = "{ROLE}"
@@ -417,8 +406,8 @@ role_arn = "{SECOND_ROLE}"
 
 [ec2]
 describe_interfaces = true
-"#,
-        url = proxy.url()
+"#
+        ),
     );
     let mut exporter = Exporter::start(
         Some(&config),
@@ -492,11 +481,7 @@ fn base_credentials_and_a_role_into_the_same_account_share_one_budget() {
     let moto = Moto::start();
     let t = now_s() - 5;
     let eni_role = "eni-0d00000000000000d";
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on(async {
         let home = Client::from_conf(base_config(&moto.endpoint_url(), "us-east-1"));
         let west = Client::from_conf(base_config(&moto.endpoint_url(), "eu-west-1"));
         seed_group(&home, GROUP, ENI_HOME, &accepted_pair(ENI_HOME, 40_030, t)).await;
@@ -509,14 +494,10 @@ fn base_credentials_and_a_role_into_the_same_account_share_one_budget() {
     proxy.set(Fault::Ec2Denied, Some("GetCallerIdentity"));
     // Each group lists its one interface: its demand, 1 call per 1 s poll,
     // is known from the start; the budget is 4/s, so 0.25 a group.
-    let config = format!(
-        r#"
-[cloudwatch]
-region = "us-east-1"
-endpoint_url = "{url}"
-poll_interval = "1s"
-lookback = "5m"
-max_requests_per_second = 4
+    let config = cloudwatch_config(
+        &proxy.url(),
+        &format!(
+            r#"max_requests_per_second = 4
 
 [[cloudwatch.log_groups]]
 name = "{GROUP}"
@@ -531,8 +512,8 @@ interfaces = ["{eni_role}"]
 name = "{GROUP}"
 region = "eu-west-1"
 interfaces = ["{ENI_OTHER_REGION}"]
-"#,
-        url = proxy.url()
+"#
+        ),
     );
     let mut exporter = Exporter::start(Some(&config), &[("RUST_LOG", "info")]);
     let demand = |s: &Scrape, account: &str, region: &str| {

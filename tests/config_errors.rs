@@ -83,7 +83,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "unknown-s3-key.toml",
-        "unknown key \"s3.bucket\" (expected one of: region, endpoint_url, queue_url, visibility_timeout, read_ahead, read_ahead_mib)",
+        "unknown key \"s3.bucket\" (expected one of: region, endpoint_url, queue_url, visibility_timeout, read_ahead, read_ahead_mib, max_held_events)",
     ),
     (
         "bad-endpoint-url.toml",

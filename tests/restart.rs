@@ -1,8 +1,10 @@
 //! Restarts with a `[state] directory`: the real exporter is killed with
 //! `kill -9` at several points of a moto run — before its first poll, with
 //! sessions pending whose replies are put only after the restart, between
-//! polls while checkpoints are being written every second, and part way
-//! through a poll that pages through a flood's window in batches — and
+//! polls while checkpoints are being written every second, part way
+//! through a poll that pages through a flood's window in batches, and
+//! between two steps of the wall clock's advance (a scan's sessions all
+//! due at once, decided `max_held_events` at a time) — and
 //! the counts summed over the processes equal those of an exporter that
 //! ran undisturbed, series by series. A corrupt or foreign state file is
 //! ignored with a log line and a counted outcome; a state directory that
@@ -35,9 +37,7 @@ const ENIS: [(&str, &str); 2] = [
 /// `reply_grace` is long enough that a request put before a kill is still
 /// pending when its reply, put after the kill, reaches the successor.
 fn config(endpoint: &str, state: Option<&Path>, log_format: &str) -> String {
-    let state = state.map_or(String::new(), |dir| {
-        format!("[state]\ndirectory = \"{}\"\n", dir.display())
-    });
+    let state = state_section(state);
     let group = format!("log_format = \"{log_format}\"");
     CloudWatchToml {
         group: &group,
@@ -56,6 +56,12 @@ fn put_each(moto: &Moto, make: impl Fn(&str, &str) -> Vec<String>) -> f64 {
         put_records(moto, GROUP, eni, &records);
     }
     n as f64
+}
+
+/// The reply to the request `record(eni, ("203.0.113.12", 40003), (local,
+/// 8443), t, "ACCEPT")` the tests put before a kill: put after it.
+fn reply_to_8443(eni: &str, local: &str, t: i64) -> String {
+    record(eni, (local, 8443), ("203.0.113.12", 40003), t, "ACCEPT")
 }
 
 /// Adds the flow counters of `scrape` that are not zero to `total`.
@@ -77,6 +83,36 @@ fn records(scrape: &Scrape) -> f64 {
 
 fn checkpoints(scrape: &Scrape, outcome: &str) -> f64 {
     scrape.sum("vpcflow_state_checkpoints_total", &[("outcome", outcome)])
+}
+
+/// `[state]` in `directory`, if any.
+fn state_section(directory: Option<&Path>) -> String {
+    directory.map_or(String::new(), |dir| {
+        format!("[state]\ndirectory = \"{}\"\n", dir.display())
+    })
+}
+
+/// Waits until the undisturbed `direct` has read `put` records and
+/// decided `sessions`, then asserts that `total`, summed over the
+/// processes, equals its counters series by series; its scrape.
+fn exact_over_the_processes(
+    direct: &mut Exporter,
+    total: &BTreeMap<String, f64>,
+    sessions: f64,
+    put: f64,
+    last: &Exporter,
+) -> Scrape {
+    let undisturbed = direct.wait_for("every verdict, undisturbed", |s| {
+        (s.sum("vpcflow_sessions_total", &[]) >= sessions && records(s) >= put).then(|| s.clone())
+    });
+    let undisturbed = direct.wait_polls(&undisturbed, 3.0);
+    assert_eq!(
+        *total,
+        nonzero_flow_counters(&undisturbed),
+        "summed over the processes vs undisturbed\n{}",
+        last.log_tail()
+    );
+    undisturbed
 }
 
 /// Waits until `exporter` has read `n` records and written a checkpoint
@@ -129,15 +165,7 @@ fn kill_9_at_several_points_counts_exactly_over_the_processes() {
 
     // The replies arrive while no exporter runs: the successor must pair
     // them with the requests its predecessor read.
-    put += put_each(&moto, |eni, local| {
-        vec![record(
-            eni,
-            (local, 8443),
-            ("203.0.113.12", 40003),
-            t,
-            "ACCEPT",
-        )]
-    });
+    put += put_each(&moto, |eni, local| vec![reply_to_8443(eni, local, t)]);
     let mut third = Exporter::start_ready(Some(&with_state), &[]);
     let resumed = third.scrape();
     assert_eq!(
@@ -341,9 +369,7 @@ fn kill_9_while_a_poll_pages_through_its_window_counts_exactly_over_the_processe
     // A grace long enough for the requests to wait, through the kill, for
     // replies put after it; every page under the attempt timeout.
     let config = |endpoint: &str, state: Option<&Path>| {
-        let state = state.map_or(String::new(), |dir| {
-            format!("[state]\ndirectory = \"{}\"\n", dir.display())
-        });
+        let state = state_section(state);
         CloudWatchToml {
             cloudwatch: "max_held_events = 30\nattempt_timeout = \"60s\"\nmax_requests_per_second = 5",
             rest: interface_addresses(&ENIS) + &correlation("30s", "120s") + &state,
@@ -414,15 +440,7 @@ fn kill_9_while_a_poll_pages_through_its_window_counts_exactly_over_the_processe
     first.kill();
 
     // The replies arrive while no exporter runs.
-    put += put_each(&moto, |eni, local| {
-        vec![record(
-            eni,
-            (local, 8443),
-            ("203.0.113.12", 40003),
-            t,
-            "ACCEPT",
-        )]
-    });
+    put += put_each(&moto, |eni, local| vec![reply_to_8443(eni, local, t)]);
     proxy.clear();
     let mut second = Exporter::start_ready(Some(&with_state), &[]);
     // Per interface: accepted 2 (one paired across the kill), unanswered
@@ -443,18 +461,136 @@ fn kill_9_while_a_poll_pages_through_its_window_counts_exactly_over_the_processe
     );
     add(&mut total, &done);
 
-    let undisturbed = direct.wait_for("every verdict, undisturbed", |s| {
-        (s.sum("vpcflow_sessions_total", &[]) >= sessions && records(s) >= put).then(|| s.clone())
-    });
-    let undisturbed = direct.wait_polls(&undisturbed, 3.0);
-    assert_eq!(
-        total,
-        nonzero_flow_counters(&undisturbed),
-        "summed over the processes vs undisturbed\n{}",
-        second.log_tail()
-    );
+    let undisturbed = exact_over_the_processes(&mut direct, &total, sessions, put, &second);
     assert_eq!(undisturbed.sessions("accepted"), 2.0 * ENIS.len() as f64);
     assert_eq!(undisturbed.sessions("unanswered"), ENIS.len() as f64);
+    assert_eq!(
+        undisturbed.sessions("rejected_inbound"),
+        f64::from(scan) * ENIS.len() as f64
+    );
+}
+
+/// The state file of the one log group in `directory` and its text, if
+/// written yet (the temporary file, a dot file, left out).
+fn state_file(directory: &Path) -> Option<(std::path::PathBuf, String)> {
+    let entry = std::fs::read_dir(directory).ok()?.find_map(|entry| {
+        let path = entry.ok()?.path();
+        let name = path.file_name()?.to_str()?;
+        (name.starts_with("cloudwatch-") && name.ends_with(".json")).then_some(path)
+    })?;
+    let text = std::fs::read_to_string(&entry).ok()?;
+    Some((entry, text))
+}
+
+/// Whether a checkpoint was written part way through the wall clock's advance.
+fn advancing(checkpoint: &str) -> bool {
+    checkpoint.contains(r#""advancing":"#)
+}
+
+#[test]
+fn kill_9_between_two_steps_of_the_wall_clocks_advance_counts_exactly_over_the_processes() {
+    let moto = Moto::start();
+    seed(&moto, GROUP, &ENIS.map(|(eni, _)| (eni, Vec::new())));
+    let state = tempfile::tempdir().expect("state dir");
+    // Two decisions a step: a scan's sessions, all due at once, take
+    // hundreds of steps, each checkpointed before it is published.
+    let config = |state: Option<&Path>| {
+        let state = state_section(state);
+        CloudWatchToml {
+            cloudwatch: "max_held_events = 2",
+            rest: interface_addresses(&ENIS) + &correlation("10s", "120s") + &state,
+            ..CloudWatchToml::new(&moto.endpoint_url())
+        }
+        .toml()
+    };
+    let mut direct = Exporter::start_ready(Some(&config(None)), &[]);
+    let scan: u16 = 300;
+    let t = now_s() - 2;
+    let put = put_each(&moto, |eni, local| {
+        let mut records = vec![
+            record(eni, ("203.0.113.10", 40001), (local, 443), t, "ACCEPT"),
+            record(eni, (local, 443), ("203.0.113.10", 40001), t, "ACCEPT"),
+        ];
+        records.extend(
+            (0..scan).map(|i| record(eni, ("198.51.100.7", 30000 + i), (local, 22), t, "REJECT")),
+        );
+        records
+    });
+    let mut first = Exporter::start_ready(Some(&config(Some(state.path()))), &[]);
+
+    // Once a checkpoint says the advance is under way, the next checkpoint's
+    // temporary file is made a FIFO: the process stops at its next step,
+    // every step before it checkpointed and published.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let file = loop {
+        if let Some((path, text)) = state_file(state.path())
+            && advancing(&text)
+        {
+            break path;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint part way through the advance\n{}",
+            first.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let name = file.file_name().unwrap().to_str().unwrap().to_owned();
+    let fifo = state.path().join(format!(".{name}.tmp"));
+    let made = (0..10_000).any(|_| {
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !made {
+            // The previous step's file is still being written.
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        made
+    });
+    assert!(made, "mkfifo {}", fifo.display());
+    std::thread::sleep(Duration::from_millis(500));
+    let stopped = first.scrape();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        flow_counters(&first.scrape()),
+        flow_counters(&stopped),
+        "nothing more published while the step's checkpoint waits"
+    );
+    let (_, on_disk) = state_file(state.path()).expect("a checkpoint");
+    assert!(
+        advancing(&on_disk),
+        "the advance was under way at the kill\n{}",
+        first.log_tail()
+    );
+    let sessions = f64::from(1 + scan) * ENIS.len() as f64;
+    let decided_before = stopped.sum("vpcflow_sessions_total", &[]);
+    assert!(
+        decided_before > 2.0 && decided_before < sessions,
+        "part of the scan decided: {decided_before}\n{}",
+        stopped.flow_lines()
+    );
+    let mut total = BTreeMap::new();
+    add(&mut total, &stopped);
+    first.kill();
+    std::fs::remove_file(&fifo).expect("remove the FIFO");
+
+    // The successor finishes the advance before anything else.
+    let mut second = Exporter::start_ready(Some(&config(Some(state.path()))), &[]);
+    let done = second.wait_for("every verdict", |s| {
+        (s.sum("vpcflow_sessions_total", &[]) + decided_before >= sessions).then(|| s.clone())
+    });
+    let done = second.wait_polls(&done, 3.0);
+    assert_eq!(checkpoints(&done, "restored"), 1.0, "{}", second.log_tail());
+    assert_eq!(
+        records(&done),
+        0.0,
+        "every record was counted before the kill"
+    );
+    add(&mut total, &done);
+
+    let undisturbed = exact_over_the_processes(&mut direct, &total, sessions, put, &second);
     assert_eq!(
         undisturbed.sessions("rejected_inbound"),
         f64::from(scan) * ENIS.len() as f64

@@ -536,6 +536,7 @@ impl GroupLoop {
     /// wall-clock watermark, is for [`GroupLoop::take`].
     fn take_batch(&mut self, batch: &Batch) {
         self.note_interfaces();
+        self.note_remembered(batch.forgotten);
         let metrics = &self.shared.metrics;
         metrics.events_fetched.inc_by(batch.fetched);
         metrics.events_new.inc_by(batch.events.len() as u64);
@@ -630,12 +631,12 @@ impl GroupLoop {
         update_load_gauges(metrics, &self.pipeline);
     }
 
-    /// Counts the fingerprints forgotten early (`max_seen_events`) and
-    /// keeps this group's share of the remembered ones in the gauge.
+    /// Counts the fingerprints forgotten early (`max_seen_events`) at a
+    /// poll's end, logs the poll's (batches included) and keeps this
+    /// group's share of the remembered ones in the gauge.
     fn note_dedup_memory(&mut self, outcome: &PollOutcome) {
-        let metrics = &self.shared.metrics;
+        self.note_remembered(outcome.forgotten_since_batch);
         if outcome.forgotten > 0 {
-            metrics.events_forgotten.inc_by(outcome.forgotten);
             let taken_as_seen_before = outcome
                 .forgotten_before_ms
                 .and_then(|ms| u64::try_from(ms / 1000).ok())
@@ -648,9 +649,16 @@ impl GroupLoop {
                 forgotten = outcome.forgotten,
                 remembered = self.poller.seen_len(),
                 taken_as_seen_before = taken_as_seen_before.as_deref().unwrap_or("-"),
-                "Too many events inside the overlap for cloudwatch.max_seen_events: the oldest were forgotten early, and a record arriving later with a timestamp before taken_as_seen_before will be dropped as a re-read"
+                "Too many events inside the overlap for cloudwatch.max_seen_events: the oldest of the busiest streams were forgotten early, and a record of those streams arriving later with a timestamp before taken_as_seen_before may be dropped as a re-read"
             );
         }
+    }
+
+    /// Counts `forgotten` fingerprints and keeps this group's share of the
+    /// remembered ones in the gauge (after a batch or a poll).
+    fn note_remembered(&mut self, forgotten: u64) {
+        let metrics = &self.shared.metrics;
+        metrics.events_forgotten.inc_by(forgotten);
         let remembered = i64::try_from(self.poller.seen_len()).unwrap_or(i64::MAX);
         metrics.events_remembered.add(remembered - self.remembered);
         self.remembered = remembered;

@@ -98,7 +98,15 @@ pub async fn run(
         ec2,
         region: config.region.clone(),
         endpoint_url: config.endpoint_url.clone(),
+        max_held: config.max_held_events.max(1),
     };
+    if sink.pipeline.advancing() {
+        // Restored from a checkpoint written part way through the wall
+        // clock's advance: finished before any object, as the predecessor
+        // would have.
+        sink.pipeline.set_wall_clock(now_seconds());
+        sink.finish_advance(reader.seen());
+    }
     let mut observer = MetricsObserver {
         metrics: s3_metrics,
         delays: RecentMax::new(i64::try_from(MAX_DELAY_SECONDS).unwrap_or(i64::MAX)),
@@ -162,6 +170,8 @@ struct CountingSink {
     /// `[s3] region`: also the region of interfaces whose key names none.
     region: Option<String>,
     endpoint_url: Option<String>,
+    /// `[s3] max_held_events`: the wall clock's decisions held at once.
+    max_held: usize,
 }
 
 /// The folders above the date partitions of the objects counted lately
@@ -213,28 +223,64 @@ impl CountingSink {
         }
     }
 
+    /// Runs `f` on the pipeline with an observer that publishes what it is
+    /// told at once: counts, and decided sessions to the sessions' log.
+    fn publishing<R>(
+        &mut self,
+        now: u64,
+        f: impl FnOnce(&mut Pipeline, &mut Recorded<'_, FlowMetrics<'_>>) -> R,
+    ) -> R {
+        let proof = self.proof();
+        let service_ports = self.pipeline.correlator().service_ports().clone();
+        let mut observer = Recorded::new(
+            FlowMetrics::new(&self.metrics, &service_ports),
+            &self.sessions,
+            &proof,
+            now,
+        );
+        f(&mut self.pipeline, &mut observer)
+    }
+
     /// Decides what a silent interface leaves pending: the wall clock less
-    /// the object delay and one file interval.
+    /// the object delay and one file interval. A step at a time (a scan's
+    /// sessions fall due together): at most `max_held_events` decisions
+    /// held, each step checkpointed (with `[state]`) and published before
+    /// the next, as the CloudWatch source does.
     fn advance(&mut self, lag: u64, seen: &Seen) {
         let now = now_seconds();
         self.pipeline.set_wall_clock(now);
         let watermark =
             wall_clock_watermark(now, Some(lag), FILE_INTERVAL_SECONDS, MAX_DELAY_SECONDS);
         if self.checkpoints.is_some() {
-            self.pipeline.advance_to(watermark, &mut self.pending);
-            if !self.pending.is_empty() {
-                self.commit(seen);
-            }
+            self.pipeline.start_advance(watermark, &mut self.pending);
         } else {
-            let proof = self.proof();
-            let service_ports = self.pipeline.correlator().service_ports().clone();
-            let mut observer = Recorded::new(
-                FlowMetrics::new(&self.metrics, &service_ports),
-                &self.sessions,
-                &proof,
-                now,
-            );
-            self.pipeline.advance_to(watermark, &mut observer);
+            self.publishing(now, |pipeline, observer| {
+                pipeline.start_advance(watermark, observer);
+            });
+        }
+        self.finish_advance(seen);
+    }
+
+    /// Carries out the advance under way a step at a time (also one
+    /// restored from a checkpoint written part way through it).
+    fn finish_advance(&mut self, seen: &Seen) {
+        loop {
+            let more = if self.checkpoints.is_some() {
+                let budget = self.max_held.saturating_sub(self.pending.len()).max(1);
+                let more = self.pipeline.advance_some(budget, &mut self.pending);
+                if more || !self.pending.is_empty() {
+                    self.commit(seen);
+                }
+                more
+            } else {
+                let max_held = self.max_held;
+                self.publishing(now_seconds(), |pipeline, observer| {
+                    pipeline.advance_some(max_held, observer)
+                })
+            };
+            if !more {
+                break;
+            }
         }
         update_load_gauges(&self.metrics, &self.pipeline);
     }
@@ -304,15 +350,8 @@ impl ObjectSink for CountingSink {
         };
         let now = now_seconds();
         checkpoints.store(&self.pipeline, seen, &self.metrics, now);
-        let proof = self.proof();
-        let service_ports = self.pipeline.correlator().service_ports().clone();
-        let mut observer = Recorded::new(
-            FlowMetrics::new(&self.metrics, &service_ports),
-            &self.sessions,
-            &proof,
-            now,
-        );
-        std::mem::take(&mut self.pending).replay(&mut observer);
+        let pending = std::mem::take(&mut self.pending);
+        self.publishing(now, |_, observer| pending.replay(observer));
     }
 }
 
@@ -405,7 +444,170 @@ impl ReaderObserver for MetricsObserver {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
+    use crate::api::RingSizes;
+    use crate::flow::{FormatChoice, RecordFilter, Settings};
+
+    /// A sink counting into `metrics`, with `[state]` in `state` if given.
+    fn sink(
+        metrics: &Arc<Metrics>,
+        state: Option<&std::path::Path>,
+        max_held: usize,
+    ) -> CountingSink {
+        CountingSink {
+            text_budget: TextBudget::new(1 << 20),
+            pipeline: Pipeline::new(
+                FormatChoice::Auto,
+                Settings::default(),
+                HashMap::new(),
+                RecordFilter::default(),
+            ),
+            metrics: metrics.clone(),
+            sessions: Arc::new(SessionLog::new(RingSizes {
+                per_verdict: 10,
+                accepted: 0,
+            })),
+            checkpoints: state.map(|directory| Checkpoints::new(directory, "queue")),
+            pending: Deferred::new(),
+            roots: ObjectRoots::default(),
+            ec2: None,
+            region: None,
+            endpoint_url: None,
+            max_held,
+        }
+    }
+
+    /// The sum of a family's samples whose line starts with `prefix`.
+    fn total(metrics: &Metrics, prefix: &str) -> f64 {
+        metrics
+            .render()
+            .lines()
+            .filter(|line| line.starts_with(prefix))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// An object of `n` lone SYNs to one interface from as many sources
+    /// (a scan), two hours old: all due on the wall clock at once.
+    fn scan(n: u32) -> String {
+        let start = now_seconds() - 7200;
+        (0..n)
+            .map(|i| {
+                format!(
+                    "2 123456789012 eni-a 198.51.{}.{} 10.0.0.10 {} 22 6 1 40 {start} {} REJECT OK\n",
+                    i / 250,
+                    i % 250,
+                    40_000 + i % 20_000,
+                    start + 60,
+                )
+            })
+            .collect()
+    }
+
+    /// Counts `object` as the reader would, then lets the wall clock decide.
+    fn count_then_advance(sink: &mut CountingSink, object: &str, seen: &Seen) {
+        sink.pipeline.set_wall_clock(now_seconds());
+        if sink.checkpoints.is_some() {
+            feed_object(object.as_bytes(), &mut sink.pipeline, &mut sink.pending).unwrap();
+            sink.commit(seen);
+        } else {
+            let service_ports = sink.pipeline.correlator().service_ports().clone();
+            let mut observer = FlowMetrics::new(&sink.metrics, &service_ports);
+            feed_object(object.as_bytes(), &mut sink.pipeline, &mut observer).unwrap();
+        }
+        sink.advance(FILE_INTERVAL_SECONDS, seen);
+    }
+
+    #[test]
+    fn a_scans_sessions_are_decided_checkpointed_and_published_max_held_at_a_time() {
+        let seen = Seen::new(DEFAULT_CAPACITY, RETENTION_SECONDS);
+        let object = scan(2_000);
+        let written = r#"vpcflow_state_checkpoints_total{outcome="written"}"#;
+        // Without [state] and with it at once: the reference counts.
+        let reference = Arc::new(Metrics::new());
+        count_then_advance(&mut sink(&reference, None, usize::MAX), &object, &seen);
+        assert_eq!(total(&reference, "vpcflow_sessions_total{"), 2_000.0);
+
+        let directory = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let mut stepped = sink(&metrics, Some(directory.path()), 150);
+        count_then_advance(&mut stepped, &object, &seen);
+        assert!(!stepped.pipeline.advancing());
+        let pending: usize = stepped
+            .pipeline
+            .correlator()
+            .load()
+            .map(|l| l.pending)
+            .sum();
+        assert_eq!(pending, 0);
+        // The object's commit, then one checkpoint per step of at most 150.
+        assert!(total(&metrics, written) >= 1.0 + (2_000 / 150) as f64);
+        for family in ["vpcflow_sessions_total{", "vpcflow_records_total{"] {
+            assert_eq!(
+                total(&metrics, family),
+                total(&reference, family),
+                "{family}"
+            );
+        }
+
+        // Without [state], stepped too, the same counts.
+        let unsaved = Arc::new(Metrics::new());
+        count_then_advance(&mut sink(&unsaved, None, 150), &object, &seen);
+        assert_eq!(total(&unsaved, "vpcflow_sessions_total{"), 2_000.0);
+    }
+
+    #[test]
+    fn an_advance_checkpointed_part_way_is_finished_by_the_successor() {
+        let seen = Seen::new(DEFAULT_CAPACITY, RETENTION_SECONDS);
+        let directory = tempfile::tempdir().unwrap();
+        let first = Arc::new(Metrics::new());
+        let mut predecessor = sink(&first, Some(directory.path()), 150);
+        predecessor.pipeline.set_wall_clock(now_seconds());
+        feed_object(
+            scan(2_000).as_bytes(),
+            &mut predecessor.pipeline,
+            &mut predecessor.pending,
+        )
+        .unwrap();
+        predecessor.commit(&seen);
+        // Two steps published and checkpointed; then kill -9.
+        let watermark = now_seconds() - 600;
+        predecessor
+            .pipeline
+            .start_advance(watermark, &mut predecessor.pending);
+        for _ in 0..2 {
+            assert!(
+                predecessor
+                    .pipeline
+                    .advance_some(150, &mut predecessor.pending)
+            );
+            predecessor.commit(&seen);
+        }
+        drop(predecessor);
+        let counted_before = total(&first, "vpcflow_sessions_total{");
+        assert!(
+            (300.0..2_000.0).contains(&counted_before),
+            "{counted_before}"
+        );
+
+        let second = Arc::new(Metrics::new());
+        let mut successor = sink(&second, Some(directory.path()), 150);
+        let mut restored_seen = Seen::new(DEFAULT_CAPACITY, RETENTION_SECONDS);
+        let mut checkpoints = successor.checkpoints.take().unwrap();
+        checkpoints.restore(&mut successor.pipeline, &mut restored_seen, &second);
+        successor.checkpoints = Some(checkpoints);
+        assert!(successor.pipeline.advancing());
+        successor.pipeline.set_wall_clock(now_seconds());
+        successor.finish_advance(&restored_seen);
+        let counted_after = total(&second, "vpcflow_sessions_total{");
+        assert_eq!(
+            counted_before + counted_after,
+            2_000.0,
+            "each session once over both"
+        );
+    }
 
     #[test]
     fn a_root_is_the_folder_above_the_date_partitions() {

@@ -450,6 +450,12 @@ async fn put(moto: &Moto, group: &str, eni: &str, records: &[String]) {
     moto.put_log_events(group, &stream_name(eni), events).await;
 }
 
+/// Runs `future` to its end on a runtime of its own: the async AWS
+/// clients in a test that itself blocks.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    runtime().block_on(future)
+}
+
 /// A tokio runtime for the async moto helpers (the tests themselves block).
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -60,12 +60,18 @@
 //! while its timestamp can still fall in a future window, i.e. not before
 //! the last probe's end less `lookback`, and forgotten after. That bounds
 //! the memory by the events of `lookback + probe_interval` — by the input,
-//! so it is bounded by configuration too: past `max_seen_events` after a
-//! poll, the events of the oldest timestamps are forgotten early, and from
-//! then on every event older than the newest one forgotten is taken as
+//! so it is bounded by configuration too: at most `max_seen_events` are
+//! remembered at any time, the window being read included. Past it, the
+//! events of the oldest timestamps of the stream holding the most (a
+//! flood's own interface) are forgotten early, and from then on every
+//! event of that stream older than the newest one forgotten is taken as
 //! seen. A re-read is thus never counted twice; what the bound costs is a
-//! record that arrives late with such an old timestamp, which is dropped.
-//! [`PollOutcome::forgotten`] reports it, for the caller to count and log.
+//! record of that stream that arrives late with such an old timestamp —
+//! or, part way through a window, one its pages bring after newer ones
+//! (`FilterLogEvents` interleaves the streams in time order, so few) —
+//! which is dropped. Other streams stay exact. In normal operation the
+//! bound is never reached and nothing changes. [`PollOutcome::forgotten`]
+//! and [`Batch::forgotten`] report it, for the caller to count and log.
 //!
 //! A stream that appears at a later discovery is read back to the previous
 //! discovery less `lookback`, since its first events may be that old.
@@ -81,9 +87,8 @@
 //! same window again — from a checkpoint that holds the fingerprints of
 //! what the batches counted — and drops those events as re-reads: nothing
 //! is counted twice and nothing is lost. What stays in memory during a
-//! window is the fingerprints of its new events (about 35 bytes each); the
-//! bound `max_seen_events` applies at the window's end, since forgetting
-//! part way could drop an event of the same window not read yet.
+//! window is the fingerprints of its new events (about 35 bytes each),
+//! within `max_seen_events` (see Dedup).
 //!
 //! # Where the rules live
 //!
@@ -94,13 +99,14 @@
 //! paging run restarts that request's paging from its first page (dedup
 //! drops what is read twice).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 use rustc_hash::FxHashSet;
+use serde::de::{SeqAccess, Visitor};
 use serde::ser::SerializeSeq;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use siphasher::sip128::{Hasher128, SipHasher13};
 
 use super::api::{ApiError, FilterRequest, LogEvent, LogsApi};
@@ -143,8 +149,9 @@ pub struct PollerConfig {
     pub probe_interval: Duration,
     /// Longest wait between polls after failures (default 5m).
     pub max_backoff: Duration,
-    /// Event fingerprints remembered for dedup at most (after a poll);
-    /// past it the oldest are forgotten early (see the module documentation).
+    /// Event fingerprints remembered for dedup at most, the window being
+    /// read included; past it the oldest of the stream holding the most are
+    /// forgotten early (see the module documentation).
     pub max_seen_events: usize,
     /// New events read and held before they are handed over as a
     /// [`Batch`], however large the window (see the module documentation).
@@ -215,52 +222,120 @@ pub struct PollOutcome {
     /// Times paging was restarted after an expired `nextToken`.
     pub paging_restarts: u32,
     /// Event fingerprints forgotten early by this poll to stay within
-    /// `max_seen_events` (a restore into a smaller bound counts in the
-    /// first poll).
+    /// `max_seen_events`, the whole poll (a restore into a smaller bound
+    /// counts in the first poll).
     pub forgotten: u64,
+    /// Of `forgotten`, those since the last [`Batch`] (all without one).
+    pub forgotten_since_batch: u64,
     /// Events with an earlier timestamp are taken as seen, when fingerprints
     /// were forgotten early and that time is still inside the overlap.
     pub forgotten_before_ms: Option<i64>,
 }
 
-/// Fingerprints of the events seen, by event timestamp: what makes the
-/// overlap's re-reads count once. Pruned by time ([`SeenEvents::prune`])
-/// and held within a count ([`SeenEvents::bound`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(from = "Vec<(i64, Vec<u128>)>")]
+/// Fingerprints of the events seen, per stream and by event timestamp:
+/// what makes the overlap's re-reads count once. Pruned by time
+/// ([`SeenEvents::prune`]) and held within a count ([`SeenEvents::bound`]),
+/// the stream holding the most paying first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SeenEvents {
+    /// By stream name; [`LEGACY_STREAM`] holds fingerprints restored from a
+    /// checkpoint written before they were kept per stream.
+    streams: BTreeMap<String, StreamSeen>,
+    len: usize,
+}
+
+/// Where a checkpoint written before fingerprints were kept per stream
+/// puts them: consulted for every stream (real stream names are never
+/// empty), and gone once pruned.
+const LEGACY_STREAM: &str = "";
+
+/// One stream's fingerprints.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct StreamSeen {
     by_time: BTreeMap<i64, FxHashSet<u128>>,
     len: usize,
-    /// Fingerprints of events with an earlier timestamp were forgotten
-    /// early: any such event is taken as seen. Checkpointed beside the
-    /// fingerprints ([`PollerState::seen_forgotten_before_ms`]).
+    /// Fingerprints of this stream's events with an earlier timestamp were
+    /// forgotten early: any such event is taken as seen.
     forgotten_before_ms: Option<i64>,
+}
+
+impl StreamSeen {
+    fn taken_as_seen(&self, timestamp_ms: i64) -> bool {
+        self.forgotten_before_ms
+            .is_some_and(|before| timestamp_ms < before)
+    }
+
+    fn contains(&self, timestamp_ms: i64, fingerprint: u128) -> bool {
+        self.taken_as_seen(timestamp_ms)
+            || self
+                .by_time
+                .get(&timestamp_ms)
+                .is_some_and(|ids| ids.contains(&fingerprint))
+    }
+
+    /// Forgets the fingerprints of the oldest timestamp (all of its events
+    /// together, so that "older than the newest forgotten" means
+    /// "forgotten"); how many went.
+    fn forget_oldest(&mut self) -> usize {
+        let Some((time, set)) = self.by_time.pop_first() else {
+            return 0;
+        };
+        self.len -= set.len();
+        self.forgotten_before_ms = self.forgotten_before_ms.max(Some(time + 1));
+        set.len()
+    }
+
+    /// Forgets events with a timestamp before `cutoff_ms`; how many went.
+    fn prune(&mut self, cutoff_ms: i64) -> usize {
+        let kept = self.by_time.split_off(&cutoff_ms);
+        let dropped = std::mem::replace(&mut self.by_time, kept);
+        let gone = dropped.values().map(FxHashSet::len).sum::<usize>();
+        self.len -= gone;
+        if self
+            .forgotten_before_ms
+            .is_some_and(|before| before <= cutoff_ms)
+        {
+            self.forgotten_before_ms = None;
+        }
+        gone
+    }
 }
 
 impl SeenEvents {
     /// True when the event was seen before (or is taken as seen).
     fn contains(&self, event: &LogEvent) -> bool {
-        self.forgotten_before_ms
-            .is_some_and(|before| event.timestamp_ms < before)
-            || self
-                .by_time
-                .get(&event.timestamp_ms)
-                .is_some_and(|ids| ids.contains(&fingerprint(&event.stream, &event.event_id)))
+        let fingerprint = fingerprint(&event.stream, &event.event_id);
+        self.streams
+            .get(event.stream.as_str())
+            .is_some_and(|seen| seen.contains(event.timestamp_ms, fingerprint))
+            || self.in_legacy(event.timestamp_ms, fingerprint)
+    }
+
+    fn in_legacy(&self, timestamp_ms: i64, fingerprint: u128) -> bool {
+        self.streams
+            .get(LEGACY_STREAM)
+            .is_some_and(|legacy| legacy.contains(timestamp_ms, fingerprint))
     }
 
     /// True when the event was not seen before (and now is).
     fn insert(&mut self, event: &LogEvent) -> bool {
-        if self
-            .forgotten_before_ms
-            .is_some_and(|before| event.timestamp_ms < before)
-        {
+        let fingerprint = fingerprint(&event.stream, &event.event_id);
+        if self.in_legacy(event.timestamp_ms, fingerprint) {
             return false;
         }
-        let fresh = self
+        let seen = match self.streams.get_mut(event.stream.as_str()) {
+            Some(seen) => seen,
+            None => self.streams.entry(event.stream.clone()).or_default(),
+        };
+        if seen.taken_as_seen(event.timestamp_ms) {
+            return false;
+        }
+        let fresh = seen
             .by_time
             .entry(event.timestamp_ms)
             .or_default()
-            .insert(fingerprint(&event.stream, &event.event_id));
+            .insert(fingerprint);
+        seen.len += usize::from(fresh);
         self.len += usize::from(fresh);
         fresh
     }
@@ -268,29 +343,39 @@ impl SeenEvents {
     /// Forgets events with a timestamp before `cutoff_ms`: no later window
     /// reads them again.
     fn prune(&mut self, cutoff_ms: i64) {
-        let kept = self.by_time.split_off(&cutoff_ms);
-        let dropped = std::mem::replace(&mut self.by_time, kept);
-        self.len -= dropped.values().map(FxHashSet::len).sum::<usize>();
-        if self
-            .forgotten_before_ms
-            .is_some_and(|before| before <= cutoff_ms)
-        {
-            self.forgotten_before_ms = None;
-        }
+        self.streams.retain(|_, seen| {
+            self.len -= seen.prune(cutoff_ms);
+            seen.len > 0 || seen.forgotten_before_ms.is_some()
+        });
     }
 
-    /// Forgets the events of the oldest timestamps until at most `max`
-    /// are left (a timestamp's events all go together, so that "older than
-    /// the newest forgotten" means "forgotten"). Returns how many went.
+    /// Forgets fingerprints until at most `max` are left: the oldest
+    /// timestamps of the stream holding the most, whole timestamps at a
+    /// time (so a flood on one interface costs that interface, and the
+    /// others' late records stay exact). From then on, an event of that
+    /// stream older than the newest timestamp forgotten is taken as seen.
+    /// Returns how many went.
     fn bound(&mut self, max: usize) -> u64 {
+        if self.len <= max {
+            return 0;
+        }
+        let mut largest: BinaryHeap<(usize, String)> = self
+            .streams
+            .iter()
+            .map(|(stream, seen)| (seen.len, stream.clone()))
+            .collect();
         let mut forgotten = 0;
         while self.len > max {
-            let Some((time, set)) = self.by_time.pop_first() else {
+            let Some((_, stream)) = largest.pop() else {
                 break;
             };
-            self.len -= set.len();
-            forgotten += set.len() as u64;
-            self.forgotten_before_ms = self.forgotten_before_ms.max(Some(time + 1));
+            let seen = self.streams.get_mut(&stream).expect("listed above");
+            let gone = seen.forget_oldest();
+            self.len -= gone;
+            forgotten += gone as u64;
+            if seen.len > 0 {
+                largest.push((seen.len, stream));
+            }
         }
         forgotten
     }
@@ -303,32 +388,123 @@ impl SeenEvents {
         self.len == 0
     }
 
-    /// Events with an earlier timestamp are taken as seen (see [`SeenEvents::bound`]).
+    /// The latest of the streams' marks: an event with an earlier
+    /// timestamp, of a stream whose fingerprints were forgotten early, may
+    /// be taken as seen (see [`SeenEvents::bound`]).
     pub fn forgotten_before_ms(&self) -> Option<i64> {
-        self.forgotten_before_ms
+        self.streams
+            .values()
+            .filter_map(|seen| seen.forgotten_before_ms)
+            .max()
     }
-}
 
-impl From<Vec<(i64, Vec<u128>)>> for SeenEvents {
-    fn from(entries: Vec<(i64, Vec<u128>)>) -> SeenEvents {
-        let mut seen = SeenEvents::default();
+    /// Adds a stream's fingerprints and mark, restored from a checkpoint.
+    fn add(&mut self, stream: String, entries: Vec<(i64, Vec<u128>)>, mark: Option<i64>) {
+        let one = self.streams.entry(stream).or_default();
         for (time, fingerprints) in entries {
-            let set = seen.by_time.entry(time).or_default();
+            let set = one.by_time.entry(time).or_default();
             for fingerprint in fingerprints {
-                seen.len += usize::from(set.insert(fingerprint));
+                let fresh = usize::from(set.insert(fingerprint));
+                one.len += fresh;
+                self.len += fresh;
             }
         }
-        seen
+        one.forgotten_before_ms = one.forgotten_before_ms.max(mark);
     }
 }
 
-/// As the `Vec<(i64, Vec<u128>)>` it is read back from, fingerprints
-/// sorted; written from the live set, one timestamp's copy at a time (a
+/// Read back from the list [`SeenEvents`] is written as: per stream,
+/// `[name, mark, [[time, [fingerprint, …]], …]]`; or, from a checkpoint
+/// written before fingerprints were kept per stream, `[time,
+/// [fingerprint, …]]` entries (restored under [`LEGACY_STREAM`]). Read by
+/// hand: serde's untagged enums cannot hold 128-bit numbers.
+impl<'de> Deserialize<'de> for SeenEvents {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<SeenEvents, D::Error> {
+        struct Entries;
+        impl<'de> Visitor<'de> for Entries {
+            type Value = SeenEvents;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of event fingerprints")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<SeenEvents, A::Error> {
+                let mut seen = SeenEvents::default();
+                while let Some(entry) = seq.next_element::<SeenEntry>()? {
+                    match entry {
+                        SeenEntry::Stream(stream, mark, entries) => {
+                            seen.add(stream, entries, mark);
+                        }
+                        SeenEntry::Legacy(time, fingerprints) => {
+                            seen.add(LEGACY_STREAM.to_owned(), vec![(time, fingerprints)], None);
+                        }
+                    }
+                }
+                Ok(seen)
+            }
+        }
+        deserializer.deserialize_seq(Entries)
+    }
+}
+
+/// One entry of [`SeenEvents`]' checkpoint form.
+enum SeenEntry {
+    Stream(String, Option<i64>, Vec<(i64, Vec<u128>)>),
+    Legacy(i64, Vec<u128>),
+}
+
+impl<'de> Deserialize<'de> for SeenEntry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<SeenEntry, D::Error> {
+        /// The first item tells the two forms apart.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Head {
+            Time(i64),
+            Stream(String),
+        }
+        struct Entry;
+        impl<'de> Visitor<'de> for Entry {
+            type Value = SeenEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("[stream, mark, fingerprints by time] or [time, fingerprints]")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<SeenEntry, A::Error> {
+                let missing = |n| serde::de::Error::invalid_length(n, &self);
+                match seq.next_element::<Head>()?.ok_or_else(|| missing(0))? {
+                    Head::Time(time) => {
+                        let fingerprints = seq.next_element()?.ok_or_else(|| missing(1))?;
+                        Ok(SeenEntry::Legacy(time, fingerprints))
+                    }
+                    Head::Stream(stream) => {
+                        let mark = seq.next_element()?.ok_or_else(|| missing(1))?;
+                        let entries = seq.next_element()?.ok_or_else(|| missing(2))?;
+                        Ok(SeenEntry::Stream(stream, mark, entries))
+                    }
+                }
+            }
+        }
+        deserializer.deserialize_seq(Entry)
+    }
+}
+
+/// As the per-stream list it is read back from, fingerprints sorted;
+/// written from the live set, one timestamp's copy at a time (a
 /// checkpoint holds no second copy of the fingerprints).
 impl Serialize for SeenEvents {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut seq = serializer.serialize_seq(Some(self.by_time.len()))?;
-        for (time, set) in &self.by_time {
+        let mut seq = serializer.serialize_seq(Some(self.streams.len()))?;
+        for (stream, seen) in &self.streams {
+            seq.serialize_element(&(stream, seen.forgotten_before_ms, ByTime(&seen.by_time)))?;
+        }
+        seq.end()
+    }
+}
+
+/// One stream's fingerprints by time, serialized without a copy of them all.
+struct ByTime<'a>(&'a BTreeMap<i64, FxHashSet<u128>>);
+
+impl Serialize for ByTime<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for (time, set) in self.0 {
             let mut fingerprints: Vec<u128> = set.iter().copied().collect();
             fingerprints.sort_unstable();
             seq.serialize_element(&(time, fingerprints))?;
@@ -343,8 +519,9 @@ impl Serialize for SeenEvents {
 pub struct PollerState {
     pub window: WindowState,
     pub seen: SeenEvents,
-    /// [`SeenEvents::forgotten_before_ms`] (absent from checkpoints written
-    /// before `max_seen_events` existed: nothing was forgotten early then).
+    /// The mark of checkpoints written before fingerprints were kept per
+    /// stream (absent from those written before `max_seen_events` existed,
+    /// and from those written since: each stream's mark is in `seen`).
     #[serde(default)]
     pub seen_forgotten_before_ms: Option<i64>,
 }
@@ -355,7 +532,6 @@ pub struct PollerState {
 pub struct PollerStateRef<'a> {
     pub window: &'a WindowState,
     pub seen: &'a SeenEvents,
-    pub seen_forgotten_before_ms: Option<i64>,
 }
 
 /// Reads one log group poll after poll. See the module documentation.
@@ -387,7 +563,9 @@ impl<A: LogsApi> Poller<A> {
         let seed = std::collections::hash_map::RandomState::new().hash_one(&config.log_group);
         let window = WindowPlanner::restore(config.window_settings(), state.window, seed);
         let mut seen = state.seen;
-        seen.forgotten_before_ms = state.seen_forgotten_before_ms;
+        if let Some(mark) = state.seen_forgotten_before_ms {
+            seen.add(LEGACY_STREAM.to_owned(), Vec::new(), Some(mark));
+        }
         Self::with_window(api, config, window, seen)
     }
 
@@ -418,7 +596,6 @@ impl<A: LogsApi> Poller<A> {
         PollerStateRef {
             window: self.window.state(),
             seen: &self.seen,
-            seen_forgotten_before_ms: self.seen.forgotten_before_ms,
         }
     }
 
@@ -514,6 +691,7 @@ impl<A: LogsApi> Poller<A> {
             fetched: 0,
             fetched_reported: 0,
             new: 0,
+            forgotten: 0,
         })
     }
 
@@ -533,9 +711,17 @@ impl<A: LogsApi> Poller<A> {
             Ok(false) => {
                 let (events, max_delay) = self.take_new(run);
                 self.window.note_new_delay(run.plan.now_ms, max_delay);
+                // Within the bound part way through a window too: a flood's
+                // window holds at most `max_seen_events` fingerprints.
+                let forgotten = self.seen.bound(self.max_seen_events);
+                run.forgotten += forgotten;
                 let fetched = run.fetched - run.fetched_reported;
                 run.fetched_reported = run.fetched;
-                Ok(PollStep::Batch(Batch { events, fetched }))
+                Ok(PollStep::Batch(Batch {
+                    events,
+                    fetched,
+                    forgotten,
+                }))
             }
             Err(err) => {
                 self.failed(&err);
@@ -593,11 +779,12 @@ impl<A: LogsApi> Poller<A> {
     /// Everything was read: the last new events, and the window moves.
     fn finish(&mut self, run: &mut PollRun) -> PollOutcome {
         let (events, max_delay) = self.take_new(run);
-        let plan = &run.plan;
-        let cutoff = self.window.commit(plan, max_delay);
+        let cutoff = self.window.commit(&run.plan, max_delay);
         self.seen.prune(cutoff);
-        let forgotten =
+        let forgotten_since_batch =
             self.seen.bound(self.max_seen_events) + std::mem::take(&mut self.forgotten_unreported);
+        run.forgotten += forgotten_since_batch;
+        let plan = &run.plan;
         let outcome = PollOutcome {
             events,
             fetched: run.fetched,
@@ -612,7 +799,8 @@ impl<A: LogsApi> Poller<A> {
             streams: self.window.streams().len(),
             caught_up: self.window.caught_up(),
             paging_restarts: run.paging.restarts,
-            forgotten,
+            forgotten: run.forgotten,
+            forgotten_since_batch,
             forgotten_before_ms: self.seen.forgotten_before_ms(),
         };
         tracing::debug!(
@@ -702,6 +890,8 @@ pub struct PollRun {
     /// `fetched` when the last batch was taken.
     fetched_reported: u64,
     new: u64,
+    /// Fingerprints forgotten early by the batches so far.
+    forgotten: u64,
 }
 
 /// What one [`Poller::step`] gives.
@@ -721,6 +911,9 @@ pub struct Batch {
     pub events: Vec<LogEvent>,
     /// Events the API returned since the previous step, re-reads included.
     pub fetched: u64,
+    /// Event fingerprints forgotten early to stay within `max_seen_events`
+    /// once this batch's were remembered.
+    pub forgotten: u64,
 }
 
 /// Where the paging of a poll's requests stands.
@@ -1216,25 +1409,146 @@ mod tests {
         assert_eq!((first.new, first.forgotten), (150, 50));
         let json = serde_json::to_string(&poller.state()).unwrap();
         let restored: PollerState = serde_json::from_str(&json).unwrap();
-        assert_eq!(restored.seen_forgotten_before_ms, first.forgotten_before_ms);
+        assert_eq!(
+            restored.seen.forgotten_before_ms(),
+            first.forgotten_before_ms
+        );
+        assert_eq!(restored.seen, poller.seen);
         // The successor re-reads the overlap: nothing is new.
         let mut successor = Poller::restore(api.clone(), cfg.clone(), restored);
         let again = poll_at(&mut successor, T0 + 30 * SEC).await.unwrap();
         assert_eq!((again.fetched, again.new, again.forgotten), (150, 0, 0));
 
-        // A checkpoint from before the bound existed (no mark) restored
-        // into a bound of 60: 90 are forgotten, told by the first poll.
+        // A checkpoint from before fingerprints were kept per stream (one
+        // list by time) restored into a bound of 60: 90 are forgotten,
+        // told by the first poll, and what is left still drops re-reads.
         let mut unbounded = Poller::new(api.clone(), config(), T0);
         assert_eq!(poll_at(&mut unbounded, T0).await.unwrap().forgotten, 0);
-        let json = serde_json::to_string(&unbounded.state()).unwrap();
-        let mark = r#","seen_forgotten_before_ms":null"#;
-        assert!(json.contains(mark), "{json}");
-        let legacy: PollerState = serde_json::from_str(&json.replace(mark, "")).unwrap();
+        assert_eq!(unbounded.seen.streams.len(), 1, "one stream");
+        let by_time: Vec<String> = unbounded.seen.streams["eni-a-all"]
+            .by_time
+            .iter()
+            .map(|(time, set)| {
+                let ids: Vec<String> = set.iter().map(u128::to_string).collect();
+                format!("[{time},[{}]]", ids.join(","))
+            })
+            .collect();
+        let window = serde_json::to_string(unbounded.window.state()).unwrap();
+        let json = format!(r#"{{"window":{window},"seen":[{}]}}"#, by_time.join(","));
+        let legacy: PollerState = serde_json::from_str(&json).unwrap();
+        assert_eq!(legacy.seen.len(), 150);
         cfg.max_seen_events = 60;
         let mut smaller = Poller::restore(api.clone(), cfg, legacy);
         assert_eq!(smaller.seen_len(), 60);
         let outcome = poll_at(&mut smaller, T0 + 30 * SEC).await.unwrap();
         assert_eq!((outcome.forgotten, outcome.new), (90, 0));
+    }
+
+    #[test]
+    fn the_bound_forgets_the_oldest_of_the_stream_holding_the_most() {
+        let mut seen = SeenEvents::default();
+        for i in 0..6 {
+            assert!(seen.insert(&event("eni-flood-all", &i.to_string(), 10 + i)));
+        }
+        for i in 0..2 {
+            assert!(seen.insert(&event("eni-quiet-all", &i.to_string(), i)));
+        }
+        // 8 held, 5 allowed: the flood's three oldest go, not the quiet
+        // stream's older ones.
+        assert_eq!(seen.bound(5), 3);
+        assert_eq!(seen.len(), 5);
+        assert!(
+            seen.contains(&event("eni-flood-all", "late", 12)),
+            "taken as seen"
+        );
+        assert!(!seen.contains(&event("eni-flood-all", "late", 13)));
+        assert!(!seen.contains(&event("eni-quiet-all", "late", 0)), "exact");
+        assert!(seen.contains(&event("eni-quiet-all", "0", 0)));
+        assert_eq!(seen.forgotten_before_ms(), Some(13));
+        // Down to 1: the flood stream (3) pays until it holds no more than
+        // the quiet one (2), then the one holding the most each time.
+        assert_eq!(seen.bound(1), 4);
+        assert_eq!(seen.len(), 1);
+        // Through a checkpoint and back, marks included.
+        let json = serde_json::to_string(&seen).unwrap();
+        let restored: SeenEvents = serde_json::from_str(&json).unwrap();
+        assert_eq!(restored, seen);
+        // Pruned past every mark and fingerprint: nothing is left.
+        seen.prune(100);
+        assert_eq!(seen, SeenEvents::default());
+    }
+
+    #[tokio::test]
+    async fn a_flood_window_larger_than_max_seen_events_stays_within_it_and_counts_once() {
+        let (api, flood_ids) = flood(1050);
+        // A quiet interface in the same window, its records among the flood's.
+        let quiet: Vec<String> = (0..5)
+            .map(|i| api.put("eni-b-all", T0 - 2 * MIN + i * 10 * SEC, T0 - 10 * SEC))
+            .collect();
+        let cfg = PollerConfig {
+            max_seen_events: 400,
+            ..held_to(250)
+        };
+        let mut poller = Poller::new(api.clone(), cfg, T0);
+        api.set_now(T0);
+        let mut run = poller.start(T0).await.unwrap();
+        let mut returned = Vec::new();
+        let mut forgotten = 0;
+        let outcome = loop {
+            let step = poller.step(&mut run).await.unwrap();
+            assert!(poller.seen_len() <= 400, "{} remembered", poller.seen_len());
+            match step {
+                PollStep::Batch(batch) => {
+                    forgotten += batch.forgotten;
+                    returned.extend(batch.events.into_iter().map(|e| e.event_id));
+                }
+                PollStep::Done(outcome) => break outcome,
+            }
+        };
+        forgotten += outcome.forgotten_since_batch;
+        assert_eq!(outcome.forgotten, forgotten);
+        assert_eq!(forgotten, 1055 - 400);
+        returned.extend(ids(&outcome));
+        let mut all: Vec<String> = flood_ids.iter().chain(&quiet).cloned().collect();
+        all.sort();
+        returned.sort();
+        assert_eq!(returned, all, "each record once");
+
+        // Late records with old timestamps: the quiet stream's is counted,
+        // the flood stream's is what the bound costs.
+        let late_quiet = api.put("eni-b-all", T0 - 2 * MIN + SEC, T0 + 20 * SEC);
+        let late_flood = api.put("eni-a-all", T0 - 2 * MIN + SEC, T0 + 20 * SEC);
+        let again = poll_at(&mut poller, T0 + 30 * SEC).await.unwrap();
+        assert!(again.window_start_ms <= T0 - 2 * MIN, "the flood re-read");
+        assert_eq!(ids(&again), [late_quiet]);
+        assert!(!ids(&again).contains(&late_flood));
+        assert!(poller.seen_len() <= 400);
+    }
+
+    #[tokio::test]
+    async fn a_flood_poll_that_fails_past_max_seen_events_counts_the_rest_once() {
+        let (api, mut put) = flood(1050);
+        let cfg = PollerConfig {
+            max_seen_events: 400,
+            ..held_to(250)
+        };
+        let mut poller = Poller::new(api.clone(), cfg.clone(), T0);
+        api.set_now(T0);
+        let mut run = poller.start(T0).await.unwrap();
+        let mut returned = take_batches(&mut poller, &mut run, 2).await;
+        assert_eq!(poller.seen_len(), 400, "200 forgotten part way");
+        // Killed after the second batch's checkpoint; the successor reads
+        // the window again: the forgotten ones are below the mark.
+        let on_disk = serde_json::to_string(&poller.state()).unwrap();
+        drop((run, poller));
+        let mut successor =
+            Poller::restore(api.clone(), cfg, serde_json::from_str(&on_disk).unwrap());
+        let retry = poll_at(&mut successor, T0 + 30 * SEC).await.unwrap();
+        assert_eq!((retry.fetched, retry.new), (1050, 450));
+        returned.extend(ids(&retry));
+        returned.sort();
+        put.sort();
+        assert_eq!(returned, put, "each once over both processes");
     }
 
     /// Steps `run` to its end; the batches' events and the outcome.
@@ -1251,6 +1565,22 @@ mod tests {
                 PollStep::Done(outcome) => return Ok((batches, outcome)),
             }
         }
+    }
+
+    /// The ids of the next `n` steps of `run`, each a batch.
+    async fn take_batches(
+        poller: &mut Poller<FakeLogs>,
+        run: &mut PollRun,
+        n: usize,
+    ) -> Vec<String> {
+        let mut ids = Vec::new();
+        for _ in 0..n {
+            let PollStep::Batch(batch) = poller.step(run).await.unwrap() else {
+                panic!("a batch");
+            };
+            ids.extend(batch.events.into_iter().map(|e| e.event_id));
+        }
+        ids
     }
 
     /// A flood in one minute: `n` events on one stream, in pages of 100.
@@ -1298,13 +1628,7 @@ mod tests {
         let mut poller = Poller::new(api.clone(), held_to(250), T0);
         api.set_now(T0);
         let mut run = poller.start(T0).await.unwrap();
-        let mut returned = Vec::new();
-        for _ in 0..2 {
-            let PollStep::Batch(batch) = poller.step(&mut run).await.unwrap() else {
-                panic!("a batch");
-            };
-            returned.extend(batch.events.into_iter().map(|e| e.event_id));
-        }
+        let mut returned = take_batches(&mut poller, &mut run, 2).await;
         // The 8th page is throttled: the poll fails with 600 counted.
         api.fail_filter_after(1, fake::throttled());
         assert!(poller.step(&mut run).await.is_err());
