@@ -13,39 +13,17 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::sync::{Arc, Mutex, Once};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+use common::moto::{now_ms, static_credentials_in_environment};
 use vpc_flow_exporter::source::aws_clients;
 use vpc_flow_exporter::source::cloudwatch::{
     ApiError, ApiObserver, AwsLogsApi, LogsApi, Poller, PollerConfig, read_window,
 };
 
 const REGION: &str = "us-east-1";
-
-/// Static test credentials, and never the EC2 metadata address.
-fn setup_env() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: every test calls this before anything reads the
-        // environment, and `call_once` makes the others wait for it.
-        unsafe {
-            std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-            std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-            std::env::remove_var("AWS_SESSION_TOKEN");
-            std::env::remove_var("AWS_PROFILE");
-            std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-        }
-    });
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 /// A log group name no other test uses.
 fn unique_group(test: &str) -> String {
@@ -107,7 +85,7 @@ impl Calls {
 
 /// A fresh moto server (kept alive by the returned guard) and a client on it.
 async fn moto_api() -> (AwsLogsApi, Arc<Calls>, common::Moto) {
-    setup_env();
+    static_credentials_in_environment();
     let moto = common::Moto::start();
     let calls = Arc::new(Calls::default());
     let api = aws_clients::logs_api(
@@ -381,7 +359,7 @@ fn read_request(stream: &mut std::net::TcpStream) -> Option<()> {
 
 #[tokio::test]
 async fn throttling_is_retried_by_the_sdk_then_counted_as_throttled() {
-    setup_env();
+    static_credentials_in_environment();
     let (endpoint, served) = stub_server(
         "400 Bad Request",
         r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#,
@@ -404,7 +382,7 @@ async fn throttling_is_retried_by_the_sdk_then_counted_as_throttled() {
 
 #[tokio::test]
 async fn throttles_retried_past_are_counted_per_attempt() {
-    setup_env();
+    static_credentials_in_environment();
     let (endpoint, served) = stub_server_sequence(vec![
         (
             "400 Bad Request",
@@ -434,7 +412,7 @@ async fn throttles_retried_past_are_counted_per_attempt() {
 
 #[tokio::test]
 async fn server_errors_and_refused_connections_are_retriable() {
-    setup_env();
+    static_credentials_in_environment();
     let (endpoint, _) = stub_server(
         "503 Service Unavailable",
         r#"{"__type":"ServiceUnavailableException","message":"try later"}"#,

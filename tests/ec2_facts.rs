@@ -10,26 +10,14 @@
 // Each test crate uses a part of common; its re-exports may go unused.
 mod common;
 
-use aws_credential_types::Credentials;
-use aws_sdk_ec2::Client;
-use aws_sdk_ec2::config::{BehaviorVersion, Region};
 use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 
 use common::Moto;
 use common::exporter::{Exporter, now_s, seed};
 use common::fault_proxy::{Fault, FaultProxy};
+use common::moto::ec2_client;
 
 const GROUP: &str = "/vpc/flow-logs";
-
-fn ec2_client(endpoint_url: &str) -> Client {
-    let config = aws_sdk_ec2::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-        .endpoint_url(endpoint_url)
-        .build();
-    Client::from_conf(config)
-}
 
 /// What the test created in EC2.
 struct Created {
@@ -48,7 +36,7 @@ fn create_interface(moto: &Moto, address: &str, name: &str) -> Created {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let ec2 = ec2_client(&moto.endpoint_url());
+        let ec2 = ec2_client(&moto.endpoint_url(), common::moto::REGION);
         let vpc = ec2
             .create_vpc()
             .cidr_block("10.0.0.0/16")

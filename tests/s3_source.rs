@@ -23,14 +23,12 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_credential_types::Credentials;
-use aws_sdk_s3::config::{BehaviorVersion, Region};
 use aws_sdk_sqs::types::QueueAttributeName;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
 use common::exporter::{Exporter, Scrape};
-use common::moto::Moto;
+use common::moto::{Moto, ec2_client, s3_client, sqs_client, static_credentials_in_environment};
 use vpc_flow_exporter::source::cloudwatch::NoopObserver;
 use vpc_flow_exporter::source::s3::{
     AwsS3Api, CreatedObject, MessageOutcome, ObjectOutcome, ObjectSink, Preparer, Reader,
@@ -39,27 +37,6 @@ use vpc_flow_exporter::source::s3::{
 
 const BUCKET: &str = "central-flow-logs";
 const V2_HEADER: &str = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status";
-
-fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-        .endpoint_url(endpoint)
-        .force_path_style(true)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
-}
-
-fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
-    let config = aws_sdk_sqs::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-        .endpoint_url(endpoint)
-        .build();
-    aws_sdk_sqs::Client::from_conf(config)
-}
 
 fn gzip(text: &str) -> Vec<u8> {
     let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
@@ -902,13 +879,7 @@ async fn named_interface(
     name: &str,
 ) -> (String, String) {
     use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
-    let config = aws_sdk_ec2::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(region.to_string()))
-        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-        .endpoint_url(endpoint)
-        .build();
-    let ec2 = aws_sdk_ec2::Client::from_conf(config);
+    let ec2 = ec2_client(endpoint, region);
     let cidr = format!("{}.0.0/16", address.rsplitn(3, '.').last().unwrap());
     let vpc = ec2.create_vpc().cidr_block(&cidr).send().await.unwrap();
     let vpc_id = vpc.vpc().unwrap().vpc_id().unwrap().to_string();
@@ -938,23 +909,6 @@ async fn named_interface(
         .network_interface_id()
         .unwrap();
     (id.to_string(), vpc_id)
-}
-
-/// Static test credentials for the SDK clients this test process builds
-/// itself (the exporter's processes get theirs from `common::exporter`).
-fn setup_env() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: called before this process builds an SDK client, and
-        // `call_once` makes the others wait for it.
-        unsafe {
-            std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-            std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-            std::env::remove_var("AWS_SESSION_TOKEN");
-            std::env::remove_var("AWS_PROFILE");
-            std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-        }
-    });
 }
 
 /// Counts an object the slow way: holds the reader's task (as the
@@ -1001,7 +955,7 @@ impl ReaderObserver for Outcomes {
 /// object is counted once and its message deleted.
 #[test]
 fn a_message_stays_hidden_while_its_object_takes_longer_than_the_visibility_timeout() {
-    setup_env();
+    static_credentials_in_environment();
     let moto = Moto::start();
     let endpoint = moto.endpoint_url();
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -1,17 +1,21 @@
 //! A moto server (the CloudWatch Logs API, for real over HTTP) on a free
 //! loopback port, an SDK client wired to it, and helpers to seed it.
 //!
-//! The client is built from `aws_sdk_cloudwatchlogs::Config::builder()` with
-//! explicit region, static credentials and endpoint — not from
-//! `aws_config::load_from_env()` — so no provider chain runs and nothing can
-//! reach the instance metadata service or any non-loopback address.
+//! Every client a test builds itself (CloudWatch Logs, S3, SQS, EC2) comes
+//! from [`sdk_config`]: explicit region, static credentials and endpoint —
+//! not `aws_config::load_from_env()` — so no provider chain runs and
+//! nothing can reach the instance metadata service or any non-loopback
+//! address.
 
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::sync::Once;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_cloudwatchlogs::Client;
-use aws_sdk_cloudwatchlogs::config::{BehaviorVersion, Region};
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 
 use super::{ChildProcess, find_binary, free_port, http_agent};
@@ -231,18 +235,60 @@ impl Moto {
     }
 }
 
-/// A CloudWatch Logs client for `endpoint_url`: region [`REGION`], static
-/// credentials `test`/`test`, the latest behavior version and the SDK's
-/// default retry and timeout settings. Built from `Config::builder()`, so no
-/// credential or region provider chain runs (no IMDS, no profile files).
-pub fn client_for(endpoint_url: &str) -> Client {
-    let config = aws_sdk_cloudwatchlogs::Config::builder()
+/// What every client a test builds itself is made from: `region`, static
+/// credentials `test`/`test`, the latest behavior version, `endpoint_url`,
+/// and the SDK's default retry and timeout settings.
+pub fn sdk_config(endpoint_url: &str, region: &str) -> SdkConfig {
+    SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+        .region(Region::new(region.to_string()))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "test", "test", None, None, "static",
+        )))
         .endpoint_url(endpoint_url)
+        .build()
+}
+
+/// A CloudWatch Logs client for `endpoint_url` in [`REGION`].
+pub fn client_for(endpoint_url: &str) -> Client {
+    Client::new(&sdk_config(endpoint_url, REGION))
+}
+
+/// An S3 client for `endpoint_url` in [`REGION`], with path-style
+/// addressing (moto serves every bucket on one host).
+pub fn s3_client(endpoint_url: &str) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::from(&sdk_config(endpoint_url, REGION))
+        .force_path_style(true)
         .build();
-    Client::from_conf(config)
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// An SQS client for `endpoint_url` in [`REGION`].
+pub fn sqs_client(endpoint_url: &str) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::new(&sdk_config(endpoint_url, REGION))
+}
+
+/// An EC2 client for `endpoint_url` in `region`.
+pub fn ec2_client(endpoint_url: &str, region: &str) -> aws_sdk_ec2::Client {
+    aws_sdk_ec2::Client::new(&sdk_config(endpoint_url, region))
+}
+
+/// Static test credentials in this process's environment, and never the
+/// EC2 metadata address: for the code under test that builds its clients
+/// from the environment, as the exporter does.
+pub fn static_credentials_in_environment() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: every test calls this before anything reads the
+        // environment, and `call_once` makes the others wait for it.
+        unsafe {
+            std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+            std::env::remove_var("AWS_SESSION_TOKEN");
+            std::env::remove_var("AWS_PROFILE");
+            std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+        }
+    });
 }
 
 /// Milliseconds since the Unix epoch, now: the unit of CloudWatch timestamps.
