@@ -14,10 +14,8 @@ import bisect
 import collections
 import concurrent.futures
 import http.client
-import json
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,6 +27,8 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
+
+from bench_support import free_port, peak_rss_kib, start_moto, total, wait_http
 
 REPO = os.environ["BENCH_REPO"]
 BIN = os.environ["BENCH_BIN"]
@@ -58,27 +58,6 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 def log(message):
     print(f"bench-scale: {message}", file=sys.stderr, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url, seconds, process=None):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise SystemExit(f"bench-scale: {url}: the process exited ({process.returncode})")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"bench-scale: {url} did not answer within {seconds}s")
 
 
 class Calls:
@@ -255,28 +234,10 @@ def scrape(port):
     return text, time.monotonic() - started
 
 
-def total(text, name, **labels):
-    value = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        if all(f'{k}="{v}"' in line for k, v in labels.items()):
-            value += float(line.rsplit(" ", 1)[1])
-    return value
-
-
 def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def peak_rss_mib(pid):
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def busiest_second(times):
@@ -289,13 +250,11 @@ def main():
     work = tempfile.mkdtemp(prefix="bench-scale-")
     processes = []
     try:
-        moto_port = free_port()
-        moto = subprocess.Popen(
-            [os.path.join(REPO, ".venv/bin/moto_server"), "-H", "127.0.0.1", "-p", str(moto_port)],
-            stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "moto.log"), "wb"))
+        moto, endpoint = start_moto(os.path.join(REPO, ".venv/bin/moto_server"),
+                                    stderr=open(os.path.join(work, "moto.log"), "wb"))
         processes.append(moto)
-        wait_http(f"http://127.0.0.1:{moto_port}/moto-api/", 60, moto)
-        records, streams = seed(f"http://127.0.0.1:{moto_port}", work)
+        moto_port = int(endpoint.rsplit(":", 1)[1])
+        records, streams = seed(endpoint, work)
         calls = Calls()
         counting = proxy(moto_port, calls)
         env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
@@ -327,7 +286,7 @@ def main():
             for index, port, process in replicas:
                 renders[index].append(scrape(port)[1])
         measured_end = time.monotonic()
-        after = {index: (scrape(port), cpu_seconds(process.pid), peak_rss_mib(process.pid))
+        after = {index: (scrape(port), cpu_seconds(process.pid), peak_rss_kib(process.pid) / 1024)
                  for index, port, process in replicas}
 
         print(f"bench-scale: {streams:,} interfaces ({PER_INTERFACE} records/interface/min, "

@@ -10,7 +10,6 @@ FLOOD_CONFIG); /metrics is scraped every half second and VmHWM read from
 """
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,6 +17,8 @@ import time
 import urllib.request
 
 import boto3
+
+from bench_support import free_port, peak_rss_kib, start_moto, total, wait_http
 
 BIN = os.environ["FLOOD_BIN"]
 MOTO = os.environ["FLOOD_MOTO"]
@@ -43,24 +44,6 @@ def log(message):
     print(f"bench-serve-flood: {message}", file=sys.stderr, flush=True)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url, seconds):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise SystemExit(f"bench-serve-flood: {url} did not answer within {seconds}s")
-
-
 def seed(endpoint):
     """Puts the flood in batches within AWS's limits (10,000 events, 1 MiB)."""
     logs = boto3.client("logs", region_name="us-east-1", endpoint_url=endpoint,
@@ -84,36 +67,11 @@ def seed(endpoint):
     log(f"seeded {RECORDS:,} records in {time.monotonic() - started:.0f}s")
 
 
-def total(text, name, **labels):
-    value = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name):
-            continue
-        series, _, number = line.rpartition(" ")
-        if series != name and not series.startswith(name + "{"):
-            continue
-        if all(f'{k}="{v}"' in series for k, v in labels.items()):
-            value += float(number)
-    return value
-
-
-def vm_hwm_kib(pid):
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
-
-
 def main():
     work = tempfile.mkdtemp(prefix="bench-serve-flood-")
-    moto_port = free_port()
-    moto = subprocess.Popen([MOTO, "-H", "127.0.0.1", "-p", str(moto_port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    moto, endpoint = start_moto(MOTO)
     exporter = None
     try:
-        endpoint = f"http://127.0.0.1:{moto_port}"
-        wait_http(f"{endpoint}/moto-api/", 30)
         seed(endpoint)
         port = free_port()
         state = f'[state]\ndirectory = "{work}/state"\n' if STATE else ""
@@ -134,7 +92,7 @@ name = "{GROUP}"
         exporter = subprocess.Popen(
             [BIN, "serve", "--config", config, "--web.listen-address", f"127.0.0.1:{port}"],
             env=ENV, stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "serve.log"), "w"))
-        wait_http(f"http://127.0.0.1:{port}/healthz", 30)
+        wait_http(f"http://127.0.0.1:{port}/healthz", 30, exporter)
         caught_up = None
         hwm_caught_up = 0
         text = ""
@@ -142,7 +100,7 @@ name = "{GROUP}"
             time.sleep(0.5)
             if exporter.poll() is not None:
                 raise SystemExit(f"bench-serve-flood: serve exited ({exporter.returncode})")
-            hwm = vm_hwm_kib(exporter.pid)
+            hwm = peak_rss_kib(exporter.pid)
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=60) as answer:
                 text = answer.read().decode()
             records = total(text, "vpcflow_records_total")
@@ -151,7 +109,7 @@ name = "{GROUP}"
                 hwm_caught_up = hwm
             if caught_up is not None and total(text, "vpcflow_sessions_total") >= RECORDS:
                 break
-        hwm = vm_hwm_kib(exporter.pid)
+        hwm = peak_rss_kib(exporter.pid)
         elapsed = time.monotonic() - started
         records = total(text, "vpcflow_records_total")
         sessions = total(text, "vpcflow_sessions_total")
@@ -168,7 +126,7 @@ name = "{GROUP}"
             print(f"checkpoints written: {total(text, 'vpcflow_state_checkpoints_total', outcome='written'):,.0f}")
         print(f"peak RSS (VmHWM): {hwm / 1024:.1f} MiB; by the time every record was "
               f"counted: {hwm_caught_up / 1024:.1f} MiB")
-        print(f"time to catch up (every record counted): "
+        print("time to catch up (every record counted): "
               + (f"{caught_up:.1f} s" if caught_up is not None else "not within the timeout"))
         print(f"time until every session was decided: {elapsed:.1f} s")
         ok = records == RECORDS and sessions == RECORDS and rejected == RECORDS
