@@ -100,8 +100,78 @@ impl ReaderObserver for Outcomes {
     }
 }
 
-fn reader(aws: &FakeAws) -> Reader<FakeAws> {
-    Reader::new(aws.clone(), Seen::new(100, 3600))
+/// A reader over a fake AWS, its sink, and what it reported.
+struct Harness {
+    aws: FakeAws,
+    reader: Reader<FakeAws>,
+    sink: LineSink,
+    outcomes: Outcomes,
+}
+
+impl Harness {
+    fn new(aws: &FakeAws) -> Harness {
+        Harness {
+            aws: aws.clone(),
+            reader: Reader::new(aws.clone(), Seen::new(100, 3600)),
+            sink: LineSink::new(aws),
+            outcomes: Outcomes::default(),
+        }
+    }
+
+    /// A harness whose reader is `adjust`ed first.
+    fn with_reader(
+        aws: &FakeAws,
+        adjust: impl FnOnce(Reader<FakeAws>) -> Reader<FakeAws>,
+    ) -> Harness {
+        let mut harness = Harness::new(aws);
+        harness.reader = adjust(harness.reader);
+        harness
+    }
+
+    async fn cycle(&mut self) {
+        self.reader
+            .cycle(&mut self.sink, &mut self.outcomes, || 1_000)
+            .await
+            .unwrap();
+    }
+
+    /// The calls made since the last time they were taken.
+    fn calls(&self) -> Vec<Call> {
+        self.aws.take_calls()
+    }
+
+    fn object_outcomes(&self) -> Vec<ObjectOutcome> {
+        self.outcomes.objects.iter().map(|o| o.1).collect()
+    }
+}
+
+/// One message notifying [`KEY`] (whose fetch `aws` answers as the test
+/// arranged) and one cycle, after which the object is not counted and
+/// the message is handed back after `delay` seconds. Returns the harness,
+/// for what the test checks beyond that.
+async fn handed_back(aws: &FakeAws, delay: i32) -> Harness {
+    let receipt = aws.send("m1", &event(&[(KEY, "e1")]));
+    let mut reader = Harness::new(aws);
+    reader.cycle().await;
+    let calls = reader.calls();
+    assert_eq!(calls[..2], [Call::Receive, get(KEY)]);
+    // At most the sink's failure between the fetch and the hand-back.
+    let between = &calls[2..calls.len() - 1];
+    assert!(
+        between
+            .iter()
+            .all(|call| *call == Call::Sink("corrupt".into()))
+            && between.len() <= 1,
+        "neither counted nor committed: {calls:?}"
+    );
+    assert_eq!(
+        calls.last(),
+        Some(&Call::Extend(receipt, delay)),
+        "handed back, not deleted"
+    );
+    assert!(reader.sink.counted.is_empty());
+    assert_eq!(reader.outcomes.messages, [MessageOutcome::Retry]);
+    reader
 }
 
 fn get(key: &str) -> Call {
@@ -126,30 +196,25 @@ fn calls<const N: usize>(groups: [&[Call]; N]) -> Vec<Call> {
     groups.concat()
 }
 
-async fn cycle(reader: &mut Reader<FakeAws>, sink: &mut LineSink, outcomes: &mut Outcomes) {
-    reader.cycle(sink, outcomes, || 1_000).await.unwrap();
-}
-
 #[tokio::test]
 async fn an_object_is_counted_then_committed_then_its_message_deleted() {
     let aws = FakeAws::default();
     aws.put(BUCKET, KEY, b"h\nr1\nr2\n");
     let receipt = aws.send("m1", &event(&[(KEY, "e1")]));
-    let (mut reader, mut sink, mut outcomes) =
-        (reader(&aws), LineSink::new(&aws), Outcomes::default());
-    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    let mut reader = Harness::new(&aws);
+    reader.cycle().await;
     assert_eq!(
-        aws.take_calls(),
+        reader.calls(),
         calls([
             &[Call::Receive, get(KEY)],
             &counted_then_deleted(KEY, &receipt)
         ])
     );
     assert_eq!(
-        outcomes.objects,
+        reader.outcomes.objects,
         [(KEY.to_string(), ObjectOutcome::Counted, 8, 3)]
     );
-    assert_eq!(outcomes.messages, [MessageOutcome::Deleted]);
+    assert_eq!(reader.outcomes.messages, [MessageOutcome::Deleted]);
 }
 
 #[tokio::test]
@@ -157,111 +222,78 @@ async fn a_redelivered_message_or_a_second_notification_is_not_counted_again() {
     let aws = FakeAws::default();
     aws.put(BUCKET, KEY, b"r1\n");
     let body = event(&[(KEY, "e1")]);
-    let (mut reader, mut sink, mut outcomes) =
-        (reader(&aws), LineSink::new(&aws), Outcomes::default());
+    let mut reader = Harness::new(&aws);
     aws.send("m1", &body);
-    cycle(&mut reader, &mut sink, &mut outcomes).await;
-    aws.take_calls();
+    reader.cycle().await;
+    reader.calls();
     // The same message again (its delete lost), and S3 notifying the same
     // upload in a message of its own.
     let again = aws.send("m1", &body);
     let second = aws.send("m2", &body);
-    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    reader.cycle().await;
     assert_eq!(
-        aws.take_calls(),
+        reader.calls(),
         [Call::Receive, Call::Delete(again), Call::Delete(second)],
         "neither fetched nor committed"
     );
-    assert_eq!(sink.counted, [KEY]);
-    let outcomes_of: Vec<ObjectOutcome> = outcomes.objects.iter().map(|o| o.1).collect();
+    assert_eq!(reader.sink.counted, [KEY]);
     assert_eq!(
-        outcomes_of,
+        reader.object_outcomes(),
         [
             ObjectOutcome::Counted,
             ObjectOutcome::Duplicate,
             ObjectOutcome::Duplicate
         ]
     );
-    assert_eq!(outcomes.messages, [MessageOutcome::Deleted; 3]);
+    assert_eq!(reader.outcomes.messages, [MessageOutcome::Deleted; 3]);
     // A new revision of the key (another ETag) is another object.
     aws.send("m3", &event(&[(KEY, "e2")]));
-    cycle(&mut reader, &mut sink, &mut outcomes).await;
-    assert_eq!(sink.counted, [KEY, KEY]);
+    reader.cycle().await;
+    assert_eq!(reader.sink.counted, [KEY, KEY]);
 }
 
 #[tokio::test]
 async fn a_missing_object_is_handed_back_at_once_and_counted_when_it_comes() {
     let aws = FakeAws::default();
-    let receipt = aws.send("m1", &event(&[(KEY, "e1")]));
-    let (mut reader, mut sink, mut outcomes) =
-        (reader(&aws), LineSink::new(&aws), Outcomes::default());
-    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    let mut reader = handed_back(&aws, 0).await;
     assert_eq!(
-        aws.take_calls(),
-        [Call::Receive, get(KEY), Call::Extend(receipt, 0)],
-        "visible again at once, not deleted"
-    );
-    assert_eq!(
-        outcomes.objects,
+        reader.outcomes.objects,
         [(KEY.to_string(), ObjectOutcome::Missing, 0, 0)]
     );
-    assert_eq!(outcomes.messages, [MessageOutcome::Retry]);
     // Not remembered as counted: the redelivery reads it.
     aws.put(BUCKET, KEY, b"r1\n");
     let again = aws.send("m1", &event(&[(KEY, "e1")]));
-    cycle(&mut reader, &mut sink, &mut outcomes).await;
-    assert_eq!(sink.counted, [KEY]);
-    assert_eq!(aws.take_calls().last(), Some(&Call::Delete(again)));
+    reader.cycle().await;
+    assert_eq!(reader.sink.counted, [KEY]);
+    assert_eq!(reader.calls().last(), Some(&Call::Delete(again)));
 }
 
 #[tokio::test]
 async fn access_denied_is_counted_and_handed_back() {
     let aws = FakeAws::default();
     aws.answer(BUCKET, KEY, Err(ObjectError::Denied("AccessDenied".into())));
-    let receipt = aws.send("m1", &event(&[(KEY, "e1")]));
-    let (mut reader, mut sink, mut outcomes) =
-        (reader(&aws), LineSink::new(&aws), Outcomes::default());
-    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    let reader = handed_back(&aws, 0).await;
     assert_eq!(
-        aws.take_calls(),
-        [Call::Receive, get(KEY), Call::Extend(receipt, 0)]
-    );
-    assert_eq!(
-        outcomes.objects,
+        reader.outcomes.objects,
         [(KEY.to_string(), ObjectOutcome::Denied, 0, 0)]
     );
-    assert_eq!(outcomes.messages, [MessageOutcome::Retry]);
-    assert!(sink.counted.is_empty());
 }
 
 #[tokio::test]
 async fn a_corrupt_object_counts_nothing_and_is_handed_back_for_the_dead_letter_queue() {
     let aws = FakeAws::default();
     aws.put(BUCKET, KEY, b"corrupt\x1f\x8b");
-    let receipt = aws.send("m1", &event(&[(KEY, "e1")]));
-    let (mut reader, mut sink, mut outcomes) =
-        (reader(&aws), LineSink::new(&aws), Outcomes::default());
-    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    let mut reader = handed_back(&aws, 0).await;
     assert_eq!(
-        aws.take_calls(),
-        [
-            Call::Receive,
-            get(KEY),
-            Call::Sink("corrupt".into()),
-            Call::Extend(receipt, 0)
-        ],
-        "no commit, no delete"
-    );
-    assert_eq!(
-        outcomes.objects,
+        reader.outcomes.objects,
         [(KEY.to_string(), ObjectOutcome::Corrupt, 9, 0)]
     );
     // Not remembered: every redelivery fails the same way until the
     // queue's maxReceiveCount moves it to the dead-letter queue.
     aws.send("m1", &event(&[(KEY, "e1")]));
-    cycle(&mut reader, &mut sink, &mut outcomes).await;
-    assert_eq!(outcomes.objects[1].1, ObjectOutcome::Corrupt);
-    assert_eq!(outcomes.messages, [MessageOutcome::Retry; 2]);
+    reader.cycle().await;
+    assert_eq!(reader.outcomes.objects[1].1, ObjectOutcome::Corrupt);
+    assert_eq!(reader.outcomes.messages, [MessageOutcome::Retry; 2]);
 }
 
 #[tokio::test]
@@ -272,19 +304,8 @@ async fn a_failed_fetch_comes_back_after_the_retry_delay() {
         message: "SlowDown".into(),
     };
     aws.answer(BUCKET, KEY, Err(ObjectError::Api(throttled)));
-    let receipt = aws.send("m1", &event(&[(KEY, "e1")]));
-    let (mut reader, mut sink, mut outcomes) =
-        (reader(&aws), LineSink::new(&aws), Outcomes::default());
-    cycle(&mut reader, &mut sink, &mut outcomes).await;
-    assert_eq!(
-        aws.take_calls(),
-        [
-            Call::Receive,
-            get(KEY),
-            Call::Extend(receipt, RETRY_SECONDS)
-        ]
-    );
-    assert_eq!(outcomes.objects[0].1, ObjectOutcome::Failed);
+    let reader = handed_back(&aws, RETRY_SECONDS).await;
+    assert_eq!(reader.object_outcomes(), [ObjectOutcome::Failed]);
 }
 
 #[tokio::test]
@@ -292,12 +313,11 @@ async fn the_test_event_is_deleted_without_a_fetch() {
     let aws = FakeAws::default();
     let body = r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2024-01-05T10:00:00.000Z","Bucket":"flow-logs","RequestId":"R","HostId":"H"}"#;
     let receipt = aws.send("m1", body);
-    let (mut reader, mut sink, mut outcomes) =
-        (reader(&aws), LineSink::new(&aws), Outcomes::default());
-    cycle(&mut reader, &mut sink, &mut outcomes).await;
-    assert_eq!(aws.take_calls(), [Call::Receive, Call::Delete(receipt)]);
-    assert_eq!(outcomes.messages, [MessageOutcome::TestEvent]);
-    assert!(outcomes.objects.is_empty());
+    let mut reader = Harness::new(&aws);
+    reader.cycle().await;
+    assert_eq!(reader.calls(), [Call::Receive, Call::Delete(receipt)]);
+    assert_eq!(reader.outcomes.messages, [MessageOutcome::TestEvent]);
+    assert!(reader.outcomes.objects.is_empty());
 }
 
 #[tokio::test]
@@ -305,15 +325,14 @@ async fn a_message_that_is_no_s3_event_is_left_for_the_dead_letter_queue() {
     let aws = FakeAws::default();
     aws.send("m1", "hello");
     aws.send("m2", r#"{"Type":"Notification","Message":"{\"hello\":1}"}"#);
-    let (mut reader, mut sink, mut outcomes) =
-        (reader(&aws), LineSink::new(&aws), Outcomes::default());
-    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    let mut reader = Harness::new(&aws);
+    reader.cycle().await;
     assert_eq!(
-        aws.take_calls(),
+        reader.calls(),
         [Call::Receive],
         "neither deleted nor hurried"
     );
-    assert_eq!(outcomes.messages, [MessageOutcome::Unrecognized; 2]);
+    assert_eq!(reader.outcomes.messages, [MessageOutcome::Unrecognized; 2]);
 }
 
 #[tokio::test]
@@ -323,11 +342,10 @@ async fn url_encoded_keys_are_fetched_decoded() {
     aws.put(BUCKET, decoded, b"r1\n");
     let encoded = "AWSLogs/111111111111/vpcflowlogs/eu-west-1/2024/01/05/my+flows%3Dv1%2Bx.log.gz";
     let receipt = aws.send("m1", &event(&[(encoded, "e1")]));
-    let (mut reader, mut sink, mut outcomes) =
-        (reader(&aws), LineSink::new(&aws), Outcomes::default());
-    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    let mut reader = Harness::new(&aws);
+    reader.cycle().await;
     assert_eq!(
-        aws.take_calls(),
+        reader.calls(),
         calls([
             &[Call::Receive, get(decoded)],
             &counted_then_deleted(decoded, &receipt)
@@ -340,12 +358,11 @@ async fn another_services_object_is_not_fetched_and_its_message_deleted() {
     let aws = FakeAws::default();
     let elb = "AWSLogs/111111111111/elasticloadbalancing/eu-west-1/2024/01/05/elb.log.gz";
     let receipt = aws.send("m1", &event(&[(elb, "e1")]));
-    let (mut reader, mut sink, mut outcomes) =
-        (reader(&aws), LineSink::new(&aws), Outcomes::default());
-    cycle(&mut reader, &mut sink, &mut outcomes).await;
-    assert_eq!(aws.take_calls(), [Call::Receive, Call::Delete(receipt)]);
+    let mut reader = Harness::new(&aws);
+    reader.cycle().await;
+    assert_eq!(reader.calls(), [Call::Receive, Call::Delete(receipt)]);
     assert_eq!(
-        outcomes.objects,
+        reader.outcomes.objects,
         [(elb.to_string(), ObjectOutcome::Ignored, 0, 0)]
     );
 }
@@ -357,11 +374,10 @@ async fn a_message_with_a_good_and_a_missing_object_counts_the_good_one_once() {
     aws.put(BUCKET, KEY, b"r1\n");
     let body = event(&[(KEY, "e1"), (&other, "e2")]);
     let receipt = aws.send("m1", &body);
-    let (mut reader, mut sink, mut outcomes) =
-        (reader(&aws), LineSink::new(&aws), Outcomes::default());
-    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    let mut reader = Harness::new(&aws);
+    reader.cycle().await;
     assert_eq!(
-        aws.take_calls(),
+        reader.calls(),
         [
             Call::Receive,
             get(KEY),
@@ -374,11 +390,11 @@ async fn a_message_with_a_good_and_a_missing_object_counts_the_good_one_once() {
     );
     aws.put(BUCKET, &other, b"r2\n");
     let again = aws.send("m1", &body);
-    cycle(&mut reader, &mut sink, &mut outcomes).await;
-    assert_eq!(sink.counted, [KEY.to_string(), other.clone()]);
-    assert_eq!(aws.take_calls().last(), Some(&Call::Delete(again)));
+    reader.cycle().await;
+    assert_eq!(reader.sink.counted, [KEY.to_string(), other.clone()]);
+    assert_eq!(reader.calls().last(), Some(&Call::Delete(again)));
     assert_eq!(
-        outcomes.messages,
+        reader.outcomes.messages,
         [MessageOutcome::Retry, MessageOutcome::Deleted]
     );
 }
@@ -391,12 +407,10 @@ async fn the_message_stays_hidden_while_a_slow_object_is_counted() {
     let aws = FakeAws::default();
     aws.put(BUCKET, KEY, b"r1\n");
     let receipt = aws.send("m1", &event(&[(KEY, "e1")]));
-    let mut reader = reader(&aws).with_visibility(2);
-    let mut sink = LineSink::new(&aws);
-    sink.busy = Duration::from_millis(3500);
-    let mut outcomes = Outcomes::default();
-    cycle(&mut reader, &mut sink, &mut outcomes).await;
-    let calls = aws.take_calls();
+    let mut reader = Harness::with_reader(&aws, |reader| reader.with_visibility(2));
+    reader.sink.busy = Duration::from_millis(3500);
+    reader.cycle().await;
+    let calls = reader.calls();
     let extensions = calls
         .iter()
         .filter(|call| **call == Call::Extend(receipt.clone(), 2))
@@ -418,7 +432,7 @@ async fn the_message_stays_hidden_while_a_slow_object_is_counted() {
         Some(&Call::Delete(receipt)),
         "nothing after the delete"
     );
-    assert_eq!(outcomes.messages, [MessageOutcome::Deleted]);
+    assert_eq!(reader.outcomes.messages, [MessageOutcome::Deleted]);
 }
 
 #[tokio::test]
@@ -429,11 +443,10 @@ async fn the_next_objects_download_while_one_is_counted() {
     aws.put(BUCKET, &second, b"r2\nr3\n");
     let m1 = aws.send("m1", &event(&[(&first, "e1")]));
     let m2 = aws.send("m2", &event(&[(&second, "e2")]));
-    let (mut reader, mut sink, mut outcomes) =
-        (reader(&aws), LineSink::new(&aws), Outcomes::default());
-    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    let mut reader = Harness::new(&aws);
+    reader.cycle().await;
     assert_eq!(
-        aws.take_calls(),
+        reader.calls(),
         calls([
             &[Call::Receive, get(&first), get(&second)],
             &counted_then_deleted(&first, &m1),
@@ -441,7 +454,7 @@ async fn the_next_objects_download_while_one_is_counted() {
         ]),
         "counted in order, each message deleted after its own object"
     );
-    assert_eq!(outcomes.messages, [MessageOutcome::Deleted; 2]);
+    assert_eq!(reader.outcomes.messages, [MessageOutcome::Deleted; 2]);
 }
 
 #[tokio::test]
@@ -452,11 +465,10 @@ async fn without_read_ahead_one_object_is_downloaded_at_a_time() {
     aws.put(BUCKET, &second, b"r2\n");
     let m1 = aws.send("m1", &event(&[(&first, "e1")]));
     let m2 = aws.send("m2", &event(&[(&second, "e2")]));
-    let mut reader = reader(&aws).with_read_ahead(0);
-    let (mut sink, mut outcomes) = (LineSink::new(&aws), Outcomes::default());
-    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    let mut reader = Harness::with_reader(&aws, |reader| reader.with_read_ahead(0));
+    reader.cycle().await;
     assert_eq!(
-        aws.take_calls(),
+        reader.calls(),
         calls([
             &[Call::Receive, get(&first)],
             &counted_then_deleted(&first, &m1),
@@ -473,20 +485,18 @@ async fn an_object_notified_twice_in_one_receive_is_downloaded_and_counted_once(
     let body = event(&[(KEY, "e1")]);
     let m1 = aws.send("m1", &body);
     let m2 = aws.send("m2", &body);
-    let (mut reader, mut sink, mut outcomes) =
-        (reader(&aws), LineSink::new(&aws), Outcomes::default());
-    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    let mut reader = Harness::new(&aws);
+    reader.cycle().await;
     assert_eq!(
-        aws.take_calls(),
+        reader.calls(),
         calls([
             &[Call::Receive, get(KEY)],
             &counted_then_deleted(KEY, &m1),
             &[Call::Delete(m2)],
         ])
     );
-    let outcomes_of: Vec<ObjectOutcome> = outcomes.objects.iter().map(|o| o.1).collect();
     assert_eq!(
-        outcomes_of,
+        reader.object_outcomes(),
         [ObjectOutcome::Counted, ObjectOutcome::Duplicate]
     );
 }
@@ -502,9 +512,8 @@ async fn an_object_notified_again_after_its_read_failed_is_read_again_in_the_sam
     let body = event(&[(KEY, "e1")]);
     aws.send("m1", &body);
     aws.send("m2", &body);
-    let (mut reader, mut sink, mut outcomes) =
-        (reader(&aws), LineSink::new(&aws), Outcomes::default());
-    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    let mut reader = Harness::new(&aws);
+    reader.cycle().await;
     let gets = aws
         .take_calls()
         .into_iter()
@@ -514,24 +523,16 @@ async fn an_object_notified_again_after_its_read_failed_is_read_again_in_the_sam
         gets, 2,
         "the second notification is not taken for the first"
     );
-    assert_eq!(outcomes.messages, [MessageOutcome::Retry; 2]);
+    assert_eq!(reader.outcomes.messages, [MessageOutcome::Retry; 2]);
 }
 
 #[tokio::test]
 async fn an_object_that_cannot_be_made_ready_is_corrupt_and_nothing_of_it_counts() {
     let aws = FakeAws::default();
     aws.put(BUCKET, KEY, b"unreadable\x1f\x8b");
-    let receipt = aws.send("m1", &event(&[(KEY, "e1")]));
-    let (mut reader, mut sink, mut outcomes) =
-        (reader(&aws), LineSink::new(&aws), Outcomes::default());
-    cycle(&mut reader, &mut sink, &mut outcomes).await;
+    let reader = handed_back(&aws, 0).await;
     assert_eq!(
-        aws.take_calls(),
-        [Call::Receive, get(KEY), Call::Extend(receipt, 0)],
-        "not counted, not committed, handed back"
-    );
-    assert_eq!(
-        outcomes.objects,
+        reader.outcomes.objects,
         [(KEY.to_string(), ObjectOutcome::Corrupt, 12, 0)]
     );
 }
