@@ -312,9 +312,12 @@ fn parquet_written_by_pyarrow_gives_what_its_text_gives() {
             "unsigned",
             &["--widths", "unsigned", "--compression", "none"][..],
         ),
-        // What pyarrow, Spark and Glue write by default, and LZ4.
+        // What pyarrow, Spark and Glue write by default; Polars' and
+        // Trino's Zstd; LZ4 and Brotli.
         ("snappy", &["--compression", "snappy"][..]),
+        ("zstd", &["--compression", "zstd"][..]),
         ("lz4", &["--compression", "lz4"][..]),
+        ("brotli", &["--compression", "brotli"][..]),
     ] {
         let parquet = dir.path().join(format!("{name}.log.parquet"));
         to_parquet(&text, &parquet, args);
