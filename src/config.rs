@@ -41,9 +41,9 @@
 //! # Where things are
 //!
 //! This file holds the schema (the sections, their defaults) and the rules
-//! that span keys; [`environment`] maps variables to key paths;
-//! [`messages`] words every error; [`values`] parses the values written as
-//! strings; [`scale`] holds `[metrics]` and `[shard]`.
+//! that span keys; `environment` maps variables to key paths;
+//! `messages` words every error; `values` parses the values written as
+//! strings; `scale` holds `[metrics]` and `[shard]`.
 
 mod environment;
 mod messages;
