@@ -3,10 +3,10 @@
 //! split-and-parse loop over the same records.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use vpc_flow_exporter::commands::generate::{GeneratorConfig, generate};
 use vpc_flow_exporter::flow::{
     FormatChoice, LineSplitter, Pipeline, RecordFilter, Settings, Summary,
 };
-use vpc_flow_exporter::generate::{GeneratorConfig, generate};
 
 fn records(count: usize) -> (Vec<u8>, u64) {
     let mut text = Vec::new();

@@ -9,12 +9,12 @@ use std::hint::black_box;
 use std::sync::{Mutex, PoisonError};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use vpc_flow_exporter::commands::generate::{GeneratorConfig, generate};
 use vpc_flow_exporter::exporter::feed_events;
 use vpc_flow_exporter::flow::{
     Direction, FormatChoice, Pipeline, RecordFilter, SessionObserver, SessionReport, Settings,
     Verdict,
 };
-use vpc_flow_exporter::generate::{GeneratorConfig, generate};
 use vpc_flow_exporter::metrics::{FlowMetrics, Metrics};
 use vpc_flow_exporter::source::cloudwatch::{
     ApiError, EventsPage, FilterRequest, LogEvent, LogsApi, Poller, PollerConfig, StreamsPage,

@@ -1,24 +1,21 @@
 //! vpc-flow-exporter: VPC Flow Logs → sessions → verdicts → Prometheus.
 //!
 //! `flow` is the pure core; `source` is where records come from (CloudWatch
-//! Logs, files); `input` reads files into the core; `analyze` and `report`
-//! are the offline command; `generate` makes synthetic flow logs; `config`
-//! is the exporter's typed configuration; `metrics` names every metric;
-//! `api` is the drill-down (decided sessions) and the landing page.
-//! `server` serves HTTP behind `web` (TLS, basic auth, limits).
+//! Logs, S3, files); `input` reads files into the core; `commands` are the
+//! offline commands (`analyze`, `inspect`, `generate` and their `report`);
+//! `exporter` is `serve`; `config` is the exporter's typed configuration;
+//! `metrics` names every metric; `api` is the drill-down (decided sessions)
+//! and the landing page. `server` serves HTTP behind `web` (TLS, basic
+//! auth, limits).
 
-pub mod analyze;
 pub mod api;
+pub mod commands;
 pub mod config;
 #[cfg(feature = "aws")]
 pub mod exporter;
 pub mod flow;
-pub mod generate;
 pub mod input;
-#[cfg(feature = "aws")]
-pub mod inspect;
 pub mod metrics;
-pub mod report;
 pub mod server;
 pub mod shard;
 pub mod source;
@@ -35,7 +32,7 @@ pub enum Error {
     Input(#[from] input::InputError),
     #[cfg(feature = "aws")]
     #[error(transparent)]
-    S3(#[from] analyze::S3AnalyzeError),
+    S3(#[from] commands::analyze::S3AnalyzeError),
     #[error("reading {log_group}: {source}")]
     Api {
         log_group: String,

@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use clap::{Args, Parser, Subcommand};
-use vpc_flow_exporter::analyze::{self, AnalyzeRequest, S3Location};
+use vpc_flow_exporter::commands::analyze::{self, AnalyzeRequest, S3Location};
+use vpc_flow_exporter::commands::generate::{self, GeneratorConfig, RealisticConfig, Shape, Style};
+use vpc_flow_exporter::commands::inspect::{self, FollowError, InspectRequest};
+use vpc_flow_exporter::commands::report::{self, OutputFormat, ReportRequest};
 use vpc_flow_exporter::flow::{FormatChoice, RecordFilter, Settings, correlate};
-use vpc_flow_exporter::generate::{self, GeneratorConfig, RealisticConfig, Shape, Style};
 use vpc_flow_exporter::input::InputFormat;
-use vpc_flow_exporter::inspect::{self, FollowError, InspectRequest};
-use vpc_flow_exporter::report::{self, OutputFormat, ReportRequest};
 use vpc_flow_exporter::source::aws_clients::{DEFAULT_SESSION_NAME, Role};
 use vpc_flow_exporter::source::s3::listing::S3Url;
 use vpc_flow_exporter::{Error, config, exporter, web};

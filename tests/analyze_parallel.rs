@@ -8,13 +8,13 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use vpc_flow_exporter::analyze::{AnalyzeRequest, analyze};
-use vpc_flow_exporter::flow::{FormatChoice, LogFormat, RecordFilter, Settings, Summary};
-use vpc_flow_exporter::generate::{
+use vpc_flow_exporter::commands::analyze::{AnalyzeRequest, analyze};
+use vpc_flow_exporter::commands::generate::{
     Expected, GeneratorConfig, RealisticConfig, Style, generate, generate_realistic,
 };
+use vpc_flow_exporter::commands::report::{self, OutputFormat, ReportRequest};
+use vpc_flow_exporter::flow::{FormatChoice, LogFormat, RecordFilter, Settings, Summary};
 use vpc_flow_exporter::input::InputFormat;
-use vpc_flow_exporter::report::{self, OutputFormat, ReportRequest};
 
 fn request(
     paths: &[PathBuf],

@@ -8,13 +8,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use vpc_flow_exporter::analyze::{AnalyzeRequest, analyze};
+use vpc_flow_exporter::commands::analyze::{AnalyzeRequest, analyze};
+use vpc_flow_exporter::commands::report::{OutputFormat, ReportRequest};
 use vpc_flow_exporter::flow::{
     Direction, FormatChoice, LogFormat, RecordFilter, SessionDetail, Settings, Summary, Verdict,
     VerdictCounts,
 };
 use vpc_flow_exporter::input::InputFormat;
-use vpc_flow_exporter::report::{OutputFormat, ReportRequest};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/aws-docs")

@@ -7,11 +7,11 @@
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::FileFailurePersistence;
+use vpc_flow_exporter::commands::generate::{GeneratorConfig, Style, generate};
 use vpc_flow_exporter::flow::{
     FormatChoice, Pipeline, PipelineCheckpoint, RecordFilter, RestoreError, SessionDetail,
     Settings, Summary,
 };
-use vpc_flow_exporter::generate::{GeneratorConfig, Style, generate};
 
 fn pipeline() -> Pipeline {
     bounded(Settings::default().max_open_sessions)

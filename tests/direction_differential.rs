@@ -17,14 +17,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::path::Path;
 
-use vpc_flow_exporter::analyze::{AnalyzeRequest, analyze};
+use vpc_flow_exporter::commands::analyze::{AnalyzeRequest, analyze};
+use vpc_flow_exporter::commands::generate::{RealisticConfig, generate_realistic};
+use vpc_flow_exporter::commands::report::{OutputFormat, ReportRequest};
 use vpc_flow_exporter::flow::{
     Direction, FormatChoice, InterfaceFacts, RecordFilter, SessionDetail, Settings, Summary,
     Verdict,
 };
-use vpc_flow_exporter::generate::{RealisticConfig, generate_realistic};
 use vpc_flow_exporter::input::InputFormat;
-use vpc_flow_exporter::report::{OutputFormat, ReportRequest};
 
 /// The default version-2 format's columns.
 const INTERFACE: usize = 2;

@@ -1,6 +1,6 @@
 //! Properties of the core that must hold for every input, checked with
 //! proptest against synthetic flow logs whose verdicts are known by
-//! construction (`vpc_flow_exporter::generate`) and against arbitrary bytes:
+//! construction (`vpc_flow_exporter::commands::generate`) and against arbitrary bytes:
 //!
 //! * records inside one capture window arrive in any order: shuffling them
 //!   never changes the verdicts;
@@ -16,11 +16,11 @@ use std::net::Ipv4Addr;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::FileFailurePersistence;
+use vpc_flow_exporter::commands::generate::{Expected, GeneratorConfig, Style, generate};
 use vpc_flow_exporter::flow::{
     FormatChoice, InterfaceFacts, LineSplitter, LogFormat, Pipeline, RecordFilter, RecordParser,
     Settings, Summary,
 };
-use vpc_flow_exporter::generate::{Expected, GeneratorConfig, Style, generate};
 
 const WINDOW: u64 = 60;
 

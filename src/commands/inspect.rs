@@ -14,13 +14,13 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::commands::report::{self, OutputFormat, ReportRequest};
 use crate::flow::clock::wall_clock_watermark;
 use crate::flow::verdict::protocol_name;
 use crate::flow::{
     Action, Direction, LogStatus, Malformed, Observer, RecordFilter, SessionDetail,
     SessionObserver, SessionReport, Summary, Verdict,
 };
-use crate::report::{self, OutputFormat, ReportRequest};
 use crate::source::aws_clients::{Access, AwsClients, Role};
 use crate::source::cloudwatch::{
     ATTEMPT_TIMEOUT, ApiError, AwsLogsApi, NoopObserver, Poller, PollerConfig, interface_of_stream,

@@ -20,9 +20,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use std::collections::HashMap;
 
+use crate::commands::report::{self, ReportRequest};
 use crate::flow::{InterfaceFacts, Summary};
 use crate::input;
-use crate::report::{self, ReportRequest};
 
 /// What `analyze` was asked.
 #[derive(Debug, Clone)]

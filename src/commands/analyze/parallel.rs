@@ -37,10 +37,10 @@ use std::thread;
 use flate2::read::MultiGzDecoder;
 use std::hash::Hasher;
 
+use crate::commands::report::ReportRequest;
 use crate::flow::{Field, FormatChoice, LineSplitter, LogFormat, Pipeline, Summary};
 use crate::input::ahead::GunzipAhead;
 use crate::input::{self, InputError, InputFormat, Origin};
-use crate::report::ReportRequest;
 
 /// Input is handed to the workers in chunks of this many bytes: below
 /// glibc's mmap threshold (`main.rs`), so chunks are reused, not mapped.
