@@ -35,6 +35,11 @@ use crate::report::ReportRequest;
 
 /// Batches in flight per worker: what the reader may run ahead.
 const BATCHES_IN_FLIGHT: usize = 8;
+/// Batches each decoding thread may run ahead of the dealing.
+const DECODED_AHEAD: usize = 4;
+/// Batches a decoding thread keeps to decode into again: more than can be
+/// in flight, so that it rarely allocates.
+const RECYCLED: usize = DECODED_AHEAD + BATCHES_IN_FLIGHT + 4;
 
 /// What the reader tells every worker.
 enum Message {
@@ -44,8 +49,12 @@ enum Message {
         format: LogFormat,
         interface: String,
     },
-    /// The file's next rows, decoded, shared by all workers.
-    Rows(Arc<Dealt>),
+    /// The file's next rows, decoded, shared by all workers, and the
+    /// worker each row is dealt to.
+    Rows {
+        batch: Arc<Batch>,
+        owners: Arc<[u16]>,
+    },
 }
 
 /// Whether every file is Parquet (and none is stdin).
@@ -88,15 +97,14 @@ pub fn analyze(
             senders.push(sender);
             handles.push(scope.spawn(move || work(report, index, receiver)));
         }
-        let mut reader = Reader {
-            dealer: Dealer::new(workers),
-            sent: VecDeque::new(),
-        };
+        let mut dealer = Dealer::new(workers);
         let mut read = Ok(());
         for path in paths {
-            read = feed_path(path, &senders, &mut reader, progress).map_err(|source| InputError {
-                path: path.clone(),
-                source,
+            read = feed_path(path, &senders, &mut dealer, workers, progress).map_err(|source| {
+                InputError {
+                    path: path.clone(),
+                    source,
+                }
             });
             if read.is_err() {
                 break;
@@ -119,66 +127,116 @@ pub fn analyze(
     })
 }
 
-/// One Parquet file: its rows, decoded and dealt, to every worker.
+/// One Parquet file: its rows, decoded and dealt, to every worker. Row
+/// groups are decoded `decoders` at a time, each by a thread of its own,
+/// and dealt in file order.
 fn feed_path(
     path: &Path,
     workers: &[SyncSender<Message>],
-    reader: &mut Reader,
+    dealer: &mut Dealer,
+    decoders: usize,
     progress: &dyn Fn(u64),
 ) -> io::Result<()> {
-    let mut rows = Rows::open(File::open(path)?)?;
+    let rows = Rows::open(File::open(path)?)?;
     let interface = Origin::of_path(path).interface().to_string();
     broadcast(workers, || Message::BeginInput {
         format: rows.format().clone(),
         interface: interface.clone(),
     });
-    loop {
-        let mut shared = reader.spare();
-        let dealt = Arc::get_mut(&mut shared).expect("held by the reader only");
-        if !rows.read(&mut dealt.batch, progress)? {
-            return Ok(());
+    let groups = rows.row_groups();
+    let decoders = decoders.clamp(1, groups.max(1));
+    thread::scope(|scope| {
+        let mut decoded = Vec::with_capacity(decoders);
+        let mut handles = Vec::with_capacity(decoders);
+        for first in 0..decoders {
+            let (send, receive) = sync_channel(DECODED_AHEAD);
+            decoded.push(receive);
+            handles.push(scope.spawn(move || decode(path, first, decoders, &send)));
         }
-        dealt.owners.clear();
-        for row in 0..dealt.batch.len() {
-            let named = dealt.batch.interface(row).unwrap_or(interface.as_bytes());
-            dealt.owners.push(reader.dealer.worker_of(named));
+        let mut result = Ok(());
+        'groups: for group in 0..groups {
+            progress(rows.compressed_size(group));
+            loop {
+                let batch = match decoded[group % decoders].recv() {
+                    Ok(Ok(Some(batch))) => batch,
+                    Ok(Ok(None)) => break,
+                    Ok(Err(error)) => {
+                        result = Err(error);
+                        break 'groups;
+                    }
+                    // The decoder panicked: joining it reports that.
+                    Err(_) => break 'groups,
+                };
+                let owners: Arc<[u16]> = (0..batch.len())
+                    .map(|row| {
+                        dealer.worker_of(batch.interface(row).unwrap_or(interface.as_bytes()))
+                    })
+                    .collect();
+                broadcast(workers, || Message::Rows {
+                    batch: Arc::clone(&batch),
+                    owners: Arc::clone(&owners),
+                });
+            }
         }
-        broadcast(workers, || Message::Rows(Arc::clone(&shared)));
-        reader.sent.push_back(shared);
+        // The decoders' next sends fail and they end.
+        drop(decoded);
+        for handle in handles {
+            handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        }
+        result
+    })
+}
+
+/// One decoding thread: row groups `first`, `first + step`, … of the
+/// file, each as its batches and then `None`; or the error that stopped it.
+fn decode(path: &Path, first: usize, step: usize, send: &SyncSender<Decoded>) {
+    let mut rows = match File::open(path).and_then(Rows::open) {
+        Ok(rows) => rows,
+        Err(error) => {
+            let _ = send.send(Err(error));
+            return;
+        }
+    };
+    // Batches sent, oldest first: one the workers are done with is
+    // decoded into again instead of allocating another.
+    let mut sent: VecDeque<Arc<Batch>> = VecDeque::new();
+    for group in (first..rows.row_groups()).step_by(step) {
+        loop {
+            let mut batch = match sent.front() {
+                Some(oldest) if Arc::strong_count(oldest) == 1 => {
+                    sent.pop_front().expect("just seen")
+                }
+                _ => Arc::default(),
+            };
+            let read = rows.read_group(group, Arc::get_mut(&mut batch).expect("held here only"));
+            let message = match read {
+                Ok(true) => {
+                    sent.push_back(Arc::clone(&batch));
+                    if sent.len() > RECYCLED {
+                        // All still in use: let go of one.
+                        sent.pop_front();
+                    }
+                    Ok(Some(batch))
+                }
+                Ok(false) => break,
+                Err(error) => Err(error),
+            };
+            let failed = message.is_err();
+            if send.send(message).is_err() || failed {
+                return;
+            }
+        }
+        if send.send(Ok(None)).is_err() {
+            return;
+        }
     }
 }
 
-/// What the reader keeps from file to file.
-struct Reader {
-    dealer: Dealer,
-    /// Batches sent, oldest first: one the workers are done with is
-    /// decoded into again, so batches are not allocated row group after
-    /// row group.
-    sent: VecDeque<Arc<Dealt>>,
-}
-
-impl Reader {
-    /// A batch no worker holds any more, or a new one.
-    fn spare(&mut self) -> Arc<Dealt> {
-        if let Some(oldest) = self.sent.front_mut()
-            && Arc::get_mut(oldest).is_some()
-        {
-            return self.sent.pop_front().expect("just seen");
-        }
-        if self.sent.len() > BATCHES_IN_FLIGHT + 2 {
-            // All still in use: the channels bound them, let go of one.
-            self.sent.pop_front();
-        }
-        Arc::default()
-    }
-}
-
-/// A batch of rows and, for each row, the worker that counts it.
-#[derive(Default)]
-struct Dealt {
-    batch: Batch,
-    owners: Vec<u16>,
-}
+/// What a decoding thread sends: a batch of rows, `None` at the end of a
+/// row group, or why decoding stopped.
+type Decoded = io::Result<Option<Arc<Batch>>>;
 
 fn broadcast(workers: &[SyncSender<Message>], message: impl Fn() -> Message) {
     for worker in workers {
@@ -203,10 +261,10 @@ fn work(report: &ReportRequest, index: usize, input: Receiver<Message>) -> Summa
                 parser = RecordParser::new(format);
                 interface = named;
             }
-            Message::Rows(dealt) => {
-                for (row, owner) in dealt.owners.iter().enumerate() {
+            Message::Rows { batch, owners } => {
+                for (row, owner) in owners.iter().enumerate() {
                     if *owner == index {
-                        let record = dealt.batch.build(row, &parser);
+                        let record = batch.build(row, &parser);
                         pipeline.push_record(record, None, &interface, &mut summary);
                     }
                 }

@@ -63,8 +63,10 @@ pub struct Rows<R: ChunkReader> {
     format: LogFormat,
     /// The columns read: their index in the file and their field.
     used: Vec<(usize, Field)>,
+    /// The row group [`Rows::read`] reads.
+    next_group: usize,
     /// The row group being read, and its columns' readers.
-    group: usize,
+    group: Option<usize>,
     columns: Vec<ColumnCursor>,
     rows_left: usize,
 }
@@ -115,7 +117,8 @@ impl<R: ChunkReader + 'static> Rows<R> {
             reader,
             format,
             used,
-            group: 0,
+            next_group: 0,
+            group: None,
             columns: Vec::new(),
             rows_left: 0,
         })
@@ -130,28 +133,56 @@ impl<R: ChunkReader + 'static> Rows<R> {
     /// the end of the file. Each row group's compressed size goes to
     /// `progress` when its first rows are read.
     pub fn read(&mut self, batch: &mut Batch, progress: &dyn Fn(u64)) -> io::Result<bool> {
-        while self.rows_left == 0 {
-            if self.group == self.reader.num_row_groups() {
+        loop {
+            let group = self.next_group;
+            if group == self.row_groups() {
                 return Ok(false);
             }
-            let group = self.reader.get_row_group(self.group).map_err(invalid)?;
-            self.group += 1;
+            if self.group != Some(group) {
+                progress(self.compressed_size(group));
+            }
+            if self.read_group(group, batch)? {
+                return Ok(true);
+            }
+            self.next_group += 1;
+        }
+    }
+
+    pub fn row_groups(&self) -> usize {
+        self.reader.num_row_groups()
+    }
+
+    /// The bytes row group `group` takes in the file.
+    pub fn compressed_size(&self, group: usize) -> u64 {
+        u64::try_from(self.reader.metadata().row_group(group).compressed_size()).unwrap_or(0)
+    }
+
+    /// Decodes the next rows of row group `group` into `batch` (its
+    /// buffers reused); false once the group's rows are all read. Row
+    /// groups are independent: several readers of one file can decode
+    /// different ones.
+    pub fn read_group(&mut self, group: usize, batch: &mut Batch) -> io::Result<bool> {
+        if self.group != Some(group) {
+            let reader = self.reader.get_row_group(group).map_err(invalid)?;
             self.columns = self
                 .used
                 .iter()
                 .map(|(column, field)| {
-                    let descriptor = group.metadata().column(*column).column_descr();
+                    let descriptor = reader.metadata().column(*column).column_descr();
                     let unsigned = matches!(
                         descriptor.logical_type_ref(),
                         Some(LogicalType::Integer(int)) if !int.is_signed
                     );
-                    let reader = group.get_column_reader(*column)?;
-                    ColumnCursor::new(reader, field.clone(), descriptor.max_def_level(), unsigned)
+                    let column = reader.get_column_reader(*column)?;
+                    ColumnCursor::new(column, field.clone(), descriptor.max_def_level(), unsigned)
                 })
                 .collect::<Result<Vec<ColumnCursor>, ParquetError>>()
                 .map_err(invalid)?;
-            self.rows_left = usize::try_from(group.metadata().num_rows()).unwrap_or(0);
-            progress(u64::try_from(group.metadata().compressed_size()).unwrap_or(0));
+            self.rows_left = usize::try_from(reader.metadata().num_rows()).unwrap_or(0);
+            self.group = Some(group);
+        }
+        if self.rows_left == 0 {
+            return Ok(false);
         }
         let rows = self.rows_left.min(BATCH);
         let same_fields = batch.columns.len() == self.columns.len()
@@ -420,6 +451,7 @@ impl ColumnBatch {
     }
 
     /// The index of the row's value, `None` for a null.
+    #[inline]
     fn slot(&self, row: usize) -> Option<usize> {
         if self.slots.is_empty() {
             return Some(row);
@@ -429,6 +461,7 @@ impl ColumnBatch {
     }
 
     /// The row's string, `None` for a null or a number.
+    #[inline]
     fn bytes(&self, row: usize) -> Option<&[u8]> {
         let Values::Bytes { bytes, ends } = &self.values else {
             return None;
