@@ -285,6 +285,8 @@ struct ColumnCursor {
     field: Field,
     reader: Reader,
     max_def_level: i16,
+    /// Definition levels of the rows being read (nullable columns only).
+    levels: Vec<i16>,
     unsigned: bool,
 }
 
@@ -302,19 +304,15 @@ enum Reader {
 struct ColumnBatch {
     field: Field,
     values: Values,
-    /// Definition levels of the batch (nullable columns only).
-    levels: Vec<i16>,
-    /// For each row of the batch, its value's index, or [`NULL`]; empty
-    /// when the column has no nulls (the row is the index).
-    slots: Vec<u32>,
+    /// A bit per row, set for a null; empty when the batch has none. Values
+    /// are per row (a null's is a placeholder): a worker reads a row's
+    /// value straight, without an index beside it.
+    nulls: Vec<u64>,
     unsigned: bool,
     /// An earlier column whose equal bytes give this one's value (the
     /// address beside a packet address).
     same_as: Option<usize>,
 }
-
-/// A row without a value, in [`ColumnBatch::slots`].
-const NULL: u32 = u32::MAX;
 
 enum Values {
     Int32(Vec<i32>),
@@ -353,6 +351,7 @@ impl ColumnCursor {
             field,
             reader,
             max_def_level,
+            levels: Vec::new(),
             unsigned,
         })
     }
@@ -363,8 +362,8 @@ impl ColumnCursor {
             batch.field = self.field.clone();
         }
         batch.unsigned = self.unsigned;
-        batch.levels.clear();
-        let levels = (self.max_def_level > 0).then_some(&mut batch.levels);
+        self.levels.clear();
+        let levels = (self.max_def_level > 0).then_some(&mut self.levels);
         let read = match &mut self.reader {
             Reader::Int32(reader) => {
                 if !matches!(batch.values, Values::Int32(_)) {
@@ -373,7 +372,10 @@ impl ColumnCursor {
                 let Values::Int32(values) = &mut batch.values else {
                     unreachable!("set above")
                 };
-                read_batch(reader, rows, levels, values)?
+                let read = read_batch(reader, rows, levels, values)?;
+                batch.nulls.clear();
+                spread(values, &self.levels, self.max_def_level, &mut batch.nulls);
+                read
             }
             Reader::Int64(reader) => {
                 if !matches!(batch.values, Values::Int64(_)) {
@@ -382,7 +384,10 @@ impl ColumnCursor {
                 let Values::Int64(values) = &mut batch.values else {
                     unreachable!("set above")
                 };
-                read_batch(reader, rows, levels, values)?
+                let read = read_batch(reader, rows, levels, values)?;
+                batch.nulls.clear();
+                spread(values, &self.levels, self.max_def_level, &mut batch.nulls);
+                read
             }
             Reader::Bytes(reader, decoded) => {
                 let read = read_batch(reader, rows, levels, decoded)?;
@@ -397,8 +402,15 @@ impl ColumnCursor {
                 };
                 bytes.clear();
                 ends.clear();
-                for value in decoded.iter() {
-                    bytes.extend_from_slice(value.data());
+                batch.nulls.clear();
+                let mut decoded_values = decoded.iter();
+                // One end per row: a null row's value is empty, and marked.
+                for row in 0..read {
+                    if self.max_def_level > 0 && self.levels[row] != self.max_def_level {
+                        mark_null(&mut batch.nulls, row, read);
+                    } else if let Some(value) = decoded_values.next() {
+                        bytes.extend_from_slice(value.data());
+                    }
                     let end = u32::try_from(bytes.len()).map_err(|_| {
                         ParquetError::General("a batch of strings over 4 GiB".to_string())
                     })?;
@@ -415,18 +427,6 @@ impl ColumnCursor {
                 "a column has {read} rows where the row group promises {rows}"
             )));
         }
-        batch.slots.clear();
-        if self.max_def_level > 0 {
-            let mut next = 0;
-            for level in &batch.levels {
-                if *level == self.max_def_level {
-                    batch.slots.push(next);
-                    next += 1;
-                } else {
-                    batch.slots.push(NULL);
-                }
-            }
-        }
         Ok(())
     }
 }
@@ -442,22 +442,21 @@ impl ColumnBatch {
         ColumnBatch {
             field: cursor.field.clone(),
             values: Values::None,
-            levels: Vec::new(),
-            slots: Vec::new(),
+            nulls: Vec::new(),
             unsigned: cursor.unsigned,
             same_as: beside
                 .and_then(|beside| cursors.iter().position(|earlier| earlier.field == beside)),
         }
     }
 
-    /// The index of the row's value, `None` for a null.
+    /// The row itself (where its value is), `None` for a null.
     #[inline]
     fn slot(&self, row: usize) -> Option<usize> {
-        if self.slots.is_empty() {
-            return Some(row);
-        }
-        let slot = *self.slots.get(row)?;
-        (slot != NULL).then_some(slot as usize)
+        let null = self
+            .nulls
+            .get(row / 64)
+            .is_some_and(|word| word & (1 << (row % 64)) != 0);
+        (!null).then_some(row)
     }
 
     /// The row's string, `None` for a null or a number.
@@ -512,6 +511,44 @@ impl ColumnBatch {
     fn is_utf8(&self, row: usize) -> bool {
         self.bytes(row)
             .is_none_or(|value| std::str::from_utf8(value).is_ok())
+    }
+}
+
+/// Marks `row` (of `rows`) null.
+fn mark_null(nulls: &mut Vec<u64>, row: usize, rows: usize) {
+    if nulls.is_empty() {
+        nulls.resize(rows.div_ceil(64), 0);
+    }
+    nulls[row / 64] |= 1 << (row % 64);
+}
+
+/// Spreads the values of the non-null rows over every row (nulls get a
+/// placeholder), marking the nulls, so that row `i`'s value is `values[i]`.
+fn spread<T: Copy + Default>(
+    values: &mut Vec<T>,
+    levels: &[i16],
+    max_def_level: i16,
+    nulls: &mut Vec<u64>,
+) {
+    if max_def_level == 0 || values.len() == levels.len() {
+        return;
+    }
+    let mut next = values.len();
+    values.resize(levels.len(), T::default());
+    // From the end: a row's value moves only towards the end, past
+    // values already moved.
+    for row in (0..levels.len()).rev() {
+        if levels[row] == max_def_level {
+            // The decoder checked there is a value for every level that
+            // says so; should there not be, the row keeps a placeholder.
+            if let Some(index) = next.checked_sub(1) {
+                next = index;
+                values[row] = values[index];
+            }
+        } else {
+            values[row] = T::default();
+            mark_null(nulls, row, levels.len());
+        }
     }
 }
 
