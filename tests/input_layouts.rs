@@ -463,3 +463,58 @@ fn a_parquet_column_of_a_type_its_field_cannot_have_is_named() {
         "{stderr}"
     );
 }
+
+/// Parquet on several threads: one reader decodes, every worker counts
+/// the rows of its own interfaces. The report is that of one thread, with
+/// rows that name no interface (null, `-`) and malformed rows among them.
+#[test]
+fn parquet_on_several_threads_gives_what_one_thread_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let generated = Command::new(BIN)
+        .args([
+            "generate",
+            "--style",
+            "rich",
+            "--records",
+            "4000",
+            "--seed",
+            "11",
+        ])
+        .output()
+        .unwrap();
+    assert!(generated.status.success());
+    let mut text = String::from_utf8(generated.stdout).unwrap();
+    // The generated header names interface-id third: a record without one,
+    // and one whose port does not fit.
+    let header = text.lines().next().unwrap().to_string();
+    assert!(
+        header.starts_with("version account-id interface-id"),
+        "{header}"
+    );
+    let fields = header.split(' ').count();
+    let mut absent: Vec<&str> = vec!["-"; fields];
+    absent[0] = "2";
+    text.push_str(&absent.join(" "));
+    text.push('\n');
+    let first_record = text.lines().nth(1).unwrap().to_string();
+    let mut bad_port: Vec<&str> = first_record.split(' ').collect();
+    bad_port[5] = "70000";
+    text.push_str(&bad_port.join(" "));
+    text.push('\n');
+    let path = dir.path().join("rich.log");
+    std::fs::write(&path, &text).unwrap();
+    let parquet = dir.path().join("rich.log.parquet");
+    to_parquet(&path, &parquet, &["--row-group-size", "700"]);
+    let (one, _) = analyze(&["--details", "--threads", "1"], &[&parquet]);
+    let (text_report, _) = analyze(&["--details", "--threads", "1"], &[&path]);
+    assert_eq!(one, text_report, "Parquet and its text, one thread");
+    assert!(one["records"]["malformed"].as_u64().unwrap() >= 1);
+    for threads in ["2", "3", "5"] {
+        let (several, stderr) = analyze(&["--details", "--threads", threads], &[&parquet]);
+        assert_eq!(several, one, "{threads} threads: {stderr}");
+        // Two files in a row, the second restarting the dealing.
+        let (twice, _) = analyze(&["--details", "--threads", threads], &[&parquet, &parquet]);
+        let (twice_one, _) = analyze(&["--details", "--threads", "1"], &[&parquet, &parquet]);
+        assert_eq!(twice, twice_one, "{threads} threads, two files");
+    }
+}

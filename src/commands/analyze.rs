@@ -1,9 +1,11 @@
 //! `vpc-flow-exporter analyze`: offline analysis of flow-log files, on
-//! one thread or, sharded by interface, on every core ([`parallel`]), or of
+//! one thread or, sharded by interface, on every core ([`parallel`] for
+//! text, [`parquet`] for Parquet), or of
 //! the objects under `s3://bucket/prefix`. The command line draws the
 //! progress bar; the readers only report bytes.
 
 mod parallel;
+mod parquet;
 #[cfg(feature = "aws")]
 mod s3;
 
@@ -55,6 +57,8 @@ pub fn analyze(request: &AnalyzeRequest) -> Result<Summary, input::InputError> {
     let workers = request.workers();
     let summary = if workers > 1 && parallel::applies(&request.paths, request.input_format) {
         parallel::analyze(&request.paths, &request.report, workers, &progress)?
+    } else if workers > 1 && parquet::applies(&request.paths, request.input_format) {
+        parquet::analyze(&request.paths, &request.report, workers, &progress)?
     } else {
         let (mut pipeline, mut summary) = request.report.start();
         input::feed_files(
