@@ -808,7 +808,7 @@ fn feed_events_to(
         let fallback_time = u64::try_from(event.timestamp_ms / 1000).ok();
         let interface = interface_of_stream(&event.stream);
         if let Some(end) =
-            pipeline.push_event(event.message.as_bytes(), fallback_time, interface, observer)
+            pipeline.push_event_text(&event.message, fallback_time, interface, observer)
         {
             let delay = (event.ingestion_time_ms as f64 / 1000.0 - end as f64).max(0.0);
             delivery_delay.observe(delay);

@@ -91,6 +91,13 @@ pub struct Pipeline {
     correlator: Correlator,
 }
 
+/// A line as it came: bytes, or text already known to be UTF-8.
+#[derive(Clone, Copy)]
+enum Line<'a> {
+    Bytes(&'a [u8]),
+    Text(&'a str),
+}
+
 /// Where a record came from, for holding it back as a line.
 enum Held<'a> {
     /// Parsed from this line.
@@ -261,7 +268,43 @@ impl Pipeline {
         fallback_interface: &'a str,
         observer: &mut impl Observer,
     ) -> Option<u64> {
-        let line = line.trim_ascii();
+        self.push_line_as_came(
+            Line::Bytes(line.trim_ascii()),
+            fallback_time,
+            fallback_interface,
+            observer,
+        )
+    }
+
+    /// As [`Pipeline::push_event`], for a line known to be text (a
+    /// CloudWatch event's message): not checked for UTF-8 a second time.
+    pub fn push_event_text<'a>(
+        &mut self,
+        line: &'a str,
+        fallback_time: Option<u64>,
+        fallback_interface: &'a str,
+        observer: &mut impl Observer,
+    ) -> Option<u64> {
+        self.push_line_as_came(
+            Line::Text(line.trim_ascii()),
+            fallback_time,
+            fallback_interface,
+            observer,
+        )
+    }
+
+    /// [`Pipeline::push_event`] of a trimmed line.
+    fn push_line_as_came<'a>(
+        &mut self,
+        trimmed: Line<'a>,
+        fallback_time: Option<u64>,
+        fallback_interface: &'a str,
+        observer: &mut impl Observer,
+    ) -> Option<u64> {
+        let line = match trimmed {
+            Line::Bytes(bytes) => bytes,
+            Line::Text(text) => text.as_bytes(),
+        };
         if line.is_empty() {
             return None;
         }
@@ -280,7 +323,10 @@ impl Pipeline {
         if !self.format_told {
             self.tell_format(fallback_interface != "-", observer);
         }
-        let parsed = self.parser.parse_bytes(line);
+        let parsed = match trimmed {
+            Line::Bytes(bytes) => self.parser.parse_bytes(bytes),
+            Line::Text(text) => self.parser.parse(text),
+        };
         self.push_parsed(
             parsed,
             Held::Line(line),

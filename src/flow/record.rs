@@ -293,18 +293,10 @@ impl RecordParser {
         self.has_action
     }
 
+    /// Parses one line already known to be text (a CloudWatch event's
+    /// message, say): as [`RecordParser::parse_bytes`], without its UTF-8
+    /// check.
     pub fn parse<'a>(&self, line: &'a str) -> Result<Record<'a>, Malformed> {
-        self.parse_bytes(line.as_bytes())
-    }
-
-    /// Parses one line. Works on bytes: the only columns turned into text
-    /// are the ones kept as text (interface and instance ids).
-    pub fn parse_bytes<'a>(&self, line: &'a [u8]) -> Result<Record<'a>, Malformed> {
-        // Checked once, so that every token is text without a second check
-        // (ASCII lines, nearly all of them, take the standard fast path).
-        let Ok(line) = std::str::from_utf8(line) else {
-            return Err(Malformed::NotUtf8);
-        };
         let mut record = Record::absent();
         let mut cursor = Cursor { line, at: 0 };
         for field in self.format.fields() {
@@ -339,6 +331,18 @@ impl RecordParser {
         }
         self.complete(record)
     }
+
+    /// Parses one line. Works on bytes: the only columns turned into text
+    /// are the ones kept as text (interface and instance ids).
+    pub fn parse_bytes<'a>(&self, line: &'a [u8]) -> Result<Record<'a>, Malformed> {
+        // Checked once, so that every token is text without a second check
+        // (ASCII lines, nearly all of them, take the standard fast path).
+        match std::str::from_utf8(line) {
+            Ok(line) => self.parse(line),
+            Err(_) => Err(Malformed::NotUtf8),
+        }
+    }
+
     /// The check of a record whose every field is set: an `OK` record of
     /// a format with `action` needs the action and both addresses.
     pub fn complete<'a>(&self, record: Record<'a>) -> Result<Record<'a>, Malformed> {
@@ -478,40 +482,38 @@ impl<'a> Cursor<'a> {
 /// byte that is neither a digit nor a dot.
 fn ipv4_prefix(bytes: &[u8]) -> Option<(Ipv4Addr, usize)> {
     let mut octets = [0u8; 4];
-    let mut index = 0;
-    let mut value: u16 = 0;
-    let mut digits = 0;
-    let mut len = 0;
-    for &byte in bytes.iter().take(16) {
-        if byte == b'.' {
-            if digits == 0 || index == 3 {
+    let mut at = 0;
+    for (index, octet) in octets.iter_mut().enumerate() {
+        if index > 0 {
+            if bytes.get(at) != Some(&b'.') {
                 return None;
             }
-            octets[index] = value as u8;
-            index += 1;
-            value = 0;
-            digits = 0;
-        } else {
-            let digit = byte.wrapping_sub(b'0');
+            at += 1;
+        }
+        let start = at;
+        let mut value: u16 = 0;
+        while let Some(digit) = bytes.get(at).map(|byte| byte.wrapping_sub(b'0')) {
             if digit > 9 {
                 break;
             }
-            if digits == 1 && value == 0 {
+            // A fourth digit is more than 255 or follows a leading zero.
+            if at - start == 3 {
                 return None;
             }
-            digits += 1;
             value = value * 10 + u16::from(digit);
-            if value > 255 {
-                return None;
-            }
+            at += 1;
         }
-        len += 1;
+        let leading_zero = at - start > 1 && bytes[start] == b'0';
+        if at == start || leading_zero || value > 255 {
+            return None;
+        }
+        *octet = value as u8;
     }
-    if digits == 0 || index != 3 {
+    // A fifth part is no address.
+    if bytes.get(at) == Some(&b'.') {
         return None;
     }
-    octets[3] = value as u8;
-    Some((Ipv4Addr::from(octets), len))
+    Some((Ipv4Addr::from(octets), at))
 }
 
 /// The helpers below read bytes, text or not: a value they accept is ASCII.

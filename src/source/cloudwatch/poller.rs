@@ -103,7 +103,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::de::{SeqAccess, Visitor};
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -303,8 +303,14 @@ impl StreamSeen {
 
 impl SeenEvents {
     /// True when the event was seen before (or is taken as seen).
+    #[cfg(test)]
     fn contains(&self, event: &LogEvent) -> bool {
-        let fingerprint = fingerprint(&event.stream, &event.event_id);
+        self.contains_fingerprint(event, fingerprint(&event.stream, &event.event_id))
+    }
+
+    /// As [`SeenEvents::contains`], with the event's [`fingerprint`]
+    /// already computed.
+    fn contains_fingerprint(&self, event: &LogEvent, fingerprint: u128) -> bool {
         self.streams
             .get(event.stream.as_str())
             .is_some_and(|seen| seen.contains(event.timestamp_ms, fingerprint))
@@ -319,7 +325,12 @@ impl SeenEvents {
 
     /// True when the event was not seen before (and now is).
     fn insert(&mut self, event: &LogEvent) -> bool {
-        let fingerprint = fingerprint(&event.stream, &event.event_id);
+        self.insert_fingerprint(event, fingerprint(&event.stream, &event.event_id))
+    }
+
+    /// As [`SeenEvents::insert`], with the event's [`fingerprint`] already
+    /// computed.
+    fn insert_fingerprint(&mut self, event: &LogEvent, fingerprint: u128) -> bool {
         if self.in_legacy(event.timestamp_ms, fingerprint) {
             return false;
         }
@@ -666,10 +677,10 @@ impl<A: LogsApi> Poller<A> {
         let mut events = Vec::new();
         loop {
             match self.step(&mut run).await? {
-                PollStep::Batch(batch) => events.extend(batch.events),
+                PollStep::Batch(batch) => append(&mut events, batch.events),
                 PollStep::Done(mut outcome) => {
-                    events.append(&mut outcome.events);
-                    events.sort_by_key(|e| e.timestamp_ms);
+                    append(&mut events, std::mem::take(&mut outcome.events));
+                    sort_by_time(&mut events);
                     outcome.events = events;
                     return Ok(outcome);
                 }
@@ -688,6 +699,8 @@ impl<A: LogsApi> Poller<A> {
             plan: self.window.plan(now_ms),
             paging: Paging::default(),
             held: Vec::new(),
+            held_fingerprints: Vec::new(),
+            fingerprints: Fingerprints::default(),
             fetched: 0,
             fetched_reported: 0,
             new: 0,
@@ -744,7 +757,7 @@ impl<A: LogsApi> Poller<A> {
             if run.held.len() >= self.max_held_events && !run.paging.finished(&run.plan.requests) {
                 return Ok(false);
             }
-            let Some(events) = run
+            let Some(mut events) = run
                 .paging
                 .next_page(&self.api, &self.log_group, &run.plan.requests)
                 .await?
@@ -752,9 +765,21 @@ impl<A: LogsApi> Poller<A> {
                 return Ok(true);
             };
             run.fetched += events.len() as u64;
-            let seen = &self.seen;
-            run.held
-                .extend(events.into_iter().filter(|event| !seen.contains(event)));
+            // Each event's fingerprint is computed once: checked here,
+            // remembered with it when the batch is taken. The page is
+            // filtered where it lies (no event moved while none is a
+            // re-read), and becomes the held events when none are yet.
+            let (seen, fingerprints) = (&self.seen, &mut run.fingerprints);
+            run.held_fingerprints.reserve(events.len());
+            events.retain(|event| {
+                let fingerprint = fingerprints.of(event);
+                let new = !seen.contains_fingerprint(event, fingerprint);
+                if new {
+                    run.held_fingerprints.push(fingerprint);
+                }
+                new
+            });
+            append(&mut run.held, events);
         }
     }
 
@@ -763,15 +788,19 @@ impl<A: LogsApi> Poller<A> {
     /// timestamp; and the largest ingestion-less-timestamp delay among them.
     fn take_new(&mut self, run: &mut PollRun) -> (Vec<LogEvent>, Option<i64>) {
         let mut events = std::mem::take(&mut run.held);
+        let mut fingerprints = std::mem::take(&mut run.held_fingerprints).into_iter();
         let mut max_delay = None;
+        // `retain` visits each event once, in order: the fingerprints,
+        // pushed alongside, follow it.
         events.retain(|e| {
-            let fresh = self.seen.insert(e);
+            let fingerprint = fingerprints.next().expect("one fingerprint per held event");
+            let fresh = self.seen.insert_fingerprint(e, fingerprint);
             if fresh {
                 max_delay = max_delay.max(Some(e.ingestion_time_ms - e.timestamp_ms));
             }
             fresh
         });
-        events.sort_by_key(|e| e.timestamp_ms);
+        sort_by_time(&mut events);
         run.new += events.len() as u64;
         (events, max_delay)
     }
@@ -876,7 +905,7 @@ pub async fn read_window<A: LogsApi>(
     while let Some(page) = paging.next_page(api, log_group, &requests).await? {
         events.extend(page.into_iter().filter(|e| seen.insert(e)));
     }
-    events.sort_by_key(|e| e.timestamp_ms);
+    sort_by_time(&mut events);
     Ok(events)
 }
 
@@ -886,6 +915,9 @@ pub struct PollRun {
     plan: Plan,
     paging: Paging,
     held: Vec<LogEvent>,
+    /// The [`fingerprint`] of each event of `held`, in the same order.
+    held_fingerprints: Vec<u128>,
+    fingerprints: Fingerprints,
     fetched: u64,
     /// `fetched` when the last batch was taken.
     fetched_reported: u64,
@@ -995,11 +1027,62 @@ impl Paging {
 /// the strings' memory. From the `siphasher` crate, not std's hasher, whose
 /// algorithm is unspecified: fingerprints outlive the process in checkpoints.
 fn fingerprint(stream: &str, event_id: &str) -> u128 {
+    fingerprint_from(stream_prefix(stream), event_id)
+}
+
+/// The SipHash state after a stream's part of a [`fingerprint`] (its
+/// length and name), the same for every event of the stream.
+fn stream_prefix(stream: &str) -> SipHasher13 {
     let mut hasher = SipHasher13::new();
     hasher.write(&(stream.len() as u64).to_le_bytes());
     hasher.write(stream.as_bytes());
-    hasher.write(event_id.as_bytes());
-    hasher.finish128().as_u128()
+    hasher
+}
+
+/// A [`fingerprint`] finished from its stream's [`stream_prefix`]: the
+/// same value (SipHash is a stream of bytes, the state is all there is).
+fn fingerprint_from(mut prefix: SipHasher13, event_id: &str) -> u128 {
+    prefix.write(event_id.as_bytes());
+    prefix.finish128().as_u128()
+}
+
+/// [`fingerprint`]s of the events of one poll, hashing each stream's name
+/// once (it is most of the bytes hashed after the id).
+#[derive(Default)]
+struct Fingerprints {
+    prefixes: FxHashMap<String, SipHasher13>,
+}
+
+impl Fingerprints {
+    fn of(&mut self, event: &LogEvent) -> u128 {
+        let prefix = match self.prefixes.get(event.stream.as_str()) {
+            Some(prefix) => *prefix,
+            None => *self
+                .prefixes
+                .entry(event.stream.clone())
+                .or_insert_with(|| stream_prefix(&event.stream)),
+        };
+        fingerprint_from(prefix, &event.event_id)
+    }
+}
+
+/// Appends `more` to `events`, without moving them when `events` is empty.
+fn append(events: &mut Vec<LogEvent>, mut more: Vec<LogEvent>) {
+    if events.is_empty() {
+        *events = more;
+    } else {
+        events.append(&mut more);
+    }
+}
+
+/// Sorts events by timestamp, keeping the order of equal ones, as
+/// `sort_by_key` does; but through a list of (timestamp, index) pairs, so
+/// that an event (about 90 bytes) moves once rather than at each merge, and
+/// not at all when the events are in order already.
+fn sort_by_time(events: &mut [LogEvent]) {
+    if !events.is_sorted_by_key(|e| e.timestamp_ms) {
+        events.sort_by_cached_key(|e| e.timestamp_ms);
+    }
 }
 
 #[cfg(test)]
@@ -1295,6 +1378,53 @@ mod tests {
             ingestion_time_ms: timestamp_ms,
             message: String::new(),
         }
+    }
+
+    /// `fingerprint("eni-0123456789abcdef0-all", "1")`, as checkpoints
+    /// written since per-stream fingerprints (2026-12-07) hold it.
+    const PINNED_FINGERPRINT: u128 = 334_091_853_054_822_439_121_320_499_219_169_377_627;
+
+    /// Fingerprints are written to checkpoints: computed from a stream's
+    /// cached prefix, they are the values of hashing the whole in one go
+    /// (as before the cache), and a known value stays what it was.
+    #[test]
+    fn fingerprints_from_a_cached_stream_prefix_are_the_checkpointed_values() {
+        fn in_one_go(stream: &str, event_id: &str) -> u128 {
+            let mut hasher = SipHasher13::new();
+            hasher.write(&(stream.len() as u64).to_le_bytes());
+            hasher.write(stream.as_bytes());
+            hasher.write(event_id.as_bytes());
+            hasher.finish128().as_u128()
+        }
+        let mut fingerprints = Fingerprints::default();
+        for index in 0..50 {
+            let stream = format!("eni-{:017x}-all", index % 3);
+            let id = format!("{:056}", index * 7_919);
+            let e = event(&stream, &id, 0);
+            assert_eq!(fingerprints.of(&e), in_one_go(&stream, &id), "{e:?}");
+            assert_eq!(fingerprint(&stream, &id), in_one_go(&stream, &id));
+        }
+        assert_eq!(fingerprints.prefixes.len(), 3, "one prefix per stream");
+        assert_eq!(
+            fingerprint("eni-0123456789abcdef0-all", "1"),
+            PINNED_FINGERPRINT
+        );
+    }
+
+    #[test]
+    fn sorting_by_time_keeps_the_order_of_equal_timestamps() {
+        let times = [5, 3, 5, 1, 3, 3, 9, 1, 5, 0];
+        let mut events: Vec<LogEvent> = times
+            .iter()
+            .enumerate()
+            .map(|(index, time)| event("eni-a-all", &index.to_string(), *time))
+            .collect();
+        let mut expected = events.clone();
+        expected.sort_by_key(|e| e.timestamp_ms);
+        sort_by_time(&mut events);
+        assert_eq!(events, expected);
+        sort_by_time(&mut events);
+        assert_eq!(events, expected, "in order already");
     }
 
     #[test]
