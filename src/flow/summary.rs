@@ -259,6 +259,10 @@ impl SessionObserver for Summary {
         }
     }
 
+    fn wants_closed(&self) -> bool {
+        self.details.is_some()
+    }
+
     fn evicted(&mut self, _: &str) {
         self.evicted += 1;
     }
