@@ -39,8 +39,11 @@ pub(crate) enum LearnedAddress {
 }
 
 impl LearnedAddress {
-    fn observe(&mut self, a: Addr, b: Addr) {
+    /// Learns from one record's two addresses; returns whether that
+    /// changed what is known.
+    fn observe(&mut self, a: Addr, b: Addr) -> bool {
         let on_record = |x: Addr| x == a || x == b;
+        let before = *self;
         *self = match *self {
             LearnedAddress::Unknown if a == b => LearnedAddress::Local(a),
             LearnedAddress::Unknown => LearnedAddress::EitherOf(a, b),
@@ -53,6 +56,7 @@ impl LearnedAddress {
             LearnedAddress::Local(x) if on_record(x) => LearnedAddress::Local(x),
             LearnedAddress::Local(_) | LearnedAddress::None => LearnedAddress::None,
         };
+        *self != before
     }
 }
 
@@ -77,11 +81,11 @@ impl LocalAddresses {
         self.configured = configured.iter().copied().map(to_addr).collect();
     }
 
-    /// Learns from one record's source and destination.
-    pub(crate) fn observe(&mut self, src: Addr, dst: Addr) {
-        if family(src) == family(dst) {
-            self.learned[family(src)].observe(src, dst);
-        }
+    /// Learns from one record's source and destination; returns whether
+    /// that changed what the records said (checked for every record: one
+    /// family's answer compared, not a copy of both).
+    pub(crate) fn observe(&mut self, src: Addr, dst: Addr) -> bool {
+        family(src) == family(dst) && self.learned[family(src)].observe(src, dst)
     }
 
     /// What the records said, IPv4 then IPv6.

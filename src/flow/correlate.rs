@@ -52,6 +52,12 @@ pub trait SessionObserver {
     );
     /// A decided session was closed (idle, or end of input) with its final totals.
     fn closed(&mut self, session: &SessionReport<'_>);
+    /// Whether [`SessionObserver::closed`] does anything: when it does not
+    /// (`analyze` without `--details`), closing a session skips building
+    /// its report, one of the costs paid for every session.
+    fn wants_closed(&self) -> bool {
+        true
+    }
     /// A pending session was decided early to keep within `max_open_sessions`
     /// (whether or not it got a verdict yet).
     fn evicted(&mut self, interface_id: &str);
@@ -232,9 +238,8 @@ impl Correlator {
         // This record is one of the interface's records when what its time
         // makes due is decided: learn the local address from it first.
         let state = &mut self.interfaces[interface];
-        let learned_before = state.local.learned();
-        state.local.observe(src, dst);
-        if !state.waiting.is_empty() && state.local.learned() != learned_before {
+        let learned = state.local.observe(src, dst);
+        if learned && !state.waiting.is_empty() {
             self.settle_waiting(interface, false, observer);
         }
         if let Some(time) = time {
@@ -678,7 +683,9 @@ impl Correlator {
             self.park(index, slot as u32, session, key, observer);
             return;
         }
-        if let Some(report) = session.report(&key, &interface.id) {
+        if observer.wants_closed()
+            && let Some(report) = session.report(&key, &interface.id)
+        {
             observer.closed(&report);
         }
     }

@@ -68,6 +68,18 @@ impl Hash for SessionKey {
 }
 
 impl SessionKey {
+    /// When both addresses are IPv4 (as nearly all are): the key in three
+    /// words, packed without loss (interface and protocol, both ports, both
+    /// addresses), for the table's hasher.
+    pub(crate) fn ipv4_words(&self) -> Option<[u64; 3]> {
+        let (low, high) = (ipv4(self.low.0)?, ipv4(self.high.0)?);
+        Some([
+            u64::from(self.interface) | u64::from(self.protocol) << 32,
+            u64::from(self.low.1) << 16 | u64::from(self.high.1),
+            u64::from(low) << 32 | u64::from(high),
+        ])
+    }
+
     /// The key of a record from `source` to `destination`, and the side it is on.
     pub(crate) fn of(
         interface: u32,

@@ -38,6 +38,10 @@ impl<A: SessionObserver, B: SessionObserver> SessionObserver for Both<A, B> {
         self.1.closed(session);
     }
 
+    fn wants_closed(&self) -> bool {
+        self.0.wants_closed() || self.1.wants_closed()
+    }
+
     fn evicted(&mut self, interface_id: &str) {
         self.0.evicted(interface_id);
         self.1.evicted(interface_id);
@@ -79,6 +83,10 @@ impl<T: SessionObserver + ?Sized> SessionObserver for &mut T {
 
     fn closed(&mut self, session: &SessionReport<'_>) {
         (**self).closed(session);
+    }
+
+    fn wants_closed(&self) -> bool {
+        (**self).wants_closed()
     }
 
     fn evicted(&mut self, interface_id: &str) {
