@@ -164,8 +164,13 @@ fn feed_path(
                         result = Err(error);
                         break 'groups;
                     }
-                    // The decoder panicked: joining it reports that.
-                    Err(_) => break 'groups,
+                    // The decoder ended early: it panicked (joining it
+                    // reports that) or found fewer row groups (the file
+                    // changed while read): never a silent end.
+                    Err(_) => {
+                        result = Err(io::Error::other("the file changed while it was read"));
+                        break 'groups;
+                    }
                 };
                 let owners: Arc<[u16]> = (0..batch.len())
                     .map(|row| {
