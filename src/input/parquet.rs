@@ -530,7 +530,7 @@ fn spread<T: Copy + Default>(
     max_def_level: i16,
     nulls: &mut Vec<u64>,
 ) {
-    if max_def_level == 0 || values.len() == levels.len() {
+    if max_def_level == 0 || values.len() >= levels.len() {
         return;
     }
     let mut next = values.len();
@@ -571,4 +571,42 @@ fn read_batch<T: DataType>(
         read += records;
     }
     Ok(read)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_spread_over_their_rows_and_nulls_marked() {
+        // Rows 0, 2, 3 and 69 are null (level 0); the others hold 10, 11, ….
+        let rows = 70;
+        let null_rows = [0, 2, 3, 69];
+        let levels: Vec<i16> = (0..rows)
+            .map(|row| i16::from(!null_rows.contains(&row)))
+            .collect();
+        let mut values: Vec<i64> = (10..10 + (rows - null_rows.len()) as i64).collect();
+        let mut nulls = Vec::new();
+        spread(&mut values, &levels, 1, &mut nulls);
+        assert_eq!(values.len(), rows);
+        let mut expected = 10;
+        for row in 0..rows {
+            let null = nulls[row / 64] & (1 << (row % 64)) != 0;
+            assert_eq!(null, null_rows.contains(&row), "row {row}");
+            if !null {
+                assert_eq!(values[row], expected, "row {row}");
+                expected += 1;
+            }
+        }
+        // No null: nothing moves, no bitmap.
+        let mut values = vec![1i32, 2, 3];
+        let mut nulls = Vec::new();
+        spread(&mut values, &[1, 1, 1], 1, &mut nulls);
+        assert_eq!((values, nulls), (vec![1, 2, 3], vec![]));
+        // Fewer values than the levels promise (never from the decoder):
+        // placeholders, no panic.
+        let mut values = vec![7i32];
+        spread(&mut values, &[1, 1, 0], 1, &mut Vec::new());
+        assert_eq!(values.len(), 3);
+    }
 }

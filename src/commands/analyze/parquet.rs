@@ -1,23 +1,26 @@
 //! `analyze` of Parquet files on every core, with the results of the
 //! single-threaded path, as [`super::parallel`] does for text.
 //!
-//! One thread (the caller's) decodes the file, a batch of rows at a time
+//! Row groups are independent: as many decoding threads as workers each
+//! decode every N-th row group of the file, a batch of rows at a time
 //! ([`parquet::Rows`]: inflating pages, decoding dictionaries, strings
-//! copied into flat buffers), deals each row to a worker by its interface,
-//! and hands every batch, shared, to each of N workers. Each worker builds
-//! the records of the rows dealt to it from their typed values and runs
-//! its own [`crate::flow::Pipeline`] over them, in file order. Every
-//! interface thus sees exactly the records, in exactly the order, of the
-//! single-threaded path (its watermark and rule 5's order of arrival), and
-//! so gets the same verdicts; the workers' summaries are added up at the
-//! end.
+//! copied into flat buffers), a few batches ahead. The caller's thread
+//! takes the batches in file order, deals each row to a worker by its
+//! interface, and hands every batch, shared, to each of N workers. Each
+//! worker builds the records of the rows dealt to it from their typed
+//! values and runs its own [`crate::flow::Pipeline`] over them, in file
+//! order. Every interface thus sees exactly the records, in exactly the
+//! order, of the single-threaded path (its watermark and rule 5's order of
+//! arrival), and so gets the same verdicts; the workers' summaries are
+//! added up at the end.
 //!
-//! Decoding happens once, on the reader; building records (parsing
-//! addresses, checking values) and correlating, most of the work, are
-//! shared out. (Every worker decoding the whole file, tried before,
-//! repeated the decoding and was slower than one thread.) Memory stays
-//! bounded: batches are small, reused, and the channels bounded, so the
-//! reader waits for a busy worker instead of decoding the file ahead.
+//! Each row group is decoded once; decoding, building records (parsing
+//! addresses, checking values) and correlating are all shared out. (Every
+//! worker decoding the whole file, tried before, repeated the decoding and
+//! was slower than one thread; one decoding thread was the bottleneck.)
+//! Memory stays bounded: batches are small and reused, and every channel
+//! is bounded, so decoders wait for the dealing and the dealing for a busy
+//! worker instead of decoding the file ahead.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -164,8 +167,13 @@ fn feed_path(
                         result = Err(error);
                         break 'groups;
                     }
-                    // The decoder panicked: joining it reports that.
-                    Err(_) => break 'groups,
+                    // The decoder ended early: it panicked (joining it
+                    // reports that) or found fewer row groups (the file
+                    // changed while read): never a silent end.
+                    Err(_) => {
+                        result = Err(io::Error::other("the file changed while it was read"));
+                        break 'groups;
+                    }
                 };
                 let owners: Arc<[u16]> = (0..batch.len())
                     .map(|row| {
