@@ -99,26 +99,55 @@ pub fn analyze(
     workers: usize,
     progress: &dyn Fn(u64),
 ) -> Result<Summary, InputError> {
-    // Past 65,535 workers a bucket could not name one (nor would it help).
-    let workers = workers.clamp(2, usize::from(UNASSIGNED));
-    // The bound on open sessions is the whole process's: each worker holds
-    // its share. Below the bound results are those of the single thread;
-    // past it, which pending sessions are decided early depends on the
-    // shards (`--threads 1` evicts exactly as the exporter does).
+    let workers = worker_count(workers);
+    on_workers(
+        paths,
+        report,
+        workers,
+        CHUNKS_IN_FLIGHT,
+        |report, index, input| work(report, index, workers, input),
+        |path, senders| feed_path(path, senders, progress),
+    )
+}
+
+/// The workers used for `requested`: at least 2, and past 65,535 a bucket
+/// of [`Dealer`] could not name one (nor would it help).
+pub(super) fn worker_count(requested: usize) -> usize {
+    requested.clamp(2, usize::from(UNASSIGNED))
+}
+
+/// Runs `workers` threads, each reading its messages from a channel of
+/// `in_flight` and giving its [`Summary`] (`work(report, index, input)`),
+/// while `feed` sends each path's input to them on the caller's thread;
+/// the summaries are added up. A read error ends the input, and is
+/// returned once the workers are done.
+///
+/// The bound on open sessions is the whole process's: each worker holds
+/// its share. Below the bound, results are those of the single thread;
+/// past it, which pending sessions are decided early depends on the
+/// shards (`--threads 1` evicts exactly as the exporter does).
+pub(super) fn on_workers<M: Send>(
+    paths: &[PathBuf],
+    report: &ReportRequest,
+    workers: usize,
+    in_flight: usize,
+    work: impl Fn(&ReportRequest, usize, Receiver<M>) -> Summary + Sync,
+    mut feed: impl FnMut(&Path, &[SyncSender<M>]) -> io::Result<()>,
+) -> Result<Summary, InputError> {
     let mut shard = report.clone();
     shard.settings.max_open_sessions = report.settings.max_open_sessions.div_ceil(workers);
-    let report = &shard;
+    let (report, work) = (&shard, &work);
     thread::scope(|scope| {
         let mut senders = Vec::with_capacity(workers);
         let mut handles = Vec::with_capacity(workers);
         for index in 0..workers {
-            let (sender, receiver) = sync_channel(CHUNKS_IN_FLIGHT);
+            let (sender, receiver) = sync_channel(in_flight);
             senders.push(sender);
-            handles.push(scope.spawn(move || work(report, index, workers, receiver)));
+            handles.push(scope.spawn(move || work(report, index, receiver)));
         }
         let mut read = Ok(());
         for path in paths {
-            read = feed_path(path, &senders, progress).map_err(|source| InputError {
+            read = feed(path, &senders).map_err(|source| InputError {
                 path: path.clone(),
                 source,
             });
@@ -241,20 +270,15 @@ impl Worker {
 /// all of them hand out interfaces alike without talking to each other.
 struct LineShard {
     choice: FormatChoice,
-    /// This worker, of `workers`.
+    /// This worker.
     index: usize,
-    workers: usize,
     /// The column of `interface-id` in the format lines are read with.
     interface_column: Option<usize>,
     at_input_start: bool,
     /// The interface of records that name none (`-`, or no such column).
     fallback_interface: Box<[u8]>,
-    /// The worker of each bucket of interfaces (by a hash of the id): the
-    /// next worker for each new bucket, so a few interfaces still spread
-    /// over every worker. Interfaces that share a bucket share a worker,
-    /// which is all the sharding needs: no id is compared or kept.
-    assigned: Box<[u16; BUCKETS]>,
-    next_worker: usize,
+    /// Which worker counts each interface.
+    dealer: Dealer,
 }
 
 impl LineShard {
@@ -266,12 +290,10 @@ impl LineShard {
         LineShard {
             choice: choice.clone(),
             index,
-            workers,
             interface_column: interface_column(&format),
             at_input_start: true,
             fallback_interface: Box::from(&b"-"[..]),
-            assigned: Box::new([UNASSIGNED; BUCKETS]),
-            next_worker: 0,
+            dealer: Dealer::new(workers),
         }
     }
 
@@ -317,23 +339,43 @@ impl LineShard {
             None if self.interface_column.is_some() => return 0,
             None => &self.fallback_interface[..],
         };
-        let bucket = &mut self.assigned[bucket(interface)];
-        if *bucket == UNASSIGNED {
-            *bucket = self.next_worker as u16;
-            self.next_worker = (self.next_worker + 1) % self.workers;
-        }
-        usize::from(*bucket)
+        usize::from(self.dealer.worker_of(interface))
     }
+}
+
+/// Which worker counts an interface: the next worker for each new bucket
+/// of interfaces (by a hash of the id), so a few interfaces still spread
+/// over every worker. Interfaces that share a bucket share a worker,
+/// which is all the sharding needs: no id is compared or kept.
+pub(super) struct Dealer {
+    assigned: Box<[u16; BUCKETS]>,
+    next_worker: usize,
+    workers: usize,
 }
 
 /// Buckets of interfaces: many more than interfaces seen at once, so few share.
 const BUCKETS: usize = 1 << 12;
 const UNASSIGNED: u16 = u16::MAX;
 
-fn bucket(interface: &[u8]) -> usize {
-    let mut hasher = rustc_hash::FxHasher::default();
-    hasher.write(interface);
-    (hasher.finish() >> 52) as usize
+impl Dealer {
+    pub(super) fn new(workers: usize) -> Dealer {
+        Dealer {
+            assigned: Box::new([UNASSIGNED; BUCKETS]),
+            next_worker: 0,
+            workers,
+        }
+    }
+
+    pub(super) fn worker_of(&mut self, interface: &[u8]) -> u16 {
+        let mut hasher = rustc_hash::FxHasher::default();
+        hasher.write(interface);
+        let bucket = &mut self.assigned[(hasher.finish() >> 52) as usize];
+        if *bucket == UNASSIGNED {
+            *bucket = self.next_worker as u16;
+            self.next_worker = (self.next_worker + 1) % self.workers;
+        }
+        *bucket
+    }
 }
 
 /// Field `column` of a trimmed line, fields split as the record parser

@@ -24,13 +24,13 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::hash::Hasher;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread;
 
+use super::parallel::{Dealer, on_workers, worker_count};
 use crate::commands::report::ReportRequest;
 use crate::flow::{LogFormat, RecordParser, Summary};
 use crate::input::parquet::{self, Batch, Rows};
@@ -86,48 +86,16 @@ pub fn analyze(
     workers: usize,
     progress: &dyn Fn(u64),
 ) -> Result<Summary, InputError> {
-    let workers = workers.clamp(2, usize::from(UNASSIGNED));
-    // Each worker holds its share of the bound on open sessions, as on
-    // the text path.
-    let mut shard = report.clone();
-    shard.settings.max_open_sessions = report.settings.max_open_sessions.div_ceil(workers);
-    let report = &shard;
-    thread::scope(|scope| {
-        let mut senders = Vec::with_capacity(workers);
-        let mut handles = Vec::with_capacity(workers);
-        for index in 0..workers {
-            let (sender, receiver) = sync_channel(BATCHES_IN_FLIGHT);
-            senders.push(sender);
-            handles.push(scope.spawn(move || work(report, index, receiver)));
-        }
-        let mut dealer = Dealer::new(workers);
-        let mut read = Ok(());
-        for path in paths {
-            read = feed_path(path, &senders, &mut dealer, workers, progress).map_err(|source| {
-                InputError {
-                    path: path.clone(),
-                    source,
-                }
-            });
-            if read.is_err() {
-                break;
-            }
-        }
-        // Dropping the senders ends the workers' input.
-        drop(senders);
-        let mut summaries = handles.into_iter().map(|handle| {
-            handle
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        });
-        read?;
-        let mut total = summaries.next().expect("at least two workers");
-        for summary in summaries {
-            total.merge(summary);
-        }
-        total.sort_details();
-        Ok(total)
-    })
+    let workers = worker_count(workers);
+    let mut dealer = Dealer::new(workers);
+    on_workers(
+        paths,
+        report,
+        workers,
+        BATCHES_IN_FLIGHT,
+        work,
+        |path, senders| feed_path(path, senders, &mut dealer, workers, progress),
+    )
 }
 
 /// One Parquet file: its rows, decoded and dealt, to every worker. Row
@@ -280,39 +248,4 @@ fn work(report: &ReportRequest, index: usize, input: Receiver<Message>) -> Summa
         }
     }
     report.finish(pipeline, summary)
-}
-
-/// Which worker counts an interface: the next worker for each new bucket
-/// of interfaces (by a hash of the id), so a few interfaces still spread
-/// over every worker. Interfaces that share a bucket share a worker,
-/// which is all the sharding needs.
-struct Dealer {
-    assigned: Box<[u16; BUCKETS]>,
-    next_worker: usize,
-    workers: usize,
-}
-
-/// Buckets of interfaces: many more than interfaces seen at once, so few share.
-const BUCKETS: usize = 1 << 12;
-const UNASSIGNED: u16 = u16::MAX;
-
-impl Dealer {
-    fn new(workers: usize) -> Dealer {
-        Dealer {
-            assigned: Box::new([UNASSIGNED; BUCKETS]),
-            next_worker: 0,
-            workers,
-        }
-    }
-
-    fn worker_of(&mut self, interface: &[u8]) -> u16 {
-        let mut hasher = rustc_hash::FxHasher::default();
-        hasher.write(interface);
-        let bucket = &mut self.assigned[(hasher.finish() >> 52) as usize];
-        if *bucket == UNASSIGNED {
-            *bucket = self.next_worker as u16;
-            self.next_worker = (self.next_worker + 1) % self.workers;
-        }
-        *bucket
-    }
 }
