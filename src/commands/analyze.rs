@@ -55,20 +55,27 @@ pub fn analyze(request: &AnalyzeRequest) -> Result<Summary, input::InputError> {
         }
     };
     let workers = request.workers();
-    let summary = if workers > 1 && parallel::applies(&request.paths, request.input_format) {
-        parallel::analyze(&request.paths, &request.report, workers, &progress)?
-    } else if workers > 1 && parquet::applies(&request.paths, request.input_format) {
-        parquet::analyze(&request.paths, &request.report, workers, &progress)?
-    } else {
-        let (mut pipeline, mut summary) = request.report.start();
-        input::feed_files(
-            &request.paths,
-            request.input_format,
-            &mut pipeline,
-            &mut summary,
-            &progress,
-        )?;
-        request.report.finish(pipeline, summary)
+    let layout = (workers > 1)
+        .then(|| parallel::shared_layout(&request.paths, request.input_format))
+        .flatten();
+    let summary = match layout {
+        Some(input::InputFormat::Text) => {
+            parallel::analyze(&request.paths, &request.report, workers, &progress)?
+        }
+        Some(input::InputFormat::Parquet) => {
+            parquet::analyze(&request.paths, &request.report, workers, &progress)?
+        }
+        _ => {
+            let (mut pipeline, mut summary) = request.report.start();
+            input::feed_files(
+                &request.paths,
+                request.input_format,
+                &mut pipeline,
+                &mut summary,
+                &progress,
+            )?;
+            request.report.finish(pipeline, summary)
+        }
     };
     if let Some(bar) = bar {
         bar.finish_and_clear();

@@ -60,25 +60,36 @@ enum Message {
     Chunk(Arc<Vec<u8>>),
 }
 
-/// Whether every file is flow-log text (plain or gzip), which is what
-/// the parallel path reads; other layouts (JSON, exports, Parquet) and
-/// stdin take the single-threaded path.
-pub fn applies(paths: &[PathBuf], input_format: InputFormat) -> bool {
-    paths.iter().all(|path| {
-        path != Path::new("-")
-            && match input_format {
-                InputFormat::Text => true,
-                InputFormat::Auto => is_text(path).unwrap_or(false),
-                _ => false,
-            }
-    })
+/// The layout every file has, when they share one that a parallel path
+/// reads (flow-log text, plain or gzip: this module; Parquet:
+/// [`super::parquet`]), by `--input-format` or by content. `None` for
+/// stdin, other layouts (JSON, exports) and mixes: the single-threaded
+/// path reads those.
+pub fn shared_layout(paths: &[PathBuf], input_format: InputFormat) -> Option<InputFormat> {
+    let layout_of = |path: &PathBuf| {
+        if path == Path::new("-") {
+            return None;
+        }
+        match input_format {
+            InputFormat::Auto => detect_layout(path).ok(),
+            forced => Some(forced),
+        }
+        .filter(|layout| matches!(layout, InputFormat::Text | InputFormat::Parquet))
+    };
+    let (first, rest) = paths.split_first()?;
+    let layout = layout_of(first)?;
+    rest.iter()
+        .all(|path| layout_of(path) == Some(layout))
+        .then_some(layout)
 }
 
-fn is_text(path: &Path) -> io::Result<bool> {
+/// A file's layout by its first bytes (gunzipped), as `input::detect`
+/// tells it.
+fn detect_layout(path: &Path) -> io::Result<InputFormat> {
     let mut head = Vec::new();
     File::open(path)?.take(SNIFF_BYTES).read_to_end(&mut head)?;
     if head.starts_with(input::parquet::MAGIC) {
-        return Ok(false);
+        return Ok(InputFormat::Parquet);
     }
     if head.starts_with(&GZIP_MAGIC) {
         let mut plain = Vec::new();
@@ -88,7 +99,7 @@ fn is_text(path: &Path) -> io::Result<bool> {
             .read_to_end(&mut plain);
         head = plain;
     }
-    Ok(input::detect(&head) == InputFormat::Text)
+    Ok(input::detect(&head))
 }
 
 /// Analyzes text files with `workers` threads (at least 2) besides the

@@ -3,7 +3,7 @@
 //!
 //! Row groups are independent: as many decoding threads as workers each
 //! decode every N-th row group of the file, a batch of rows at a time
-//! ([`parquet::Rows`]: inflating pages, decoding dictionaries, strings
+//! ([`Rows`]: inflating pages, decoding dictionaries, strings
 //! copied into flat buffers), a few batches ahead. The caller's thread
 //! takes the batches in file order, deals each row to a worker by its
 //! interface, and hands every batch, shared, to each of N workers. Each
@@ -24,7 +24,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -33,8 +33,8 @@ use std::thread;
 use super::parallel::{Dealer, on_workers, worker_count};
 use crate::commands::report::ReportRequest;
 use crate::flow::{LogFormat, RecordParser, Summary};
-use crate::input::parquet::{self, Batch, Rows};
-use crate::input::{InputError, InputFormat, Origin};
+use crate::input::parquet::{Batch, Rows};
+use crate::input::{InputError, Origin};
 
 /// Batches in flight per worker: what the reader may run ahead.
 const BATCHES_IN_FLIGHT: usize = 8;
@@ -58,24 +58,6 @@ enum Message {
         batch: Arc<Batch>,
         owners: Arc<[u16]>,
     },
-}
-
-/// Whether every file is Parquet (and none is stdin).
-pub fn applies(paths: &[PathBuf], input_format: InputFormat) -> bool {
-    paths.iter().all(|path| {
-        path != Path::new("-")
-            && match input_format {
-                InputFormat::Parquet => true,
-                InputFormat::Auto => is_parquet(path).unwrap_or(false),
-                _ => false,
-            }
-    })
-}
-
-fn is_parquet(path: &Path) -> io::Result<bool> {
-    let mut magic = Vec::new();
-    File::open(path)?.take(4).read_to_end(&mut magic)?;
-    Ok(magic == parquet::MAGIC)
 }
 
 /// Analyzes Parquet files with `workers` threads (at least 2) besides the
