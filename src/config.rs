@@ -51,6 +51,7 @@ mod scale;
 mod values;
 
 pub use messages::ConfigError;
+pub(crate) use messages::{join, parse_unknown_field};
 pub use scale::{FROM_HOSTNAME, MetricsConfig, ShardConfig, account_of_role};
 
 use std::collections::BTreeMap;

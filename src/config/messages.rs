@@ -161,7 +161,8 @@ impl Origins {
 const GAP_MESSAGE: &str =
     "missing: environment variables must number list entries from 0, without gaps";
 
-fn join(path: &str, key: &str) -> String {
+/// `path.key`, or `key` at the top.
+pub(crate) fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_owned()
     } else {
@@ -169,8 +170,10 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
-/// serde's `unknown field `x`, expected one of `a`, `b`` → (`x`, [`a`, `b`]).
-fn parse_unknown_field(message: &str) -> Option<(String, Vec<String>)> {
+/// serde's `unknown field `x`, expected one of `a`, `b`` (or `expected
+/// `a``, or `there are no fields`) → (`x`, [`a`, `b`]). Shared with the web
+/// configuration's messages.
+pub(crate) fn parse_unknown_field(message: &str) -> Option<(String, Vec<String>)> {
     let rest = message.strip_prefix("unknown field `")?;
     let (field, rest) = rest.split_once('`')?;
     let expected = rest

@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use super::auth::BasicAuth;
 use super::tls::{self, Tls};
+use crate::config::{join, parse_unknown_field};
 
 /// A web configuration ready to serve with.
 #[derive(Debug)]
@@ -223,20 +224,6 @@ fn deserialize_error(
     }
 }
 
-/// `unknown field `x`, expected one of `a`, `b`` (or `expected `a``, or
-/// `there are no fields`) → (`x`, [a, b]).
-fn parse_unknown_field(message: &str) -> Option<(String, Vec<String>)> {
-    let rest = message.strip_prefix("unknown field `")?;
-    let (field, rest) = rest.split_once('`')?;
-    let expected = rest
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .map(str::to_owned)
-        .collect();
-    Some((field.to_owned(), expected))
-}
-
 /// serde's wording in the words of the rest of the exporter's messages,
 /// without the YAML position (the key path says where).
 fn humanize(message: &str) -> String {
@@ -263,14 +250,6 @@ fn humanize(message: &str) -> String {
         }
     }
     message.to_owned()
-}
-
-fn join(prefix: &str, key: &str) -> String {
-    if prefix.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{prefix}.{key}")
-    }
 }
 
 fn validate(path: &Path, raw: RawWebConfig) -> Result<WebConfig, WebConfigError> {
