@@ -217,10 +217,10 @@ fn peek<R: Read>(mut reader: R) -> io::Result<(Vec<u8>, impl Read)> {
     Ok((head.clone(), Cursor::new(head).chain(reader)))
 }
 
-/// Reports every read's size.
-struct Counting<'a, R> {
-    inner: R,
-    progress: &'a dyn Fn(u64),
+/// Reports every read's size (to a progress bar).
+pub(crate) struct Counting<'a, R> {
+    pub(crate) inner: R,
+    pub(crate) progress: &'a dyn Fn(u64),
 }
 
 impl<R: Read> Read for Counting<'_, R> {

@@ -40,7 +40,7 @@ use std::hash::Hasher;
 use crate::commands::report::ReportRequest;
 use crate::flow::{Field, FormatChoice, LineSplitter, LogFormat, Pipeline, Summary};
 use crate::input::ahead::GunzipAhead;
-use crate::input::{self, InputError, InputFormat, Origin};
+use crate::input::{self, Counting, InputError, InputFormat, Origin};
 
 /// Input is handed to the workers in chunks of this many bytes: below
 /// glibc's mmap threshold (`main.rs`), so chunks are reused, not mapped.
@@ -441,20 +441,6 @@ fn interface_column(format: &LogFormat) -> Option<usize> {
         .fields()
         .iter()
         .position(|field| *field == Field::InterfaceId)
-}
-
-/// Reports every read's size.
-struct Counting<'a, R> {
-    inner: R,
-    progress: &'a dyn Fn(u64),
-}
-
-impl<R: Read> Read for Counting<'_, R> {
-    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
-        let read = self.inner.read(buffer)?;
-        (self.progress)(read as u64);
-        Ok(read)
-    }
 }
 
 #[cfg(test)]
